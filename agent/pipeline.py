@@ -1,0 +1,70 @@
+"""Typed Python API behind the CLI: analyze one case and write its outputs atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perception.findings import Settings, build_findings
+from perception.io import load_ct
+from perception.masks import load_masks
+from perception.schema import Findings
+
+log = logging.getLogger("radagent")
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + (t - t0)
+        return t
+
+
+def analyze(ct_path: str | Path, masks_path: str | Path, class_map: str | Path | None = None,
+            settings: Settings | None = None, timings: Timings | None = None) -> Findings:
+    """Load the CT and its masks, check geometry, measure: the Findings object (nothing written)."""
+    tm = timings or Timings()
+    t = time.perf_counter()
+    ct = load_ct(ct_path)
+    t = tm.add("load_ct", t)
+    s = settings or Settings()
+    ls = load_masks(masks_path, ct, class_map, tol_mm=s.geometry_tolerance_mm)
+    t = tm.add("load_masks", t)
+    findings = build_findings(ct, ls, s)
+    tm.add("measure", t)
+    return findings
+
+
+def write_outputs_atomically(out_dir: Path, files: dict[str, str], force: bool = False) -> Path:
+    """Write ``files`` (name -> text) into out_dir so that out_dir appears complete or not at all."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: output path exists and is not a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise FileExistsError(f"{out_dir}: output folder exists and is not empty (use --force to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text)
+            with open(tmp / name, "rb+") as f:
+                os.fsync(f.fileno())
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.rename(out_dir, old)
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

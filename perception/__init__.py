@@ -1,0 +1,3 @@
+"""radagent perception: load CT and masks, measure, emit Findings."""
+
+__version__ = "0.1.0"

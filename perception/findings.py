@@ -1,0 +1,376 @@
+"""build_findings: CT + LabelSet -> Findings. The one place that orchestrates the measurements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, asdict
+
+import cc3d
+import numpy as np
+from scipy import ndimage
+
+from . import __version__, registry
+from .location import adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares
+from .mask import Mask, expand, intersect, union
+from .masks import LabelSet, merge
+from .measure import axial_diameters, feret_3d, hu_stats, world
+from .schema import (Attenuation, Check, ContrastPhase, Findings, Flag, Lesion, MaskInfo, MeasurementSettings,
+                     Organ, SegmentShare, Status, Study)
+from .staging import lesion_hints, study_hints
+from .volume import CTVolume
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Choices the measurement definitions leave open (documented in README 'Measurement definitions')."""
+
+    min_lesion_volume_mm3: float = 10.0  # components smaller than this are dropped (counted, not reported)
+    min_lesion_voxels: int = 2
+    attenuation_margin_hu: float = 10.0  # |lesion - host| <= margin -> iso
+    contact_tolerance_mm: float = 2.0  # vessel wall within this distance of tumour = contact
+    adjacency_mm: float = 3.0  # organ within this distance of the lesion = adjacent
+    segment_min_fraction: float = 0.10  # sub-segments holding > 10 % are listed
+    geometry_tolerance_mm: float = 0.01  # mask vs CT affine tolerance
+    vessel_search_mm: float = 20.0  # vessels whose box is within this distance are assessed
+
+    def schema(self) -> MeasurementSettings:
+        d = asdict(self)
+        d.pop("vessel_search_mm")
+        return MeasurementSettings(**d)
+
+
+ORGAN_ORDER = ["liver", "gallbladder", "pancreas", "spleen", "adrenal_gland_right", "adrenal_gland_left",
+               "kidney_right", "kidney_left", "stomach", "duodenum", "small_bowel", "colon", "rectum",
+               "esophagus", "urinary_bladder", "prostate", "lung_right", "lung_left", "lung", "heart"]
+
+
+CORE_ORGANS = {"liver", "gallbladder", "pancreas", "spleen", "kidney_right", "kidney_left",
+               "adrenal_gland_right", "adrenal_gland_left", "stomach"}
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (ORGAN_ORDER.index(name) if name in ORGAN_ORDER else len(ORGAN_ORDER), name)
+
+
+def _eroded_median(ct: CTVolume, m: Mask | None) -> float | None:
+    if m is None:
+        return None
+    core = ndimage.binary_erosion(m.data)
+    sel = core if core.sum() >= 10 else m.data
+    if not sel.any():
+        return None
+    return float(np.median(ct.hu[tuple(slice(a, b) for a, b in m.bbox)][sel]))
+
+
+def estimate_phase(ct: CTVolume, ls: LabelSet) -> ContrastPhase:
+    """Contrast phase from the header when it says, else from aorta and portal-vein HU.
+
+    Rules (HU = median in the eroded mask): aorta < 80 -> non_contrast; aorta >= 150 and
+    aorta - PV > 50 -> arterial; PV >= 130 and aorta - PV <= 50 -> portal_venous;
+    80 <= aorta < 150 and |aorta - PV| <= 30 -> delayed; else contrast given, phase indeterminate.
+    """
+    aorta = _eroded_median(ct, ls.get("aorta"))
+    pv_mask = ls.get("portal_vein") or ls.get("portal_vein_and_splenic_vein")
+    pv = _eroded_median(ct, pv_mask)
+    desc = (ct.meta.get("series_description") or "").lower()
+    for word, phase in (("arterial", "arterial"), ("portal", "portal_venous"), ("venous", "portal_venous"),
+                        ("delay", "delayed"), ("non-contrast", "non_contrast"), ("noncontrast", "non_contrast"),
+                        ("native", "non_contrast"), ("unenhanced", "non_contrast")):
+        if word in desc:
+            return ContrastPhase(phase=phase, source="header", aorta_hu=aorta, portal_vein_hu=pv,
+                                 rule=f"SeriesDescription {ct.meta.get('series_description')!r} contains {word!r}")
+    if aorta is None:
+        if ct.meta.get("contrast_agent"):
+            return ContrastPhase(phase="contrast_unspecified", source="header", aorta_hu=None, portal_vein_hu=pv,
+                                 rule=f"ContrastBolusAgent {ct.meta['contrast_agent']!r}; no aorta mask to estimate the phase")
+        return ContrastPhase(phase="unknown", source="unknown", aorta_hu=None, portal_vein_hu=pv,
+                             rule="no aorta mask and no phase in the header")
+    if aorta < 80 and (pv is None or pv < 80):
+        return ContrastPhase(phase="non_contrast", source="estimated", aorta_hu=aorta, portal_vein_hu=pv, rule=f"aorta {aorta:.0f} HU < 80")
+    if pv is None:
+        if aorta >= 250:
+            return ContrastPhase(phase="arterial", source="estimated", aorta_hu=aorta, portal_vein_hu=None, rule=f"aorta {aorta:.0f} HU >= 250, no portal vein mask")
+        return ContrastPhase(phase="contrast_unspecified", source="estimated", aorta_hu=aorta, portal_vein_hu=None,
+                             rule=f"aorta {aorta:.0f} HU >= 80 (contrast given); no portal vein mask to tell the phase")
+    if aorta >= 150 and aorta - pv > 50:
+        return ContrastPhase(phase="arterial", source="estimated", aorta_hu=aorta, portal_vein_hu=pv, rule=f"aorta {aorta:.0f} HU >= 150 and aorta - PV {aorta - pv:.0f} > 50")
+    if pv >= 130 and aorta - pv <= 50:
+        return ContrastPhase(phase="portal_venous", source="estimated", aorta_hu=aorta, portal_vein_hu=pv, rule=f"PV {pv:.0f} HU >= 130 and aorta - PV {aorta - pv:.0f} <= 50")
+    if 80 <= aorta < 150 and abs(aorta - pv) <= 30:
+        return ContrastPhase(phase="delayed", source="estimated", aorta_hu=aorta, portal_vein_hu=pv, rule=f"aorta {aorta:.0f} HU in 80-150 and |aorta - PV| {abs(aorta - pv):.0f} <= 30")
+    return ContrastPhase(phase="contrast_unspecified", source="estimated", aorta_hu=aorta, portal_vein_hu=pv,
+                         rule=f"aorta {aorta:.0f} HU, PV {pv:.0f} HU: enhanced, no phase rule matched")
+
+
+@dataclass
+class _Component:
+    mask: Mask
+    source_mask: str
+    label: int
+    kind: str
+    family: str | None
+
+
+def _components(name: str, m: Mask, kind: str, family: str | None, s: Settings, voxel_mm3: float) -> tuple[list[_Component], int]:
+    labels = cc3d.connected_components(m.data, connectivity=26)
+    stats = cc3d.statistics(labels)
+    out, dropped = [], 0
+    min_vox = max(s.min_lesion_voxels, int(np.ceil(s.min_lesion_volume_mm3 / voxel_mm3)))
+    for lab in range(1, len(stats["voxel_counts"])):
+        n = int(stats["voxel_counts"][lab])
+        if n == 0:
+            continue
+        if n < min_vox:
+            dropped += 1
+            continue
+        sl = stats["bounding_boxes"][lab]
+        data = labels[sl] == lab
+        bb = tuple((s0.start + o, s0.stop + o) for s0, (o, _) in zip(sl, m.bbox))
+        out.append(_Component(Mask(name, m.shape, bb, data, m.source), name, lab, kind, family))
+    return out, dropped
+
+
+def _host_mask(ls: LabelSet, organ: str) -> Mask | None:
+    m = ls.get(organ)
+    if m is not None:
+        return m
+    parts = [sm for n, sm in ls.masks.items() if not sm.empty and registry.SUBSEGMENTS.get(n) == registry.organ_family(organ)
+             and (organ not in ("lung_left", "lung_right") or n.endswith(organ.split("_")[1]))]
+    return merge(organ, parts) if parts else None
+
+
+def _assign_organ(comp: _Component, organs: dict[str, Mask]) -> str | None:
+    fam = comp.family
+    if fam in organs:
+        return fam
+    cands = {n: m for n, m in organs.items() if fam is None or registry.organ_family(n) == fam}
+    best, best_n = None, 0
+    for n, m in cands.items():
+        k = comp.mask.overlap_count(m)
+        if k > best_n:
+            best, best_n = n, k
+    if best is None and fam is not None and cands:
+        # no overlap: the nearest candidate of the family (e.g. exophytic kidney lesion)
+        c = np.array([(a + b) / 2 for a, b in comp.mask.bbox])
+        best = min(cands, key=lambda n: np.linalg.norm(c - np.array([(a + b) / 2 for a, b in cands[n].bbox])))
+    if best is None and fam is not None and fam in registry.ORGANS:
+        return fam
+    return best
+
+
+def _flag(name, value, key, positive, reason=None) -> Flag:
+    t = registry.THRESHOLDS[key]
+    thr = t["value"] if not isinstance(t["value"], list) else t["value"][0]
+    if value is None or reason:
+        return Flag(name=name, status="not_assessed", value=value, unit=t["unit"], threshold=thr, rule=t["rule"],
+                    source=t["source"], reason=reason or "value not measured")
+    return Flag(name=name, status="positive" if positive(value, thr) else "negative", value=round(value, 3), unit=t["unit"],
+                threshold=thr, rule=t["rule"], source=t["source"])
+
+
+def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None) -> Findings:
+    s = settings or Settings()
+    affine, axial, spacing = ct.affine, ct.axial_axis, ct.spacing
+    vox_mm3 = ct.voxel_volume_mm3
+    hu = ct.hu
+    warnings = list(ct.warnings) + list(ls.warnings)
+    for raw, sugg in ls.unknown.items():
+        warnings.append(f"unknown mask name {raw!r}" + (f"; did you mean {', '.join(repr(x) for x in sugg)}?" if sugg else "") + " (kept, not interpreted)")
+
+    organs = {n: m for n, m in ls.by_category("organ").items()}
+    vessels = {n: m for n, m in ls.by_category("vessel").items() if not m.empty}
+    subsegs = {n: m for n, m in ls.by_category("subsegment").items() if not m.empty}
+    present_organs = {n: m for n, m in organs.items() if not m.empty}
+
+    # pancreas sub-segments from vessels when no masks were given
+    if "pancreas" in present_organs and not any(n.startswith("pancreas_") for n in subsegs):
+        derived = derive_pancreas_segments(present_organs["pancreas"], vessels.get("superior_mesenteric_vein"),
+                                           vessels.get("superior_mesenteric_artery"), vessels.get("aorta"), affine, axial)
+        subsegs.update({n: m for n, m in derived.items() if not m.empty})
+
+    # lesion components
+    comps: list[_Component] = []
+    dropped = 0
+    for name, m in ls.by_category("lesion").items():
+        if m.empty:
+            continue
+        st = registry.classify(name)
+        cs, d = _components(name, m, st.lesion_kind or "lesion", st.family, s, vox_mm3)
+        comps += cs
+        dropped += d
+    hosts_for_lesions = dict(present_organs)
+    for fam in ("lung",):
+        if fam not in hosts_for_lesions:
+            h = _host_mask(ls, fam)
+            if h is not None:
+                hosts_for_lesions[fam] = h
+    comp_organ = [_assign_organ(c, hosts_for_lesions) for c in comps]
+    all_lesions = merge("all_lesions", [c.mask for c in comps]) if comps else None
+
+    phase = estimate_phase(ct, ls)
+    contrast = phase.phase not in ("non_contrast", "unknown")
+
+    # organs
+    organ_stats: dict[str, tuple] = {}
+    organ_out: list[Organ] = []
+    lesion_union_by_organ: dict[str, list[Mask]] = {}
+    for c, o in zip(comps, comp_organ):
+        if o:
+            lesion_union_by_organ.setdefault(o, []).append(c.mask)
+    for name in sorted(organs, key=_order):
+        m = organs[name]
+        if m.empty:
+            if name not in CORE_ORGANS:
+                continue  # an empty label of a whole-body model is not news for an organ outside the abdomen
+            organ_out.append(Organ(name=name, status=Status.absent, mask=m.source, voxel_count=0, volume_ml=None, mean_hu=None,
+                                   median_hu=None, sd_hu=None, touches_edges=[], note="mask present but empty: structure not found"))
+            continue
+        les = lesion_union_by_organ.get(name, [])
+        full = merge(name, [m] + les) if les else m
+        box = full.bbox
+        sl = tuple(slice(a, b) for a, b in box)
+        host = full.crop(box)
+        if all_lesions is not None and intersect(all_lesions.bbox, box) is not None:
+            host &= ~all_lesions.crop(box)
+        st = hu_stats(hu[sl][host]) if host.any() else None
+        edges = full.touches_edges()
+        status = Status.truncated_by_fov if edges else Status.measured
+        vol = full.voxel_count * vox_mm3 / 1000.0
+        organ_stats[name] = (st, vol if status == Status.measured else None)
+        organ_out.append(Organ(
+            name=name, status=status, mask=m.source, voxel_count=full.voxel_count,
+            volume_ml=round(vol, 3) if status == Status.measured else None,
+            mean_hu=round(st.mean, 2) if st else None, median_hu=round(st.median, 2) if st else None,
+            sd_hu=round(st.sd, 2) if st else None, touches_edges=edges,
+            note=(f"mask reaches the scan edge ({', '.join(edges)}): organ incompletely imaged, volume not measured" if edges else None)))
+
+    # lesions
+    vessels_present = set(vessels)
+    lesion_rows = []
+    for c, organ in zip(comps, comp_organ):
+        m = c.mask
+        sl = tuple(slice(a, b) for a, b in m.bbox)
+        vals = hu[sl][m.data]
+        st = hu_stats(vals)
+        diam = axial_diameters(m.data, m.bbox, affine, axial)
+        feret = feret_3d(m.data, m.bbox, affine)
+        idx = np.argwhere(m.data).astype(np.float64) + np.array([a for a, _ in m.bbox])
+        cvox = idx.mean(axis=0)
+        cmm = world(cvox[None], affine)[0]
+        host_st = organ_stats.get(organ, (None, None))[0] if organ else None
+        if organ and organ not in organ_stats and organ in hosts_for_lesions:
+            hm = hosts_for_lesions[organ]
+            hs = tuple(slice(a, b) for a, b in hm.bbox)
+            hv = hm.data & ~all_lesions.crop(hm.bbox)
+            host_st = hu_stats(hu[hs][hv]) if hv.any() else None
+        diff = st.mean - host_st.mean if host_st else None
+        if diff is None:
+            att = None
+        elif diff < -s.attenuation_margin_hu:
+            att = Attenuation.hypo
+        elif diff > s.attenuation_margin_hu:
+            att = Attenuation.hyper
+        else:
+            att = Attenuation.iso
+        term = None
+        if att is not None:
+            stem = {"hypoattenuating": "hypo", "isoattenuating": "iso", "hyperattenuating": "hyper"}[att.value]
+            term = stem + ("enhancing" if contrast else "attenuating")
+        components = []
+        th = registry.THRESHOLDS
+        if st.mean < th["fat_max_hu"]["value"]:
+            components.append(f"fat: mean {st.mean:.0f} HU < {th['fat_max_hu']['value']:.0f}")
+        elif st.mean < th["cystic_max_hu"]["value"] and st.sd <= 20.0:
+            components.append(f"cystic: mean {st.mean:.0f} HU < 20 and SD {st.sd:.0f} <= 20")
+        calc = float(np.mean(vals > th["calcified_min_hu"]["value"]))
+        if calc >= 0.05:
+            components.append(f"calcified: {100 * calc:.0f} % of voxels > 130 HU")
+
+        fam = registry.organ_family(organ) if organ else None
+        fam_segs = {n: sm for n, sm in subsegs.items() if registry.SUBSEGMENTS.get(n) == fam}
+        shares = segment_shares(m, fam_segs, spacing) if fam_segs else []
+        laterality = pole = None
+        if organ and organ.endswith(("_left", "_right")):
+            laterality = organ.rsplit("_", 1)[1]
+        elif fam == "lung" and shares:
+            laterality = shares[0][0].rsplit("_", 1)[1]
+        if fam == "kidney" and organ in present_organs:
+            pole = kidney_pole(cvox, present_organs[organ], affine)
+
+        # vessels
+        contacts = []
+        reach = margin_voxels(s.vessel_search_mm, spacing)
+        from .vessels import vessel_contact
+        for vn, vm in sorted(vessels.items()):
+            if near(m.bbox, vm.bbox, reach):
+                vc = vessel_contact(m, vm, affine, tolerance_mm=s.contact_tolerance_mm, display_name=registry.VESSELS[vn][1])
+                if vc is not None:
+                    contacts.append(vc)
+        renal_overlap = any(m.overlap_count(vm) > 0 for vn, vm in vessels.items() if vn.startswith("renal_vein"))
+        adj_cands = {n: om for n, om in present_organs.items() if n != organ and registry.organ_family(n) != fam}
+        adjacent = adjacent_structures(m, adj_cands, spacing, s.adjacency_mm)
+        thick = ct.slice_thickness_mm
+        min_long = max(registry.THRESHOLDS["recist_min_long_axis_mm"]["value"], 2 * thick if thick > 5 else 0)
+        measurable = diam.long_axis_mm >= min_long
+        rule = f"long axis {diam.long_axis_mm:.1f} mm {'>=' if measurable else '<'} {min_long:.0f} mm" + (
+            f" (2x slice thickness {thick:.1f} mm)" if thick > 5 else "")
+        size_for_t = feret
+        edges = m.touches_edges()
+        lesion_rows.append(dict(
+            organ=organ, kind=c.kind, mask=c.source_mask, component_label=c.label,
+            status=Status.truncated_by_fov if edges else Status.measured, voxel_count=int(m.voxel_count),
+            centroid_mm=tuple(round(float(v), 2) for v in cmm), centroid_voxel=tuple(round(float(v), 2) for v in cvox),
+            bbox_voxel=m.bbox, volume_ml=round(m.voxel_count * vox_mm3 / 1000.0, 4),
+            long_axis_mm=round(diam.long_axis_mm, 2), short_axis_mm=round(diam.short_axis_mm, 2), axial_slice=diam.slice_index,
+            long_axis_endpoints_voxel=tuple(tuple(round(v, 2) for v in p) for p in diam.long_endpoints),
+            short_axis_endpoints_voxel=tuple(tuple(round(v, 2) for v in p) for p in diam.short_endpoints),
+            max_diameter_3d_mm=round(feret, 2), mean_hu=round(st.mean, 2), median_hu=round(st.median, 2), sd_hu=round(st.sd, 2),
+            organ_mean_hu=round(host_st.mean, 2) if host_st else None, hu_difference=round(diff, 2) if diff is not None else None,
+            attenuation=att, attenuation_term=term, components=components,
+            segments=[n for n, f, _ in shares if f > s.segment_min_fraction],
+            segment_shares=[SegmentShare(name=n, fraction=round(f, 4), source=src) for n, f, src in shares],
+            laterality=laterality, kidney_pole=pole, vessel_contacts=contacts, adjacent_organs=adjacent, touches_edges=edges,
+            recist_measurable=measurable, recist_rule=rule,
+            staging=lesion_hints(fam, c.kind, size_for_t, contacts, vessels_present, renal_overlap),
+        ))
+    lesion_rows.sort(key=lambda r: (-r["volume_ml"], r["mask"], r["component_label"]))
+    lesions = [Lesion(id=f"L{i}", **r) for i, r in enumerate(lesion_rows, start=1)]
+    by_organ: dict[str, list[str]] = {}
+    for les in lesions:
+        if les.organ:
+            by_organ.setdefault(les.organ, []).append(les.id)
+
+    # organ flags (need lesions and phase)
+    ph = phase.phase
+    noncon_reason = None if ph == "non_contrast" else f"requires non-contrast CT (phase: {ph})"
+    def mean(n):
+        o = next((o for o in organ_out if o.name == n), None)
+        return o.mean_hu if o and o.mean_hu is not None else None
+    final_organs = []
+    for o in organ_out:
+        flags = []
+        trunc_reason = "organ incompletely imaged (truncated by the scan edge)" if o.status == Status.truncated_by_fov else None
+        if o.name == "spleen" and o.status != Status.absent:
+            flags.append(_flag("splenomegaly", o.volume_ml, "splenomegaly_volume_ml", lambda v, t: v > t, trunc_reason))
+        if o.name == "liver" and o.status != Status.absent:
+            flags.append(_flag("hepatomegaly", o.volume_ml, "hepatomegaly_volume_ml", lambda v, t: v > t, trunc_reason))
+            flags.append(_flag("hepatic_steatosis", o.mean_hu, "liver_steatosis_hu", lambda v, t: v < t, noncon_reason))
+            ls_ratio = o.mean_hu / mean("spleen") if mean("spleen") and o.mean_hu is not None else None
+            flags.append(_flag("liver_spleen_ratio_low", ls_ratio, "liver_spleen_ratio", lambda v, t: v < t,
+                               noncon_reason or (None if ls_ratio is not None else "no spleen HU")))
+        if o.name == "pancreas" and o.status != Status.absent:
+            ps = o.mean_hu / mean("spleen") if mean("spleen") and o.mean_hu is not None else None
+            flags.append(_flag("pancreatic_steatosis", ps, "pancreatic_steatosis_ps_ratio", lambda v, t: v < t,
+                               noncon_reason or (None if ps is not None else "no spleen HU")))
+        final_organs.append(o.model_copy(update={"flags": flags, "lesion_ids": by_organ.get(o.name, [])}))
+
+    study = Study(
+        source=ct.source, source_format=ct.source_format, shape=ct.shape, spacing_mm=tuple(round(v, 5) for v in spacing),
+        orientation=ct.orientation, affine=[[round(float(v), 6) for v in row] for row in affine],
+        axial_axis=axial, slice_thickness_mm=round(ct.slice_thickness_mm, 4), modality=ct.meta.get("modality") or "CT",
+        modality_checks=[Check(**c) for c in ct.meta.get("modality_checks", [])], contrast_phase=phase, warnings=warnings)
+    masks = []
+    for n, m in sorted(ls.masks.items()):
+        st = registry.classify(n)
+        masks.append(MaskInfo(name=n, source=m.source, category=st.category if st else "unknown", voxel_count=m.voxel_count))
+    return Findings(radagent_version=__version__, study=study, organs=final_organs, lesions=lesions, staging=study_hints(),
+                    masks=masks, dropped_components=dropped, settings=s.schema())

@@ -1,0 +1,158 @@
+"""Pure measurement kernels on cropped binary masks and an affine.
+
+All distances are physical (mm) and go through the full affine, so oblique and sheared (gantry
+tilt) grids are measured correctly. A binary mask's outline is taken as its 0.5 iso-contour: the
+midpoints of the faces between inside and outside voxels. Along a voxel axis this makes a
+rasterised segment of n voxels measure exactly n x spacing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError
+
+from .mask import BBox
+
+
+def world(points_ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Voxel coordinates (N, 3) -> RAS+ world mm (N, 3)."""
+    return points_ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def boundary_points(mask: np.ndarray) -> np.ndarray:
+    """Face midpoints between inside and outside voxels of a 2D or 3D bool array (index units)."""
+    pad = np.pad(mask, 1)
+    pts = []
+    for ax in range(mask.ndim):
+        a = np.moveaxis(pad, ax, 0)
+        inside = a[1:-1]
+        for step, off in ((2, 0.5), (0, -0.5)):  # neighbour after / before along ax
+            face = inside & ~a[step:step + inside.shape[0]]
+            idx = np.argwhere(face).astype(np.float64)
+            if idx.size:
+                # restore the original axis order, then undo the padding on the other axes
+                idx = idx[:, _inverse_move(ax, mask.ndim)]
+                idx -= np.array([0.0 if c == ax else 1.0 for c in range(mask.ndim)])
+                idx[:, ax] += off
+                pts.append(idx)
+    return np.concatenate(pts) if pts else np.zeros((0, mask.ndim))
+
+
+def _inverse_move(ax: int, ndim: int) -> list[int]:
+    """Column order that maps moveaxis(ax, 0) coordinates back to the original axis order."""
+    moved = [ax] + [c for c in range(ndim) if c != ax]
+    return [moved.index(c) for c in range(ndim)]
+
+
+def _max_pair(points: np.ndarray) -> tuple[float, int, int]:
+    """Largest pairwise distance among points: (distance, i, j)."""
+    n = len(points)
+    if n < 2:
+        return 0.0, 0, 0
+    cand = np.arange(n)
+    if n > 64:
+        try:
+            cand = ConvexHull(points).vertices
+        except (QhullError, ValueError):  # degenerate (collinear / coplanar): keep all points
+            cand = np.arange(n)
+    p = points[cand]
+    best, bi, bj = -1.0, 0, 0
+    for start in range(0, len(p), 512):
+        blk = p[start:start + 512]
+        d2 = ((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+        k = int(np.argmax(d2))
+        r, c = divmod(k, d2.shape[1])
+        if d2[r, c] > best:
+            best, bi, bj = float(d2[r, c]), int(cand[start + r]), int(cand[c])
+    return float(np.sqrt(best)), bi, bj
+
+
+@dataclass(frozen=True)
+class AxialDiameters:
+    long_axis_mm: float
+    short_axis_mm: float
+    slice_index: int  # along the axial axis, full-grid index
+    long_endpoints: tuple[tuple[float, float, float], tuple[float, float, float]]  # voxel coords, full grid
+    short_endpoints: tuple[tuple[float, float, float], tuple[float, float, float]]
+
+
+def axial_diameters(comp: np.ndarray, bbox: BBox, affine: np.ndarray, axial: int) -> AxialDiameters:
+    """RECIST long axis over all axial slices, and the longest perpendicular diameter on that slice.
+
+    ``comp`` is the lesion's bool array cropped to ``bbox`` on the CT grid.
+    """
+    offset = np.array([a for a, _ in bbox], dtype=np.float64)
+    inplane = [a for a in range(3) if a != axial]
+    best = None
+    areas = comp.sum(axis=tuple(inplane))
+    for k in np.flatnonzero(areas):
+        sl = np.take(comp, k, axis=axial)
+        pts2 = boundary_points(sl)
+        ijk = np.zeros((len(pts2), 3))
+        ijk[:, inplane[0]] = pts2[:, 0]
+        ijk[:, inplane[1]] = pts2[:, 1]
+        ijk[:, axial] = k
+        ijk += offset
+        w = world(ijk, affine)
+        d, i, j = _max_pair(w)
+        key = (round(d, 6), int(areas[k]))
+        if best is None or key > best[0]:
+            best = (key, d, k, ijk, w, i, j)
+    assert best is not None, "axial_diameters called on an empty mask"
+    _, d, k, ijk, w, i, j = best
+    short, s0, s1 = _perpendicular_extent(w, w[i], w[j], affine, inplane)
+    return AxialDiameters(
+        long_axis_mm=d,
+        short_axis_mm=short,
+        slice_index=int(k + offset[axial]),
+        long_endpoints=(tuple(ijk[i]), tuple(ijk[j])),
+        short_endpoints=(tuple(ijk[s0]), tuple(ijk[s1])) if short > 0 else (tuple(ijk[i]), tuple(ijk[i])),
+    )
+
+
+def _perpendicular_extent(w: np.ndarray, a: np.ndarray, b: np.ndarray, affine: np.ndarray,
+                          inplane: list[int]) -> tuple[float, int, int]:
+    """Longest extent of the outline perpendicular to a->b, measured across bins along a->b."""
+    u = b - a
+    n = np.linalg.norm(u)
+    if n == 0:
+        return 0.0, 0, 0
+    u /= n
+    normal = np.cross(affine[:3, inplane[0]], affine[:3, inplane[1]])
+    v = np.cross(normal, u)
+    v /= np.linalg.norm(v)
+    s = (w - a) @ u
+    t = (w - a) @ v
+    step = 0.5 * min(np.linalg.norm(affine[:3, inplane[0]]), np.linalg.norm(affine[:3, inplane[1]]))
+    bins = np.floor(s / step).astype(np.int64)
+    order = np.lexsort((t, bins))
+    bs, ts = bins[order], t[order]
+    first = np.r_[0, np.flatnonzero(np.diff(bs)) + 1]
+    last = np.r_[first[1:] - 1, len(bs) - 1]
+    ext = ts[last] - ts[first]
+    m = int(np.argmax(ext))
+    return float(ext[m]), int(order[first[m]]), int(order[last[m]])
+
+
+def feret_3d(comp: np.ndarray, bbox: BBox, affine: np.ndarray) -> float:
+    """Maximum 3D diameter (Feret) of the outline, mm."""
+    pts = boundary_points(comp) + np.array([a for a, _ in bbox], dtype=np.float64)
+    d, _, _ = _max_pair(world(pts, affine))
+    return d
+
+
+@dataclass(frozen=True)
+class HUStats:
+    mean: float
+    median: float
+    sd: float
+    n: int
+
+
+def hu_stats(values: np.ndarray) -> HUStats | None:
+    if values.size == 0:
+        return None
+    v = values.astype(np.float64, copy=False)
+    return HUStats(float(v.mean()), float(np.median(v)), float(v.std()), int(v.size))

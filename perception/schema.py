@@ -1,0 +1,203 @@
+"""Findings: the typed, versioned artifact perception hands downstream (findings.json).
+
+This is the only perception module that reasoning/, templates/ and agent/ import. Every
+measurement carries its unit in the field name (``_mm``, ``_ml``, ``_hu``, ``_deg``); a value
+that could not be measured is ``None`` together with a status saying why, never 0.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "1.0.0"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Status(str, Enum):
+    measured = "measured"
+    truncated_by_fov = "truncated_by_fov"
+    absent = "absent"
+    not_found = "not_found"
+    failed = "failed"
+
+
+class Attenuation(str, Enum):
+    hypo = "hypoattenuating"
+    iso = "isoattenuating"
+    hyper = "hyperattenuating"
+
+
+class ContactCategory(str, Enum):
+    none = "none"
+    abutment = "abutment"
+    encasement = "encasement"
+
+
+class Check(_Model):
+    name: str
+    passed: bool
+    detail: str
+
+
+class ContrastPhase(_Model):
+    phase: Literal["non_contrast", "arterial", "portal_venous", "delayed", "contrast_unspecified", "unknown"]
+    source: Literal["header", "estimated", "unknown"]
+    aorta_hu: float | None = Field(None, description="median HU in the eroded aorta mask")
+    portal_vein_hu: float | None = Field(None, description="median HU in the eroded portal/splenic vein mask")
+    rule: str = Field(description="the rule or header field that decided the phase")
+
+
+class Study(_Model):
+    source: str
+    source_format: Literal["nifti", "dicom"]
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    orientation: str = Field(description="axis codes of the voxel axes (nibabel convention, e.g. RAS, LPS)")
+    affine: list[list[float]] = Field(description="voxel index -> RAS+ world mm")
+    axial_axis: int = Field(description="voxel axis closest to world superior-inferior")
+    slice_thickness_mm: float
+    modality: str
+    modality_checks: list[Check]
+    contrast_phase: ContrastPhase
+    warnings: list[str] = []
+
+
+class Flag(_Model):
+    name: str = Field(description="e.g. splenomegaly, hepatic_steatosis")
+    status: Literal["positive", "negative", "not_assessed"]
+    value: float | None
+    unit: str
+    threshold: float
+    rule: str
+    source: str
+    reason: str | None = None
+
+
+class Organ(_Model):
+    name: str
+    status: Status
+    mask: str = Field(description="mask (file or label) the organ was measured from")
+    voxel_count: int
+    volume_ml: float | None = Field(description="null unless status is measured")
+    mean_hu: float | None
+    median_hu: float | None
+    sd_hu: float | None
+    touches_edges: list[str] = Field(description="scan edges the mask touches, e.g. 'axis2_max'")
+    lesion_ids: list[str] = []
+    flags: list[Flag] = []
+    note: str | None = None
+
+
+class SegmentShare(_Model):
+    name: str
+    fraction: float = Field(ge=0.0, le=1.0)
+    source: Literal["mask", "computed"] = "mask"
+
+
+class VesselContact(_Model):
+    vessel: str
+    max_angle_deg: float = Field(ge=0.0, le=360.0)
+    contact_length_mm: float = Field(ge=0.0)
+    category: ContactCategory
+    slice_of_max: int | None = Field(None, description="axial slice index of the maximum angle")
+    method: str = Field(description="cross-section method (axial or vessel-perpendicular) and tolerance")
+
+
+class StagingHint(_Model):
+    system: str = Field(description="e.g. 'AJCC8 pancreas T', 'NCCN pancreas resectability'")
+    category: str = Field(description="the stage/category, or 'not assessed'")
+    rule: str = Field(description="the rule that fired, or why it was not assessed")
+
+
+class Lesion(_Model):
+    id: str
+    organ: str | None = Field(description="host organ (mask name), null if no organ overlaps")
+    kind: str = Field(description="lesion kind from the mask name: lesion, tumor, cyst, pdac, pnet, nodule")
+    mask: str = Field(description="source lesion mask name")
+    component_label: int = Field(description="26-connected component label within that mask")
+    status: Status
+    voxel_count: int
+    centroid_mm: tuple[float, float, float] = Field(description="RAS+ world coordinates")
+    centroid_voxel: tuple[float, float, float]
+    bbox_voxel: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] = Field(description="[start, stop) per axis")
+    volume_ml: float
+    long_axis_mm: float = Field(description="RECIST 1.1 longest axial diameter")
+    short_axis_mm: float = Field(description="longest diameter perpendicular to the long axis on its slice")
+    axial_slice: int = Field(description="index along the axial axis of the long-axis slice")
+    long_axis_endpoints_voxel: tuple[tuple[float, float, float], tuple[float, float, float]]
+    short_axis_endpoints_voxel: tuple[tuple[float, float, float], tuple[float, float, float]]
+    max_diameter_3d_mm: float = Field(description="3D Feret diameter (not RECIST)")
+    mean_hu: float
+    median_hu: float
+    sd_hu: float
+    organ_mean_hu: float | None = Field(description="host parenchyma: organ mask minus all lesions")
+    hu_difference: float | None = Field(description="lesion mean minus host mean, HU")
+    attenuation: Attenuation | None
+    attenuation_term: str | None = Field(description="'enhancing' words when contrast was given, else 'attenuating'")
+    components: list[str] = Field(description="cystic / fat / calcified flags with their rule")
+    segments: list[str] = Field(description="sub-segments holding > 10 % of the lesion, largest first")
+    segment_shares: list[SegmentShare]
+    laterality: Literal["left", "right", "midline"] | None = None
+    kidney_pole: Literal["upper", "interpolar", "lower"] | None = None
+    vessel_contacts: list[VesselContact]
+    adjacent_organs: list[str]
+    touches_edges: list[str] = []
+    recist_measurable: bool
+    recist_rule: str
+    staging: list[StagingHint]
+
+
+class MeasurementSettings(_Model):
+    min_lesion_volume_mm3: float
+    min_lesion_voxels: int
+    attenuation_margin_hu: float
+    contact_tolerance_mm: float
+    adjacency_mm: float
+    segment_min_fraction: float
+    geometry_tolerance_mm: float
+
+
+class MaskInfo(_Model):
+    name: str
+    source: str
+    category: str
+    voxel_count: int
+
+
+class Findings(_Model):
+    schema_version: str = SCHEMA_VERSION
+    radagent_version: str
+    study: Study
+    organs: list[Organ]
+    lesions: list[Lesion]
+    staging: list[StagingHint] = Field(description="study-level hints (N, M: never invented)")
+    masks: list[MaskInfo]
+    dropped_components: int = Field(description="lesion components below the minimum size, not reported as lesions")
+    settings: MeasurementSettings
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Findings":
+        return cls.model_validate_json(Path(path).read_text())
+
+    def lesion(self, lesion_id: str) -> Lesion:
+        for les in self.lesions:
+            if les.id == lesion_id:
+                return les
+        raise KeyError(f"no lesion {lesion_id!r}; lesions are {[l.id for l in self.lesions]}")
+
+    def organ(self, name: str) -> Organ | None:
+        return next((o for o in self.organs if o.name == name), None)
+
+
+def json_schema() -> dict:
+    return Findings.model_json_schema()
