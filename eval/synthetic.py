@@ -73,7 +73,8 @@ def organ_center_mm(mask: np.ndarray, affine: np.ndarray, erode: int = 0) -> np.
     from scipy import ndimage
 
     sp = np.linalg.norm(affine[:3, :3], axis=0)
-    dist = ndimage.distance_transform_edt(mask, sampling=sp)
+    # pad so that the scan edge counts as border: the centre stays inside the field of view
+    dist = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=sp)[1:-1, 1:-1, 1:-1]
     ijk = np.array(np.unravel_index(int(np.argmax(dist)), mask.shape), dtype=np.float64)
     return affine[:3, :3] @ ijk + affine[:3, 3]
 

@@ -109,12 +109,16 @@ def _corrupt(path: Path, exc: BaseException, what: str = "a readable DICOM file"
 def _read_header(path: Path) -> _Header | None:
     """Header of one file (pixel data not read), or None when the file is not DICOM at all."""
     try:
-        with open(path, "rb") as fp:
+        fp = open(path, "rb")
+    except OSError as exc:
+        raise CTLoadError(f"{path}: expected a readable file, found an I/O error ({exc})") from exc
+    with fp:
+        try:
             try:
                 ds = pydicom.dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:
                 # No 128-byte preamble + 'DICM': accept only raw datasets that start like one
-                # (group 0x0008, little endian); anything else (LICENSE, README...) is not DICOM.
+                # (group 0x0002/0x0008, little endian); anything else (LICENSE, README) is not DICOM.
                 fp.seek(0)
                 head = fp.read(4)
                 if len(head) < 4 or head[:2] not in (b"\x08\x00", b"\x02\x00"):
@@ -128,12 +132,8 @@ def _read_header(path: Path) -> _Header | None:
                 fp.seek(offset)
                 if fp.read(4) == _PIXEL_DATA_TAG_LE:
                     pixel_offset = offset
-    except OSError as exc:
-        raise CTLoadError(f"{path}: expected a readable file, found an I/O error ({exc})") from exc
-    except CTLoadError:
-        raise
-    except Exception as exc:  # pydicom raises many types on malformed input
-        raise _corrupt(path, exc) from exc
+        except Exception as exc:  # pydicom raises many types on malformed input (EOFError, ValueError...)
+            raise _corrupt(path, exc) from exc
     if not isinstance(ds, Dataset) or len(ds) == 0:
         return None
     return _Header(path, ds, pixel_offset, ts)

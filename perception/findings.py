@@ -16,6 +16,7 @@ from .measure import axial_diameters, feret_3d, hu_stats, world
 from .schema import (Attenuation, Check, ContrastPhase, Findings, Flag, Lesion, MaskInfo, MeasurementSettings,
                      Organ, SegmentShare, Status, Study)
 from .staging import lesion_hints, study_hints
+from .vessels import vessel_contact
 from .volume import CTVolume
 
 
@@ -299,10 +300,9 @@ def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None)
         # vessels
         contacts = []
         reach = margin_voxels(s.vessel_search_mm, spacing)
-        from .vessels import vessel_contact
         for vn, vm in sorted(vessels.items()):
             if near(m.bbox, vm.bbox, reach):
-                vc = vessel_contact(m, vm, affine, tolerance_mm=s.contact_tolerance_mm, display_name=registry.VESSELS[vn][1])
+                vc = vessel_contact(m, vm, affine, tolerance_mm=s.contact_tolerance_mm)
                 if vc is not None:
                     contacts.append(vc)
         renal_overlap = any(m.overlap_count(vm) > 0 for vn, vm in vessels.items() if vn.startswith("renal_vein"))

@@ -94,7 +94,7 @@ def case(tmp_path_factory):
     masks["pancreas_head"] = pancreas & (xyz[0] > x2)  # RAS: larger x = patient right = head
     masks["pancreas_body"] = pancreas & (xyz[0] <= x2) & (xyz[0] > x1)
     masks["pancreas_tail"] = pancreas & (xyz[0] <= x1)
-    e6 = masks["pancreas_head"] & ndimage.binary_erosion(masks["pancreas_head"])
+    e6 = ellipsoid(hu.shape, aff, organ_center_mm(masks["pancreas_head"], aff), (6.0, 6.0, 6.0)) & masks["pancreas_head"]
     truth["pancreas"] = dict(mask=e6)
 
     # Couinaud-like split of the liver through lesion L-a: x >= x0 -> segment 7, else segment 8
