@@ -35,7 +35,7 @@ def build_synthetic_case(ct_path: Path, seg_path: Path, folder: Path) -> Path:
     k1 = ellipsoid(hu.shape, aff, organ_center_mm(kl, aff), (10.0, 10.0, 9.0)) & kl
     hu = paint(hu, k1, 65, 6, seed=2)
     p1 = ellipsoid(hu.shape, aff, organ_center_mm(panc, aff), (6.0, 6.0, 6.0)) & panc
-    hu = paint(hu, p1, float(hu[panc & ~p1].mean()) - 25, 6, seed=3)
+    hu = paint(hu, p1, 30, 6, seed=3)
     masks.update(liver_lesion=l1, kidney_lesion=k1, pancreatic_lesion=p1)
     return write_case(folder, hu, aff, masks)
 

@@ -157,6 +157,7 @@ class _Region:
 
     def __init__(self, geo: _Geometry, box: BBox, vessel: np.ndarray, lesion: np.ndarray):
         self.geo, self.box, self.vessel, self.lesion = geo, box, vessel, lesion
+        self.code = vessel.view(np.uint8) | (lesion.view(np.uint8) << 1)  # bit 0 vessel, bit 1 lesion
         self.lo = np.array([a for a, _ in box], dtype=float)
         ax = geo.ax
         # vessel voxels sorted by axial index, so a window is a contiguous run
@@ -292,11 +293,14 @@ def _perpendicular_angle(region: _Region, centre: np.ndarray, direction: np.ndar
     h = geo.perp_pixel
     m = int(math.ceil((half_size + geo.tol) / h))
     offs = np.arange(-m, m + 1) * h
-    grid = centre + offs[:, None, None] * u + offs[None, :, None] * v  # (2m+1, 2m+1, 3)
-    vs = _sample_nearest(region.vessel, region.to_local(grid.reshape(-1, 3))).reshape(2 * m + 1, 2 * m + 1)
+    c_loc = region.to_local(centre[None])[0]
+    u_loc, v_loc = geo.inv_lin @ u, geo.inv_lin @ v
+    grid = c_loc + offs[:, None, None] * u_loc + offs[None, :, None] * v_loc  # (2m+1, 2m+1, 3) voxel coords
+    codes = _sample_nearest(region.code, grid)
+    vs = (codes & 1).astype(bool)
     if not vs.any():
         return None
-    ls = _sample_nearest(region.lesion, region.to_local(grid.reshape(-1, 3))).reshape(vs.shape)
+    ls = (codes >> 1).astype(bool)
     lab, _ = ndimage.label(vs, structure=_EIGHT)
     lbl = lab[m, m]
     if lbl == 0:  # centre fell just outside the vessel: take the nearest vessel pixel's component
@@ -307,53 +311,61 @@ def _perpendicular_angle(region: _Region, centre: np.ndarray, direction: np.ndar
         lbl = lab[tuple(near)]
     if not ls.any():
         return 0.0
-    return _ray_contact_angle(lab == lbl, ls, np.eye(2) * h, geo.tol)
+    return _ray_contact_angle(lab == lbl, ls, np.eye(2) * h, geo.tol, voxel_mm=min(geo.spacing))
 
 
 def _sample_nearest(arr: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour lookup (order 0) of a bool array at fractional voxel coordinates; outside is False."""
-    ii = np.rint(coords).astype(np.int64)
-    ok = np.all((ii >= 0) & (ii < np.array(arr.shape)), axis=1)
-    out = np.zeros(len(coords), dtype=bool)
+    """Nearest-neighbour lookup (order 0) of ``arr`` at fractional voxel coordinates ``coords``
+    (..., 3); outside the array reads 0."""
+    ii = np.rint(coords).astype(np.intp)
+    ok = np.all((ii >= 0) & (ii < np.array(arr.shape)), axis=-1)
+    out = np.zeros(coords.shape[:-1], dtype=arr.dtype)
     out[ok] = arr[ii[ok, 0], ii[ok, 1], ii[ok, 2]]
     return out
 
 
 def _ray_contact_angle(comp: np.ndarray, lesion: np.ndarray, to_mm: np.ndarray, tol: float,
-                       n_rays: int = N_RAYS) -> float:
+                       voxel_mm: float | None = None, n_rays: int = N_RAYS) -> float:
     """Degrees of ``comp``'s circumference with lesion radially within ``tol`` mm beyond its wall.
 
     ``comp`` (one vessel component) and ``lesion`` are 2D bool arrays on the same pixels; ``to_mm``
-    maps a pixel index (i, j) to orthonormal in-plane mm coordinates.
+    maps a pixel index (i, j) to orthonormal in-plane mm coordinates. ``voxel_mm`` is the resolution
+    of the data (default: the smallest pixel side): rays are sampled every quarter of it, and lesion
+    voxels up to one voxel inside the vessel wall count as contact.
     """
-    pix = np.argwhere(comp).astype(float)
+    pix = np.argwhere(comp)
     if len(pix) == 0 or not lesion.any():
         return 0.0
     centre = pix.mean(0)
-    inv = np.linalg.inv(to_mm)
-    px_min = float(np.linalg.norm(to_mm, axis=0).min())
-    step = 0.25 * px_min
+    voxel = float(voxel_mm) if voxel_mm else float(np.linalg.norm(to_mm, axis=0).min())
+    step = 0.25 * voxel
     diag = max(float(np.linalg.norm(to_mm @ [1.0, 1.0])), float(np.linalg.norm(to_mm @ [1.0, -1.0])))
     reach = math.sqrt(float((((pix - centre) @ to_mm.T) ** 2).sum(1).max())) + diag + tol + 2 * step
     radii = np.arange(0.0, reach, step)
+    # one lookup table: bit 0 vessel component, bit 1 lesion; a zero border catches rays leaving it
+    code = np.zeros((comp.shape[0] + 2, comp.shape[1] + 2), dtype=np.uint8)
+    code[1:-1, 1:-1] = comp
+    code[1:-1, 1:-1] |= lesion.view(np.uint8) << 1
     theta = np.arange(n_rays) * (2.0 * math.pi / n_rays)
-    dirs_px = np.stack([np.cos(theta), np.sin(theta)], 1) @ inv.T  # pixels per mm along each ray
-    pts = np.rint(centre + radii[None, :, None] * dirs_px[:, None, :]).astype(np.int64)
-    ok = (pts[..., 0] >= 0) & (pts[..., 0] < comp.shape[0]) & (pts[..., 1] >= 0) & (pts[..., 1] < comp.shape[1])
-    i0 = np.where(ok, pts[..., 0], 0)
-    i1 = np.where(ok, pts[..., 1], 0)
-    inside = comp[i0, i1] & ok
-    hit = lesion[i0, i1] & ok
-    j = np.arange(len(radii))
+    dirs_px = np.stack([np.cos(theta), np.sin(theta)], 1) @ np.linalg.inv(to_mm).T  # pixels per mm
+    ii = np.rint(centre[0] + 1 + np.outer(dirs_px[:, 0], radii)).astype(np.intp)
+    jj = np.rint(centre[1] + 1 + np.outer(dirs_px[:, 1], radii)).astype(np.intp)
+    np.clip(ii, 0, code.shape[0] - 1, out=ii)
+    np.clip(jj, 0, code.shape[1] - 1, out=jj)
+    samples = code[ii, jj]
+    inside = (samples & 1).astype(bool)
+    hit = samples >> 1
+    n = len(radii)
     has_in = inside.any(1)
     first_in = inside.argmax(1)
-    outside_after = ~inside & (j[None, :] > first_in[:, None])
+    outside_after = ~inside
+    outside_after[np.arange(n)[None, :] <= first_in[:, None]] = False
     has_exit = outside_after.any(1)
     exit_ = outside_after.argmax(1)
-    back = int(math.ceil(px_min / step))
-    lo = np.maximum(exit_ - back, first_in)
-    hi = np.minimum(exit_ + int(math.floor(tol / step)), len(radii) - 1)
-    csum = np.concatenate([np.zeros((n_rays, 1), dtype=np.int64), np.cumsum(hit, 1)], 1)
+    lo = np.maximum(exit_ - int(math.ceil(voxel / step)), first_in)
+    hi = np.minimum(exit_ + int(math.floor(tol / step)), n - 1)
+    csum = np.zeros((n_rays, n + 1), dtype=np.int32)
+    np.cumsum(hit, axis=1, out=csum[:, 1:])
     rows = np.arange(n_rays)
-    contact = (csum[rows, hi + 1] - csum[rows, lo] > 0) & has_in & has_exit
+    contact = (csum[rows, hi + 1] > csum[rows, lo]) & has_in & has_exit
     return float(np.count_nonzero(contact)) * 360.0 / n_rays
