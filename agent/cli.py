@@ -45,10 +45,12 @@ def main(verbose: int) -> None:
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--strict-masks", is_flag=True, help="Refuse unknown mask names instead of warning.")
-def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: bool, strict_masks: bool) -> None:
+@click.option("--no-key-images", is_flag=True, help="Skip rendering the key image of each lesion.")
+def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
+            no_key_images: bool) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md."""
-    from agent.pipeline import Timings, analyze as run_analyze, write_outputs_atomically
+    from agent.pipeline import Timings, analyze_case, write_outputs_atomically
     from templates.render import render_findings_md
 
     con = _stderr()
@@ -58,13 +60,13 @@ def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: boo
         if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
         with con.status(f"analyzing {ct}"):
-            findings = run_analyze(ct, masks, class_map, timings=tm)
+            findings, images = analyze_case(ct, masks, class_map, timings=tm, key_images=not no_key_images)
         if strict_masks:
             unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
             if unknown:
                 raise InputError(f"{masks}: " + "; ".join(unknown))
         write_outputs_atomically(out, {"findings.json": findings.to_json() + "\n",
-                                       "findings.md": render_findings_md(findings)}, force=force)
+                                       "findings.md": render_findings_md(findings), **images}, force=force)
     except InputError as e:
         con.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
         sys.exit(2)

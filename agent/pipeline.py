@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from perception.findings import Settings, build_findings
+from perception.findings import Settings, build_findings_with_masks
 from perception.io import load_ct
 from perception.masks import load_masks
 from perception.schema import Findings
@@ -31,6 +31,13 @@ class Timings:
 def analyze(ct_path: str | Path, masks_path: str | Path, class_map: str | Path | None = None,
             settings: Settings | None = None, timings: Timings | None = None) -> Findings:
     """Load the CT and its masks, check geometry, measure: the Findings object (nothing written)."""
+    return analyze_case(ct_path, masks_path, class_map, settings, timings, key_images=False)[0]
+
+
+def analyze_case(ct_path: str | Path, masks_path: str | Path, class_map: str | Path | None = None,
+                 settings: Settings | None = None, timings: Timings | None = None, key_images: bool = True
+                 ) -> tuple[Findings, dict[str, bytes]]:
+    """Findings and the files that go with them (key images: relative path -> PNG bytes)."""
     tm = timings or Timings()
     t = time.perf_counter()
     ct = load_ct(ct_path)
@@ -38,13 +45,20 @@ def analyze(ct_path: str | Path, masks_path: str | Path, class_map: str | Path |
     s = settings or Settings()
     ls = load_masks(masks_path, ct, class_map, tol_mm=s.geometry_tolerance_mm)
     t = tm.add("load_masks", t)
-    findings = build_findings(ct, ls, s)
-    tm.add("measure", t)
-    return findings
+    findings, lesion_masks = build_findings_with_masks(ct, ls, s)
+    t = tm.add("measure", t)
+    files: dict[str, bytes] = {}
+    if key_images and findings.lesions:
+        from perception.keyimages import render_key_images
+
+        findings, files = render_key_images(ct, findings, lesion_masks)
+        tm.add("key_images", t)
+    return findings, files
 
 
-def write_outputs_atomically(out_dir: Path, files: dict[str, str], force: bool = False) -> Path:
-    """Write ``files`` (name -> text) into out_dir so that out_dir appears complete or not at all."""
+def write_outputs_atomically(out_dir: Path, files: dict[str, str | bytes], force: bool = False) -> Path:
+    """Write ``files`` (relative path -> text or bytes) into out_dir so that out_dir appears
+    complete or not at all."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir}: output path exists and is not a folder")
@@ -53,9 +67,12 @@ def write_outputs_atomically(out_dir: Path, files: dict[str, str], force: bool =
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        for name, text in files.items():
-            (tmp / name).write_text(text)
-            with open(tmp / name, "rb+") as f:
+        for name, content in files.items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(content.encode() if isinstance(content, str) else content)
+                f.flush()
                 os.fsync(f.fileno())
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

@@ -37,6 +37,14 @@ __all__ = ["load_dicom_series", "read_slice_pixels", "load_rtstruct"]
 _NON_IMAGE_MODALITIES = frozenset(
     {"RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "RTIMAGE", "SEG", "SR", "PR", "KO", "REG", "DOC", "FID", "PLAN", "RWV"}
 )
+_NON_IMAGE_SOP_PREFIXES = (
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+    "1.2.840.10008.5.1.4.1.1.481.5",  # RT Plan
+    "1.2.840.10008.5.1.4.1.1.66",  # Raw data, Spatial Registration, Segmentation...
+    "1.2.840.10008.5.1.4.1.1.88",  # Structured reports
+    "1.2.840.10008.5.1.4.1.1.11",  # Presentation states
+    "1.2.840.10008.5.1.4.1.1.104",  # Encapsulated documents
+)
 _NATIVE_LE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 _PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 _ORIENT_TOL = 1e-4  # direction cosines
@@ -70,6 +78,7 @@ class _Header:
     ds: Dataset  # everything before the pixel data
     pixel_offset: int | None  # file offset of the (7FE0,0010) element, native little endian only
     ts: UID
+    has_pixels: bool | None  # a pixel data element follows the header (None: unknown, deflated)
 
     @property
     def modality(self) -> str:
@@ -80,8 +89,34 @@ class _Header:
         return str(self.ds.get("SeriesInstanceUID", "") or "").strip()
 
     @property
+    def sop_class(self) -> UID:
+        meta = getattr(self.ds, "file_meta", None)
+        uid = self.ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else "") or ""
+        return UID(str(uid))
+
+    @property
+    def is_non_image(self) -> bool:
+        """An object that is never part of an image stack (RTSTRUCT, SEG, SR, DICOMDIR...)."""
+        if self.modality in _NON_IMAGE_MODALITIES:
+            return True
+        return self.sop_class == "1.2.840.10008.1.3.10" or str(self.sop_class).startswith(_NON_IMAGE_SOP_PREFIXES)
+
+    @property
     def is_image(self) -> bool:
-        return self.modality not in _NON_IMAGE_MODALITIES and "Rows" in self.ds and "Columns" in self.ds
+        return (
+            not self.is_non_image
+            and "Rows" in self.ds
+            and "Columns" in self.ds
+            and self.has_pixels is not False
+        )
+
+    @property
+    def looks_truncated(self) -> bool:
+        """Claims to be an image (image SOP class, or Rows present) but the pixel data is missing."""
+        if self.is_non_image or self.is_image:
+            return False
+        name = self.sop_class.name if self.sop_class else ""
+        return "Image Storage" in name or "Rows" in self.ds
 
 
 @dataclass
@@ -106,6 +141,15 @@ def _corrupt(path: Path, exc: BaseException, what: str = "a readable DICOM file"
     return CTLoadError(f"{path}: expected {what}, found a corrupt or truncated file ({type(exc).__name__}: {exc})")
 
 
+def _truncated(h: _Header) -> CTLoadError:
+    missing = [n for n, ok in (("Rows/Columns", "Rows" in h.ds), ("Pixel Data", h.has_pixels is not False)) if not ok]
+    return CTLoadError(
+        f"{h.path}: expected a complete {h.sop_class.name or 'DICOM image'} (Rows, Columns, Pixel Data), "
+        f"found {' and '.join(missing)} missing after {len(h.ds)} header element(s) "
+        f"({h.path.stat().st_size} bytes): truncated or corrupt file"
+    )
+
+
 def _read_header(path: Path) -> _Header | None:
     """Header of one file (pixel data not read), or None when the file is not DICOM at all."""
     try:
@@ -126,17 +170,22 @@ def _read_header(path: Path) -> _Header | None:
                 fp.seek(0)
                 ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
             offset = fp.tell()
-            ts = UID(str(getattr(ds.file_meta, "TransferSyntaxUID", "") or ImplicitVRLittleEndian))
+            meta = getattr(ds, "file_meta", None)
+            ts = UID(str((meta.get("TransferSyntaxUID") if meta else None) or ImplicitVRLittleEndian))
             pixel_offset = None
-            if ts in _NATIVE_LE:
+            has_pixels: bool | None = None
+            if not ts.is_deflated:
                 fp.seek(offset)
-                if fp.read(4) == _PIXEL_DATA_TAG_LE:
+                peek = fp.read(4)
+                # stop_before_pixels only stops at a pixel data tag; nothing left means none
+                has_pixels = len(peek) == 4
+                if ts in _NATIVE_LE and peek == _PIXEL_DATA_TAG_LE:
                     pixel_offset = offset
         except Exception as exc:  # pydicom raises many types on malformed input (EOFError, ValueError...)
             raise _corrupt(path, exc) from exc
-    if not isinstance(ds, Dataset) or len(ds) == 0:
+    if not isinstance(ds, Dataset) or (len(ds) == 0 and not getattr(ds, "file_meta", None)):
         return None
-    return _Header(path, ds, pixel_offset, ts)
+    return _Header(path, ds, pixel_offset, ts, has_pixels)
 
 
 def _list_files(folder: Path) -> list[Path]:
@@ -175,6 +224,15 @@ def _opt_float(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _rescale(value: Any, default: float, what: str, where: str) -> float:
+    if value is None or value == "":
+        return default
+    f = _opt_float(value)
+    if f is None or (what == "RescaleSlope" and f == 0):
+        raise DicomSeriesError(f"{where}: expected a finite {what}, found {value!r}")
+    return f
 
 
 def _frames_of(h: _Header) -> list[_Frame]:
@@ -221,8 +279,8 @@ def _frames_of(h: _Header) -> list[_Frame]:
                         (float(spacing[0]), float(spacing[1])),
                         rows,
                         cols,
-                        1.0 if slope is None else float(slope),
-                        0.0 if icpt is None else float(icpt),
+                        _rescale(slope, 1.0, "RescaleSlope", fwhere),
+                        _rescale(icpt, 0.0, "RescaleIntercept", fwhere),
                         _opt_float(thick),
                     )
                 )
@@ -240,8 +298,8 @@ def _frames_of(h: _Header) -> list[_Frame]:
                 (float(spacing[0]), float(spacing[1])),
                 rows,
                 cols,
-                float(ds.get("RescaleSlope", 1.0) if ds.get("RescaleSlope") not in (None, "") else 1.0),
-                float(ds.get("RescaleIntercept", 0.0) if ds.get("RescaleIntercept") not in (None, "") else 0.0),
+                _rescale(ds.get("RescaleSlope"), 1.0, "RescaleSlope", where),
+                _rescale(ds.get("RescaleIntercept"), 0.0, "RescaleIntercept", where),
                 _opt_float(ds.get("SliceThickness")),
             )
         ]
@@ -420,7 +478,10 @@ def _pydicom_pixels(h: _Header) -> np.ndarray:
     try:
         ds = pydicom.dcmread(h.path)
         if "PixelData" not in ds:
-            raise CTLoadError(f"{h.path}: expected pixel data (7FE0,0010), found none")
+            raise CTLoadError(
+                f"{h.path}: expected a complete pixel data element (7FE0,0010), found none readable in "
+                f"{h.path.stat().st_size} bytes: truncated or corrupt file"
+            )
         arr = ds.pixel_array
     except CTLoadError:
         raise
@@ -493,8 +554,13 @@ def read_slice_pixels(path: Path) -> np.ndarray:
     h = _read_header(path)
     if h is None:
         raise CTLoadError(f"{path}: expected a DICOM file, found a file that is not DICOM")
-    if "Rows" not in h.ds:
-        raise CTLoadError(f"{path}: expected a DICOM image, found no Rows/Columns (a non-image object)")
+    if h.looks_truncated:
+        raise _truncated(h)
+    if not h.is_image:
+        raise CTLoadError(
+            f"{path}: expected a DICOM image, found a non-image object "
+            f"({h.modality or h.sop_class.name or 'unknown type'})"
+        )
     if int(h.ds.get("NumberOfFrames", 1) or 1) != 1:
         raise CTLoadError(f"{path}: expected a single-frame image, found NumberOfFrames={h.ds.NumberOfFrames}")
     rows, cols = int(h.ds.Rows), int(h.ds.Columns)
@@ -530,8 +596,10 @@ def load_dicom_series(path: Path) -> CTVolume:
         h = _read_header(f)
         if h is None:
             n_not_dicom += 1
-        else:
-            headers.append(h)
+            continue
+        if h.looks_truncated:
+            raise _truncated(h)
+        headers.append(h)
     images = [h for h in headers if h.is_image]
     if not images:
         kinds = sorted({h.modality or "?" for h in headers})
@@ -549,7 +617,11 @@ def load_dicom_series(path: Path) -> CTVolume:
         for uid, hs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
             desc = str(hs[0].ds.get("SeriesDescription", "") or "").strip()
             mods = "/".join(sorted({x.modality or "?" for x in hs}))
-            lines.append(f"  {uid or '(no SeriesInstanceUID)'}: {len(hs)} file(s), {mods}, description {desc!r}")
+            n_slices = sum(int(x.ds.get("NumberOfFrames", 1) or 1) for x in hs)
+            lines.append(
+                f"  {uid or '(no SeriesInstanceUID)'}: {n_slices} slice(s) in {len(hs)} file(s), {mods}, "
+                f"description {desc!r}"
+            )
         raise DicomSeriesError(
             f"{path}: expected one DICOM series, found {len(groups)} series:\n" + "\n".join(lines)
         )

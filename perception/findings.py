@@ -169,6 +169,13 @@ def _flag(name, value, key, positive, reason=None) -> Flag:
 
 
 def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None) -> Findings:
+    """Measure every organ and lesion of ``ls`` on ``ct``."""
+    return build_findings_with_masks(ct, ls, settings)[0]
+
+
+def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | None = None
+                              ) -> tuple[Findings, dict[str, Mask]]:
+    """Findings plus each lesion's component mask by lesion id (for key images)."""
     s = settings or Settings()
     affine, axial, spacing = ct.affine, ct.axial_axis, ct.spacing
     vox_mm3 = ct.voxel_volume_mm3
@@ -316,7 +323,7 @@ def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None)
         size_for_t = feret
         edges = m.touches_edges()
         lesion_rows.append(dict(
-            organ=organ, kind=c.kind, mask=c.source_mask, component_label=c.label,
+            _mask=m, organ=organ, kind=c.kind, mask=c.source_mask, component_label=c.label,
             status=Status.truncated_by_fov if edges else Status.measured, voxel_count=int(m.voxel_count),
             centroid_mm=tuple(round(float(v), 2) for v in cmm), centroid_voxel=tuple(round(float(v), 2) for v in cvox),
             bbox_voxel=m.bbox, volume_ml=round(m.voxel_count * vox_mm3 / 1000.0, 4),
@@ -333,6 +340,7 @@ def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None)
             staging=lesion_hints(fam, c.kind, size_for_t, contacts, vessels_present, renal_overlap),
         ))
     lesion_rows.sort(key=lambda r: (-r["volume_ml"], r["mask"], r["component_label"]))
+    lesion_masks = {f"L{i}": r.pop("_mask") for i, r in enumerate(lesion_rows, start=1)}
     lesions = [Lesion(id=f"L{i}", **r) for i, r in enumerate(lesion_rows, start=1)]
     by_organ: dict[str, list[str]] = {}
     for les in lesions:
@@ -372,5 +380,6 @@ def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None)
     for n, m in sorted(ls.masks.items()):
         st = registry.classify(n)
         masks.append(MaskInfo(name=n, source=m.source, category=st.category if st else "unknown", voxel_count=m.voxel_count))
-    return Findings(radagent_version=__version__, study=study, organs=final_organs, lesions=lesions, staging=study_hints(),
-                    masks=masks, dropped_components=dropped, settings=s.schema())
+    findings = Findings(radagent_version=__version__, study=study, organs=final_organs, lesions=lesions,
+                        staging=study_hints(), masks=masks, dropped_components=dropped, settings=s.schema())
+    return findings, lesion_masks

@@ -58,15 +58,27 @@ def _max_pair(points: np.ndarray) -> tuple[float, int, int]:
         except (QhullError, ValueError):  # degenerate (collinear / coplanar): keep all points
             cand = np.arange(n)
     p = points[cand]
-    best, bi, bj = -1.0, 0, 0
+    best = -1.0
+    for start in range(0, len(p), 512):
+        blk = p[start:start + 512]
+        best = max(best, float((((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)).max()))
+    # ties (symmetric shapes have many equally long diameters): take the pair whose endpoints sort
+    # first in world coordinates, so the answer does not depend on the file's axis order
+    ties = []
     for start in range(0, len(p), 512):
         blk = p[start:start + 512]
         d2 = ((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)
-        k = int(np.argmax(d2))
-        r, c = divmod(k, d2.shape[1])
-        if d2[r, c] > best:
-            best, bi, bj = float(d2[r, c]), int(cand[start + r]), int(cand[c])
-    return float(np.sqrt(best)), bi, bj
+        for r, c in zip(*np.nonzero(d2 >= best - 1e-6 * max(best, 1.0))):
+            ties.append((start + int(r), int(c)))
+    def key(rc):
+        a, b = p[rc[0]], p[rc[1]]
+        lo, hi = (a, b) if tuple(np.round(a, 4)) <= tuple(np.round(b, 4)) else (b, a)
+        return tuple(np.round(lo, 4)) + tuple(np.round(hi, 4))
+    r, c = min(ties, key=key)
+    a, b = p[r], p[c]
+    if tuple(np.round(a, 4)) > tuple(np.round(b, 4)):
+        r, c = c, r
+    return float(np.sqrt(best)), int(cand[r]), int(cand[c])
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,11 @@ def axial_diameters(comp: np.ndarray, bbox: BBox, affine: np.ndarray, axial: int
     inplane = [a for a in range(3) if a != axial]
     best = None
     areas = comp.sum(axis=tuple(inplane))
-    for k in np.flatnonzero(areas):
+    ks = np.flatnonzero(areas)
+    # world S of each slice centre, and of the lesion's centre slice (for tie-breaks)
+    s_of = lambda k: float(affine[2, axial] * (k + offset[axial]) + affine[2, 3])
+    s_mid = float(np.average([s_of(k) for k in ks], weights=areas[ks]))
+    for k in ks:
         sl = np.take(comp, k, axis=axial)
         pts2 = boundary_points(sl)
         ijk = np.zeros((len(pts2), 3))
@@ -97,12 +113,15 @@ def axial_diameters(comp: np.ndarray, bbox: BBox, affine: np.ndarray, axial: int
         ijk += offset
         w = world(ijk, affine)
         d, i, j = _max_pair(w)
-        key = (round(d, 6), int(areas[k]))
+        # ties: larger area, then nearer the lesion centre, then more superior (orientation-free)
+        key = (round(d, 6), int(areas[k]), -round(abs(s_of(k) - s_mid), 6), round(s_of(k), 6))
         if best is None or key > best[0]:
             best = (key, d, k, ijk, w, i, j)
     assert best is not None, "axial_diameters called on an empty mask"
     _, d, k, ijk, w, i, j = best
     short, s0, s1 = _perpendicular_extent(w, w[i], w[j], affine, inplane)
+    if tuple(np.round(w[s0], 4)) > tuple(np.round(w[s1], 4)):  # endpoint order independent of axis order
+        s0, s1 = s1, s0
     return AxialDiameters(
         long_axis_mm=d,
         short_axis_mm=short,

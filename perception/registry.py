@@ -216,3 +216,10 @@ PANCREAS_T_MM = [(20.0, "T1"), (40.0, "T2")]  # > 40 -> T3; T4 by arterial invol
 KIDNEY_T_MM = [(40.0, "T1a"), (70.0, "T1b"), (100.0, "T2a")]  # > 100 -> T2b
 PANCREAS_T4_ARTERIES = ("celiac_trunk", "superior_mesenteric_artery", "common_hepatic_artery")
 PANCREAS_VEINS = ("superior_mesenteric_vein", "portal_vein", "portal_vein_and_splenic_vein")
+
+
+# Display windows (width, level) in HU for key images, by organ family.
+WINDOWS = {
+    "liver": (150.0, 60.0), "lung": (1500.0, -600.0), "bone": (2000.0, 500.0),
+    "default": (400.0, 40.0),
+}

@@ -152,6 +152,8 @@ class Lesion(_Model):
     recist_measurable: bool
     recist_rule: str
     staging: list[StagingHint]
+    key_image: str | None = Field(None, description="PNG (relative to findings.json): axial slice through the long axis, "
+                                                    "contour and axes drawn, patient right on image left")
 
 
 class MeasurementSettings(_Model):

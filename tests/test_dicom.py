@@ -69,6 +69,12 @@ def hcc_files() -> list[Path]:
     return sorted(HCC.glob("*.dcm"))
 
 
+def hcc_consecutive(n: int) -> list[Path]:
+    """The n most inferior slices of the HCC series (consecutive positions; file names are not)."""
+    z = {f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in hcc_files()}
+    return sorted(z, key=z.get)[:n]
+
+
 # ----------------------------------------------------------------------------------------------
 # real series
 
@@ -153,7 +159,7 @@ def test_hcc048_loads_sorted_by_position():
 
 
 def test_rescale_slope_gives_float32(tmp_path):
-    files = copy_files(hcc_files()[:3], tmp_path)
+    files = copy_files(hcc_consecutive(3), tmp_path)
     for f in files:
         ds = pydicom.dcmread(f)
         ds.RescaleSlope = "0.5"
@@ -165,7 +171,7 @@ def test_rescale_slope_gives_float32(tmp_path):
 
 
 def test_jpeg2000_series_equals_uncompressed(tmp_path):
-    src = hcc_files()[:3]
+    src = hcc_consecutive(3)
     for f in src:
         ds = pydicom.dcmread(f)
         ds.compress(JPEG2000Lossless)
@@ -209,7 +215,11 @@ def test_gantry_tilt_sheared_affine():
     assert tilt == pytest.approx(14.0, abs=0.05)  # what these files encode
     assert ct.meta["gantry_tilt_deg"] == pytest.approx(tilt, abs=1e-6)
     assert any("gantry tilt" in w and f"{tilt:.2f}" in w for w in ct.warnings)
-    assert ct.affine[1, 2] != 0  # sheared: slices shift along y as z advances
+    # sheared: the slice axis is 14 deg off the normal of the in-plane axes
+    a = ct.affine[:3, :3]
+    n_ras = np.cross(a[:, 0], a[:, 1])
+    shear = math.degrees(math.acos(abs(n_ras @ a[:, 2]) / (np.linalg.norm(n_ras) * np.linalg.norm(a[:, 2]))))
+    assert shear == pytest.approx(tilt, abs=1e-6)
 
 
 def test_missing_slice_refused_with_steps():
@@ -318,11 +328,11 @@ def test_bad_sequence_file(tmp_path):
         load_dicom_series(path)
     assert "bad_sequence.dcm" in str(ei.value)
     # a sequence that really is malformed (item element length past the end of file) is refused
-    b = bytearray(hcc_files()[0].read_bytes())
+    b = bytearray(hcc_consecutive(1)[0].read_bytes())
     i = b.find(b"SQ\x00\x00", 132)  # DeidentificationMethodCodeSequence
     assert i > 0 and b[i + 8 : i + 12] == b"\xfe\xff\x00\xe0"
     b[i + 16 : i + 28] = b"\x08\x00\x00\x01OB\x00\x00" + (0x7FFFFFF0).to_bytes(4, "little")
-    copy_files(hcc_files()[1:3], tmp_path)
+    copy_files(hcc_consecutive(3)[1:], tmp_path)
     bad = tmp_path / "broken_sequence.dcm"
     bad.write_bytes(bytes(b))
     with pytest.raises(CTLoadError) as ei:
@@ -340,8 +350,31 @@ def test_ct_small_single_slice_refused():
 # refusals built from real files
 
 
+def test_dicomdir_fileset_without_extensions(tmp_path):
+    """A media file-set: nested folders, files without extension, and a DICOMDIR (not an image)."""
+    from pydicom.fileset import FileSet
+
+    src = hcc_consecutive(3)
+    fs = FileSet()
+    for f in src:
+        ds = pydicom.dcmread(f)
+        for kw, dummy in (("StudyDate", "20000101"), ("StudyTime", "000000"), ("StudyID", "1")):
+            if not ds.get(kw):  # de-identified; the default record creator needs a value
+                setattr(ds, kw, dummy)
+        fs.add(ds)
+    fs.write(tmp_path / "media")
+    written = [p for p in (tmp_path / "media").rglob("*") if p.is_file()]
+    assert (tmp_path / "media" / "DICOMDIR").is_file() and len(written) == 4
+    assert all(p.suffix == "" for p in written)
+    ct = load_dicom_series(tmp_path / "media")
+    direct = load_dicom_series(copy_files(src, tmp_path / "plain")[0].parent)
+    assert ct.meta["n_files"] == 3
+    np.testing.assert_array_equal(ct.hu, direct.hu)
+    np.testing.assert_allclose(ct.affine, direct.affine)
+
+
 def test_mr_series_refused(tmp_path):
-    for f in copy_files(hcc_files()[:2], tmp_path):
+    for f in copy_files(hcc_consecutive(2), tmp_path):
         ds = pydicom.dcmread(f)
         ds.Modality = "MR"
         ds.save_as(f)
@@ -359,8 +392,28 @@ def test_two_series_refused(tmp_path):
         load_dicom_series(tmp_path)
     msg = str(ei.value)
     assert "found 2 series" in msg
-    assert f"{uid_a}: 3 file(s)" in msg and "IBSI_1_STS_019_CT_image" in msg
-    assert f"{uid_b}: 4 file(s)" in msg and "LIVER 2 PHASE" in msg
+    assert f"{uid_a}: 3 slice(s) in 3 file(s)" in msg and "IBSI_1_STS_019_CT_image" in msg
+    assert f"{uid_b}: 4 slice(s) in 4 file(s)" in msg and "LIVER 2 PHASE" in msg
+
+
+@pytest.mark.parametrize(
+    "keyword, value, expected",
+    [
+        ("PixelSpacing", [0.8, 0.8], "PixelSpacing"),
+        ("ImageOrientationPatient", [1, 0, 0, 0, 0.9, -0.4358899], "ImageOrientationPatient"),
+        ("Columns", 256, "rows x"),
+    ],
+)
+def test_inconsistent_slices_refused(tmp_path, keyword, value, expected):
+    files = copy_files(hcc_consecutive(3), tmp_path)
+    ds = pydicom.dcmread(files[2])
+    setattr(ds, keyword, value)
+    if keyword == "Columns":  # keep the file self-consistent: really 256 columns
+        ds.PixelData = ds.pixel_array[:, :256].copy().tobytes()
+    ds.save_as(files[2])
+    with pytest.raises(DicomSeriesError, match=expected) as ei:
+        load_dicom_series(tmp_path)
+    assert str(files[2]) in str(ei.value)
 
 
 def test_empty_and_non_dicom_folders(tmp_path):
@@ -375,7 +428,7 @@ def test_empty_and_non_dicom_folders(tmp_path):
 
 
 def test_truncated_file_refused(tmp_path):
-    files = copy_files(hcc_files()[:3], tmp_path)
+    files = copy_files(hcc_consecutive(3), tmp_path)
     victim = files[1]
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])  # header intact, pixel data cut

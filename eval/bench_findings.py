@@ -1,0 +1,367 @@
+"""Benchmark: per-case wall time of analyze (load + measure + write findings.json) on one core.
+
+A realistic-size case (512 x 512 x 300 int16 CT, 41 structures, 5 lesions) is built once from
+real data into ``.cache/bench/`` and reused:
+
+- CT and labels: TotalSegmentator's example upper-abdomen CT (``totalseg/example_ct_sm.nii.gz``,
+  122 x 101 x 30 at 3 mm) and its ``total`` segmentation (``example_seg.nii.gz``, 41 structures),
+  resampled to 512 x 512 x 300 keeping the physical extent (voxel 0.715 x 0.592 x 0.3 mm):
+  linear interpolation for the CT (rounded to int16), nearest neighbour for the labels, both
+  on the voxel-edge grid the affine describes.
+- 5 synthetic lesions of known geometry (``eval.synthetic``: ellipsoid / blob, painted HU) in the
+  liver, spleen, both kidneys and the pancreas.
+- Saved as (a) ``multilabel/``: ct.nii.gz + one multilabel seg.nii.gz + class_map.json, and (b)
+  ``atlas/``: an AbdomenAtlas case folder, ct.nii.gz + segmentations/<name>.nii.gz (one binary
+  mask per structure, AbdomenAtlas names where it has one).
+
+Measured per format, 3 runs, median: the I/O floor (nibabel load of the CT and every mask into
+numpy, nothing else), analyze()'s stages (load_ct, load_masks, measure; agent.pipeline.Timings)
+and writing findings.json (serialise + atomic write). The process is pinned to one core with
+BLAS/OpenMP threads set to 1 before numpy is imported. The measure stage is profiled with cProfile.
+
+Targets (issue): < 2 s per case on one core, within 2x of the I/O floor.
+
+Run: ``make bench`` or ``python -m eval.bench_findings [--runs 3] [--rebuild] [--no-profile]``.
+Writes ``eval/results/bench_findings.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_v] = "1"
+try:
+    _CORE = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {_CORE})
+except (AttributeError, OSError):  # not Linux
+    _CORE = None
+
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import pstats  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+CACHE = REPO / ".cache" / "bench"
+RESULTS = REPO / "eval" / "results" / "bench_findings.json"
+SHAPE = (512, 512, 300)
+CASE_VERSION = 1  # bump when the case recipe changes (invalidates the cache)
+
+LESION_LABELS = {201: "liver_lesion", 202: "spleen_lesion", 203: "kidney_lesion", 204: "pancreatic_lesion"}
+
+# AbdomenAtlas 1.1 file names for the structures the example segmentation has (name -> TotalSegmentator labels)
+ATLAS_NAMES = {
+    "aorta": ["aorta"], "gall_bladder": ["gallbladder"], "kidney_left": ["kidney_left"], "kidney_right": ["kidney_right"],
+    "liver": ["liver"], "pancreas": ["pancreas"], "postcava": ["inferior_vena_cava"], "spleen": ["spleen"],
+    "stomach": ["stomach"], "adrenal_gland_left": ["adrenal_gland_left"], "adrenal_gland_right": ["adrenal_gland_right"],
+    "colon": ["colon"], "duodenum": ["duodenum"], "intestine": ["small_bowel"],
+    "lung_left": ["lung_upper_lobe_left", "lung_lower_lobe_left"],
+    "lung_right": ["lung_upper_lobe_right", "lung_middle_lobe_right", "lung_lower_lobe_right"],
+    "portal_vein_and_splenic_vein": ["portal_vein_and_splenic_vein"],
+    # not AbdomenAtlas classes, but TotalSegmentator names the pipeline knows: makes 25 structures
+    "vertebrae_L1": ["vertebrae_L1"], "vertebrae_L2": ["vertebrae_L2"], "vertebrae_T12": ["vertebrae_T12"],
+    "spinal_cord": ["spinal_cord"], "autochthon_left": ["autochthon_left"], "autochthon_right": ["autochthon_right"],
+    "iliopsoas_left": ["iliopsoas_left"], "iliopsoas_right": ["iliopsoas_right"],
+}
+
+
+# --- building the case -------------------------------------------------------------------------------
+
+def _edge_grid_coords(n_old: int, n_new: int) -> np.ndarray:
+    """Old-grid voxel coordinates of the new voxel centres when both grids span the same extent."""
+    return (np.arange(n_new) + 0.5) * (n_old / n_new) - 0.5
+
+
+def resample_linear(a: np.ndarray, shape) -> np.ndarray:
+    """Separable linear interpolation onto ``shape`` (same physical extent), float32."""
+    out = a.astype(np.float32)
+    for ax in (2, 1, 0):  # smallest growth first keeps the intermediates small
+        x = np.clip(_edge_grid_coords(a.shape[ax], shape[ax]), 0, a.shape[ax] - 1)
+        i0 = np.floor(x).astype(np.intp)
+        i1 = np.minimum(i0 + 1, a.shape[ax] - 1)
+        w = (x - i0).astype(np.float32)
+        bshape = [1, 1, 1]
+        bshape[ax] = -1
+        w = w.reshape(bshape)
+        out = np.take(out, i0, axis=ax) * (1 - w) + np.take(out, i1, axis=ax) * w
+    return out
+
+
+def resample_nearest(a: np.ndarray, shape) -> np.ndarray:
+    idx = [np.clip(np.rint(_edge_grid_coords(n0, n1)).astype(np.intp), 0, n0 - 1) for n0, n1 in zip(a.shape, shape)]
+    return a[np.ix_(*idx)]
+
+
+def resampled_affine(affine: np.ndarray, old_shape, new_shape) -> np.ndarray:
+    f = np.array(old_shape, dtype=np.float64) / np.array(new_shape, dtype=np.float64)
+    out = affine.copy()
+    out[:3, :3] = affine[:3, :3] * f  # scale columns
+    out[:3, 3] = affine[:3, :3] @ (-0.5 + 0.5 * f) + affine[:3, 3]
+    return out
+
+
+def build_case(folder: Path) -> dict:
+    from eval.synthetic import blob, ellipsoid, organ_center_mm, paint, save_nifti
+    from perception.registry import totalseg_class_maps
+
+    t0 = time.perf_counter()
+    ct_img = nib.load(str(DATA / "totalseg" / "example_ct_sm.nii.gz"))
+    seg_img = nib.load(str(DATA / "totalseg" / "example_seg.nii.gz"))
+    hu0 = np.asanyarray(ct_img.dataobj)
+    seg0 = np.asanyarray(seg_img.dataobj).astype(np.uint8)
+    aff0 = ct_img.affine
+    assert np.allclose(aff0, seg_img.affine) and hu0.shape == seg0.shape
+    names = totalseg_class_maps()["total"]
+    label_of = {names[int(v)]: int(v) for v in np.unique(seg0) if v}
+
+    hu = np.rint(resample_linear(hu0, SHAPE)).astype(np.int16)
+    seg = resample_nearest(seg0, SHAPE)
+    aff = resampled_affine(aff0, hu0.shape, SHAPE)
+
+    def organ(n):
+        return seg == label_of[n]
+
+    def centre(n):  # deepest point, computed on the 3 mm grid (same world position, 1000x cheaper)
+        return organ_center_mm(seg0 == label_of[n], aff0)
+
+    rng_rot = np.array([[np.cos(0.5), -np.sin(0.5), 0], [np.sin(0.5), np.cos(0.5), 0], [0, 0, 1]])
+    liver, spleen, kl, kr, panc = organ("liver"), organ("spleen"), organ("kidney_left"), organ("kidney_right"), organ("pancreas")
+    lesions = {
+        # name: (mask, label, organ, painted mean HU, sd)
+        "liver": (blob(SHAPE, aff, centre("liver"), 12.0, n_lobes=4, seed=3) & liver, 201, "liver", -35.0, 8.0),
+        "spleen": (ellipsoid(SHAPE, aff, centre("spleen"), (11.0, 8.0, 7.0), rotation=rng_rot) & spleen, 202, "spleen", 20.0, 6.0),
+        "kidney_right": (ellipsoid(SHAPE, aff, centre("kidney_right"), (10.0, 9.0, 8.0)) & kr, 203, "kidney_right", 60.0, 5.0),
+        "kidney_left": (ellipsoid(SHAPE, aff, centre("kidney_left"), (7.0, 7.0, 7.0)) & kl, 203, "kidney_left", 5.0, 3.0),
+        "pancreas": (ellipsoid(SHAPE, aff, centre("pancreas"), (6.0, 6.0, 6.0)) & panc, 204, "pancreas", 15.0, 5.0),
+    }
+    for i, (m, _, _, mean, sd) in enumerate(lesions.values()):
+        assert m.any()
+        hu = paint(hu, m, mean, sd, seed=10 + i)
+    vox_mm3 = abs(float(np.linalg.det(aff[:3, :3])))
+
+    # (a) multilabel
+    ml = folder / "multilabel"
+    save_nifti(hu, aff, ml / "ct.nii.gz")
+    seg_l = seg.copy()
+    for m, lab, *_ in lesions.values():
+        seg_l[m] = lab
+    save_nifti(seg_l, aff, ml / "seg.nii.gz")
+    cmap = {str(k): v for k, v in names.items()}
+    cmap.update({str(k): v for k, v in LESION_LABELS.items()})
+    (ml / "class_map.json").write_text(json.dumps(cmap, indent=1))
+
+    # (b) AbdomenAtlas case folder
+    at = folder / "atlas"
+    (at / "segmentations").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ml / "ct.nii.gz", at / "ct.nii.gz")
+    for fname, parts in ATLAS_NAMES.items():
+        m = np.isin(seg, [label_of[p] for p in parts if p in label_of])
+        save_nifti(m.astype(np.uint8), aff, at / "segmentations" / f"{fname}.nii.gz")
+    by_label: dict[int, np.ndarray] = {}
+    for m, lab, *_ in lesions.values():
+        by_label[lab] = by_label[lab] | m if lab in by_label else m
+    for lab, m in by_label.items():
+        save_nifti(m.astype(np.uint8), aff, at / "segmentations" / f"{LESION_LABELS[lab]}.nii.gz")
+
+    meta = dict(
+        version=CASE_VERSION, shape=list(SHAPE), spacing_mm=[round(float(v), 5) for v in np.linalg.norm(aff[:3, :3], axis=0)],
+        source="totalseg/example_ct_sm.nii.gz + example_seg.nii.gz (TotalSegmentator example, CC BY 4.0), resampled",
+        structures_multilabel=len(label_of), structures_atlas=len(ATLAS_NAMES), lesion_files_atlas=len(by_label),
+        lesions={k: dict(organ=o, voxels=int(m.sum()), volume_ml=round(int(m.sum()) * vox_mm3 / 1000, 3), mean_hu=mean)
+                 for k, (m, _, o, mean, _) in lesions.items()},
+        file_mb={str(p.relative_to(folder)): round(p.stat().st_size / 1e6, 2) for p in sorted(folder.rglob("*.nii.gz"))},
+        build_s=round(time.perf_counter() - t0, 1),
+    )
+    (folder / "case.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def get_case(rebuild: bool = False) -> tuple[Path, dict]:
+    folder = CACHE / f"case_v{CASE_VERSION}"
+    meta_file = folder / "case.json"
+    if not rebuild and meta_file.exists():
+        return folder, json.loads(meta_file.read_text())
+    for need in ("example_ct_sm.nii.gz", "example_seg.nii.gz"):
+        if not (DATA / "totalseg" / need).exists():
+            sys.exit(f"bench: real data not found: {DATA / 'totalseg' / need} (expected ../shared/data next to the repository)")
+    if folder.exists():
+        shutil.rmtree(folder)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="case.tmp-", dir=CACHE))
+    print(f"building the benchmark case in {folder} (once) ...", flush=True)
+    meta = build_case(tmp)
+    os.rename(tmp, folder)
+    return folder, meta
+
+
+# --- measuring ---------------------------------------------------------------------------------------
+
+def inputs(folder: Path, fmt: str) -> tuple[Path, Path, Path | None, list[Path]]:
+    if fmt == "multilabel":
+        d = folder / "multilabel"
+        return d / "ct.nii.gz", d / "seg.nii.gz", d / "class_map.json", [d / "seg.nii.gz"]
+    d = folder / "atlas"
+    return d / "ct.nii.gz", d, None, sorted((d / "segmentations").glob("*.nii.gz"))
+
+
+def io_floor(ct: Path, mask_files: list[Path]) -> dict:
+    """nibabel load of the CT and every mask into numpy (stored dtype): nothing else."""
+    t0 = time.perf_counter()
+    a = np.asanyarray(nib.load(str(ct)).dataobj)
+    t1 = time.perf_counter()
+    for p in mask_files:
+        np.asanyarray(nib.load(str(p)).dataobj)
+    t2 = time.perf_counter()
+    del a
+    return {"read_ct": t1 - t0, "read_masks": t2 - t1, "total": t2 - t0}
+
+
+def one_run(ct: Path, masks: Path, cmap: Path | None, out_root: Path) -> tuple[dict, object]:
+    from agent.pipeline import Timings, analyze, write_outputs_atomically
+
+    tm = Timings()
+    findings = analyze(ct, masks, cmap, timings=tm)
+    t0 = time.perf_counter()
+    text = findings.to_json() + "\n"
+    write_outputs_atomically(out_root / "out", {"findings.json": text}, force=True)
+    w = time.perf_counter() - t0
+    s = dict(tm.seconds)
+    s["write"] = w
+    s["total"] = sum(s[k] for k in ("load_ct", "load_masks", "measure", "write"))
+    return s, findings
+
+
+def profile_measure(ct: Path, masks: Path, cmap: Path | None, top: int = 15) -> dict:
+    from perception.findings import Settings, build_findings
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    c = load_ct(ct)
+    ls = load_masks(masks, c, cmap)
+    pr = cProfile.Profile()
+    pr.enable()
+    build_findings(c, ls, Settings())
+    pr.disable()
+    out = {}
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        st = pstats.Stats(pr, stream=buf)
+        st.strip_dirs().sort_stats(key).print_stats(top)
+        out[key] = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln.strip()]
+    return out
+
+
+def _med(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the cached case")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--formats", default="multilabel,atlas")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    folder, meta = get_case(args.rebuild)
+    t_imp = time.perf_counter()
+    import agent.pipeline  # noqa: F401  (import cost reported separately, not in the per-case time)
+    import perception.findings  # noqa: F401
+    t_imp = time.perf_counter() - t_imp
+
+    results = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=CACHE))
+    try:
+        for fmt in args.formats.split(","):
+            ct, masks, cmap, mask_files = inputs(folder, fmt)
+            floors, runs, findings = [], [], None
+            for _ in range(args.runs):
+                floors.append(io_floor(ct, mask_files))
+                s, findings = one_run(ct, masks, cmap, work)
+                runs.append(s)
+            les = [dict(id=l.id, organ=l.organ, kind=l.kind, voxels=l.voxel_count, volume_ml=l.volume_ml,
+                        long_axis_mm=l.long_axis_mm, max_diameter_3d_mm=l.max_diameter_3d_mm, mean_hu=l.mean_hu)
+                   for l in findings.lesions]
+            med = {k: round(_med(runs, k), 3) for k in ("load_ct", "load_masks", "measure", "write", "total")}
+            floor = {k: round(_med(floors, k), 3) for k in ("read_ct", "read_masks", "total")}
+            io_s = med["load_ct"] + med["load_masks"] + med["write"]
+            res = dict(
+                mask_files=len(mask_files), median_s=med, io_floor_s=floor,
+                io_share=round(io_s / med["total"], 3),
+                ratio_to_io_floor=round(med["total"] / floor["total"], 2),
+                target_under_2s=med["total"] < 2.0, target_within_2x_io_floor=med["total"] <= 2 * floor["total"],
+                runs=[{k: round(v, 3) for k, v in r.items()} for r in runs],
+                io_floor_runs=[{k: round(v, 3) for k, v in r.items()} for r in floors],
+                organs=len(findings.organs), lesions=les, warnings=list(findings.study.warnings),
+            )
+            if not args.no_profile:
+                res["profile_measure"] = profile_measure(ct, masks, cmap)
+            results[fmt] = res
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    report = dict(
+        benchmark="eval/bench_findings.py", date=time.strftime("%Y-%m-%d %H:%M:%S"),
+        machine=dict(cpu=_cpu_name(), pinned_core=_CORE, python=platform.python_version(), numpy=np.__version__,
+                     nibabel=nib.__version__, platform=platform.platform()),
+        case=meta, runs=args.runs, import_s=round(t_imp, 3),
+        note=("io_floor: nibabel load of CT + all masks into numpy; analyze stages from agent.pipeline.Timings; "
+              "write = findings.to_json + atomic write of findings.json; io_share = (load_ct + load_masks + write) / total; "
+              "medians of the runs; one core, BLAS/OpenMP threads = 1"),
+        results=results,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    _print(report)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for ln in Path("/proc/cpuinfo").read_text().splitlines():
+            if ln.startswith("model name"):
+                return ln.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _print(r: dict) -> None:
+    c = r["case"]
+    print(f"\ncase: {'x'.join(map(str, c['shape']))} int16 CT, spacing {c['spacing_mm']} mm, "
+          f"{c['structures_multilabel']} structures (multilabel) / {c['structures_atlas']} + {c['lesion_files_atlas']} lesion files (atlas), "
+          f"{len(c['lesions'])} lesions; {r['machine']['cpu']}, pinned to core {r['machine']['pinned_core']}; "
+          f"median of {r['runs']} runs; imports {r['import_s']:.2f} s (not counted)")
+    hdr = f"{'format':11} {'files':>5} {'io floor':>9} {'load_ct':>8} {'load_msk':>8} {'measure':>8} {'write':>7} {'total':>7} {'x floor':>7} {'io %':>5}  target <2s / <=2x"
+    print(hdr)
+    print("-" * len(hdr))
+    for fmt, x in r["results"].items():
+        m, f = x["median_s"], x["io_floor_s"]
+        print(f"{fmt:11} {x['mask_files'] + 1:5d} {f['total']:8.2f}s {m['load_ct']:7.2f}s {m['load_masks']:7.2f}s {m['measure']:7.2f}s "
+              f"{m['write']:6.3f}s {m['total']:6.2f}s {x['ratio_to_io_floor']:6.2f}x {100 * x['io_share']:4.0f}%  "
+              f"{'yes' if x['target_under_2s'] else 'NO'} / {'yes' if x['target_within_2x_io_floor'] else 'NO'}")
+        print(f"{'':11} io floor: CT {f['read_ct']:.2f} s + masks {f['read_masks']:.2f} s")
+    for fmt, x in r["results"].items():
+        if "profile_measure" in x:
+            print(f"\nmeasure stage profile ({fmt}), top by own time:")
+            for ln in x["profile_measure"]["tottime"]:
+                print("  " + ln)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
