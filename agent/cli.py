@@ -46,8 +46,12 @@ def main(verbose: int) -> None:
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--strict-masks", is_flag=True, help="Refuse unknown mask names instead of warning.")
 @click.option("--no-key-images", is_flag=True, help="Skip rendering the key image of each lesion.")
+@click.option("--report", "with_report", is_flag=True, help="Also write report.md / report.json / report.html.")
+@click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
+@click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
 def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
-            no_key_images: bool) -> None:
+            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md."""
     from agent.pipeline import Timings, analyze_case, write_outputs_atomically
@@ -65,8 +69,11 @@ def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: boo
             unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
             if unknown:
                 raise InputError(f"{masks}: " + "; ".join(unknown))
-        write_outputs_atomically(out, {"findings.json": findings.to_json() + "\n",
-                                       "findings.md": render_findings_md(findings), **images}, force=force)
+        files = {"findings.json": findings.to_json() + "\n", "findings.md": render_findings_md(findings), **images}
+        if with_report:
+            files.update(_report_files(findings, {l.id: images[l.key_image] for l in findings.lesions if l.key_image},
+                                       llm_url, model, style, con))
+        write_outputs_atomically(out, files, force=force)
     except InputError as e:
         con.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
         sys.exit(2)
@@ -78,6 +85,45 @@ def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: boo
               f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
     click.echo(str(out / "findings.json"))
     click.echo(str(out / "findings.md"))
+
+
+def _report_files(findings, images, llm_url, model, style, con) -> dict[str, str]:
+    from reasoning.narrative import draft_report
+    from templates.render import render_report
+
+    with con.status("drafting the report" + (f" with {llm_url}" if llm_url else "")):
+        draft = draft_report(findings, llm_url, model, style=style)
+    if draft.fallback_reason:
+        con.print(f"[yellow]warning:[/] {draft.fallback_reason}", highlight=False)
+    con.print(f"report: engine {draft.engine}" + (f" ({draft.model}, {draft.attempts} attempts)" if llm_url else ""), highlight=False)
+    return render_report(findings, draft, style, images)
+
+
+@main.command()
+@click.argument("findings_path", metavar="FINDINGS_OR_OUTDIR", type=click.Path(path_type=Path))
+@click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL (e.g. http://127.0.0.1:8000/v1); template narrative without it.")
+@click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
+@click.option("-o", "--out", "out", default=None, type=click.Path(path_type=Path),
+              help="Output folder (default: the folder of findings.json).")
+def report(findings_path: Path, llm_url: str | None, model: str | None, style: str, out: Path | None) -> None:
+    """Write report.md, report.json and report.html from a findings.json (or an analyze output folder)."""
+    from agent.pipeline import add_files_atomically, findings_location, load_findings, write_outputs_atomically
+
+    con = _stderr()
+    try:
+        findings, images = load_findings(findings_path)
+        files = _report_files(findings, images, llm_url, model, style, con)
+        target = out or findings_location(findings_path).parent
+        if target.exists():
+            add_files_atomically(target, files)
+        else:
+            write_outputs_atomically(target, files)
+    except InputError as e:
+        con.print(f"[bold red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    for name in files:
+        click.echo(str(target / name))
 
 
 @main.command()

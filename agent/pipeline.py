@@ -85,3 +85,56 @@ def write_outputs_atomically(out_dir: Path, files: dict[str, str | bytes], force
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def add_files_atomically(folder: Path, files: dict[str, str | bytes]) -> None:
+    """Add files to an existing folder: all are written to temporary names first, then renamed,
+    so a crash leaves either the old files or the new ones, never a half-written file."""
+    folder = Path(folder)
+    tmps = []
+    try:
+        for name, content in files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            with open(tmp, "wb") as fh:
+                fh.write(content.encode() if isinstance(content, str) else content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmps.append((tmp, target))
+        for tmp, target in tmps:
+            os.replace(tmp, target)
+    except BaseException:
+        for tmp, _ in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def findings_location(path: str | Path) -> Path:
+    """findings.json itself, or the analyze output folder holding it."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "findings.json"
+    if not p.exists():
+        from perception.errors import InputError
+
+        raise InputError(f"{p}: findings.json not found (expected a findings.json or an `radagent analyze` output folder)")
+    return p
+
+
+def load_findings(path: str | Path) -> tuple[Findings, dict[str, bytes]]:
+    """Findings and its key images (by lesion id), read from disk."""
+    from pydantic import ValidationError
+
+    from perception.errors import InputError
+
+    p = findings_location(path)
+    try:
+        f = Findings.model_validate_json(p.read_text())
+    except (ValidationError, ValueError) as e:
+        raise InputError(f"{p}: not a valid findings.json ({str(e).splitlines()[0]})") from e
+    images = {}
+    for les in f.lesions:
+        if les.key_image and (p.parent / les.key_image).exists():
+            images[les.id] = (p.parent / les.key_image).read_bytes()
+    return f, images

@@ -244,24 +244,31 @@ def one_run(ct: Path, masks: Path, cmap: Path | None, out_root: Path) -> tuple[d
     return s, findings
 
 
-def profile_measure(ct: Path, masks: Path, cmap: Path | None, top: int = 15) -> dict:
+def _top(pr: cProfile.Profile, top: int) -> dict:
+    out = {}
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(pr, stream=buf).strip_dirs().sort_stats(key).print_stats(top)
+        out[key] = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln.strip()]
+    return out
+
+
+def profile_stages(ct: Path, masks: Path, cmap: Path | None, top: int = 15) -> dict:
+    """cProfile of the measure stage (build_findings), and of load_masks, top functions."""
     from perception.findings import Settings, build_findings
     from perception.io import load_ct
     from perception.masks import load_masks
 
     c = load_ct(ct)
+    pr_l = cProfile.Profile()
+    pr_l.enable()
     ls = load_masks(masks, c, cmap)
-    pr = cProfile.Profile()
-    pr.enable()
+    pr_l.disable()
+    pr_m = cProfile.Profile()
+    pr_m.enable()
     build_findings(c, ls, Settings())
-    pr.disable()
-    out = {}
-    for key in ("tottime", "cumulative"):
-        buf = io.StringIO()
-        st = pstats.Stats(pr, stream=buf)
-        st.strip_dirs().sort_stats(key).print_stats(top)
-        out[key] = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln.strip()]
-    return out
+    pr_m.disable()
+    return {"measure": _top(pr_m, top), "load_masks": _top(pr_l, top)}
 
 
 def _med(runs: list[dict], key: str) -> float:
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             io_s = med["load_ct"] + med["load_masks"] + med["write"]
             res = dict(
                 mask_files=len(mask_files), median_s=med, io_floor_s=floor,
-                io_share=round(io_s / med["total"], 3),
+                io_stage_share=round(io_s / med["total"], 3),  # (load_ct + load_masks + write) / total
+                io_floor_share=round(floor["total"] / med["total"], 3),  # pure read time / total
                 ratio_to_io_floor=round(med["total"] / floor["total"], 2),
                 target_under_2s=med["total"] < 2.0, target_within_2x_io_floor=med["total"] <= 2 * floor["total"],
                 runs=[{k: round(v, 3) for k, v in r.items()} for r in runs],
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
                 organs=len(findings.organs), lesions=les, warnings=list(findings.study.warnings),
             )
             if not args.no_profile:
-                res["profile_measure"] = profile_measure(ct, masks, cmap)
+                res["profile"] = profile_stages(ct, masks, cmap)
             results[fmt] = res
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -320,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                      nibabel=nib.__version__, platform=platform.platform()),
         case=meta, runs=args.runs, import_s=round(t_imp, 3),
         note=("io_floor: nibabel load of CT + all masks into numpy; analyze stages from agent.pipeline.Timings; "
-              "write = findings.to_json + atomic write of findings.json; io_share = (load_ct + load_masks + write) / total; "
+              "write = findings.to_json + atomic write of findings.json; io_stage_share = (load_ct + load_masks + write) / total "
+              "(load_masks includes building the cropped masks); io_floor_share = io floor / total; "
               "medians of the runs; one core, BLAS/OpenMP threads = 1"),
         results=results,
     )
@@ -347,20 +356,23 @@ def _print(r: dict) -> None:
           f"{c['structures_multilabel']} structures (multilabel) / {c['structures_atlas']} + {c['lesion_files_atlas']} lesion files (atlas), "
           f"{len(c['lesions'])} lesions; {r['machine']['cpu']}, pinned to core {r['machine']['pinned_core']}; "
           f"median of {r['runs']} runs; imports {r['import_s']:.2f} s (not counted)")
-    hdr = f"{'format':11} {'files':>5} {'io floor':>9} {'load_ct':>8} {'load_msk':>8} {'measure':>8} {'write':>7} {'total':>7} {'x floor':>7} {'io %':>5}  target <2s / <=2x"
+    hdr = (f"{'format':11} {'files':>5} {'io floor':>9} {'load_ct':>8} {'load_msk':>8} {'measure':>8} {'write':>7} {'total':>7} "
+           f"{'x floor':>7} {'io stg':>6} {'floor':>5}  target <2s / <=2x")
     print(hdr)
     print("-" * len(hdr))
     for fmt, x in r["results"].items():
         m, f = x["median_s"], x["io_floor_s"]
         print(f"{fmt:11} {x['mask_files'] + 1:5d} {f['total']:8.2f}s {m['load_ct']:7.2f}s {m['load_masks']:7.2f}s {m['measure']:7.2f}s "
-              f"{m['write']:6.3f}s {m['total']:6.2f}s {x['ratio_to_io_floor']:6.2f}x {100 * x['io_share']:4.0f}%  "
+              f"{m['write']:6.3f}s {m['total']:6.2f}s {x['ratio_to_io_floor']:6.2f}x {100 * x['io_stage_share']:5.0f}% {100 * x['io_floor_share']:4.0f}%  "
               f"{'yes' if x['target_under_2s'] else 'NO'} / {'yes' if x['target_within_2x_io_floor'] else 'NO'}")
         print(f"{'':11} io floor: CT {f['read_ct']:.2f} s + masks {f['read_masks']:.2f} s")
+    print("(io stg: share of the total in load_ct + load_masks + write; floor: io floor / total)")
     for fmt, x in r["results"].items():
-        if "profile_measure" in x:
-            print(f"\nmeasure stage profile ({fmt}), top by own time:")
-            for ln in x["profile_measure"]["tottime"]:
-                print("  " + ln)
+        for stage in ("measure", "load_masks"):
+            if "profile" in x:
+                print(f"\n{stage} profile ({fmt}), top 15 by own time (cumulative order in the JSON):")
+                for ln in x["profile"][stage]["tottime"][3:]:
+                    print("  " + ln)
 
 
 if __name__ == "__main__":

@@ -448,22 +448,27 @@ def _read_native(h: _Header, out: np.ndarray) -> None:
     """Read one native little-endian 16-bit frame into ``out`` (rows, cols), raw stored values."""
     ds = h.ds
     expected = out.size * 2
-    with open(h.path, "rb") as fp:
-        fp.seek(h.pixel_offset)  # type: ignore[arg-type]
-        head = fp.read(12)
-        if h.ts == ImplicitVRLittleEndian:
-            length = struct.unpack("<I", head[4:8])[0]
-            start = h.pixel_offset + 8  # type: ignore[operator]
-        else:
-            length = struct.unpack("<I", head[8:12])[0]
-            start = h.pixel_offset + 12  # type: ignore[operator]
-        if length == 0xFFFFFFFF or length < expected:
-            raise CTLoadError(
-                f"{h.path}: expected {expected} bytes of pixel data ({out.shape[1]}x{out.shape[0]} x 16 bit), "
-                f"found a pixel data element of length {length}"
-            )
-        fp.seek(start)
-        n = fp.readinto(memoryview(out).cast("B"))
+    try:
+        with open(h.path, "rb") as fp:
+            fp.seek(h.pixel_offset)  # type: ignore[arg-type]
+            head = fp.read(12)
+            if len(head) < 12:
+                raise CTLoadError(f"{h.path}: expected a pixel data element, found the file ending (truncated)")
+            if h.ts == ImplicitVRLittleEndian:
+                length = struct.unpack("<I", head[4:8])[0]
+                start = h.pixel_offset + 8  # type: ignore[operator]
+            else:  # explicit VR OB/OW/UN: 2-byte VR, 2 reserved bytes, 4-byte length
+                length = struct.unpack("<I", head[8:12])[0]
+                start = h.pixel_offset + 12  # type: ignore[operator]
+            if length == 0xFFFFFFFF or length < expected:
+                raise CTLoadError(
+                    f"{h.path}: expected {expected} bytes of pixel data ({out.shape[1]}x{out.shape[0]} x 16 bit), "
+                    f"found a pixel data element of length {length}"
+                )
+            fp.seek(start)
+            n = fp.readinto(memoryview(out).cast("B"))
+    except OSError as exc:
+        raise CTLoadError(f"{h.path}: expected readable pixel data, found an I/O error ({exc})") from exc
     if n != expected:
         raise CTLoadError(
             f"{h.path}: expected {expected} bytes of pixel data, found {n} (file truncated)"
@@ -662,9 +667,11 @@ def load_dicom_series(path: Path) -> CTVolume:
     ds0 = hs[0].ds
     if not series_uid:
         warnings.append("SeriesInstanceUID missing: all image files in the folder were taken as one series")
-    rescale_types = {str(_fg_attr(None, _first_item(h.ds, "SharedFunctionalGroupsSequence"),
-                                  "PixelValueTransformationSequence", "RescaleType") or h.ds.get("RescaleType", "") or "").strip()
-                     for h in hs}
+    rescale_types = set()
+    for h in hs:
+        shared = _first_item(h.ds, "SharedFunctionalGroupsSequence")
+        rt = _fg_attr(None, shared, "PixelValueTransformationSequence", "RescaleType") or h.ds.get("RescaleType")
+        rescale_types.add(str(rt or "").strip())
     rescale_types.discard("")
     if rescale_types and rescale_types != {"HU"}:
         warnings.append(

@@ -59,7 +59,7 @@ MARGIN_MM = 40.0  # vessel cross-section context kept around the lesion box
 MIN_WINDOW_MM = 10.0  # smallest PCA window radius
 MAX_WINDOW_MM = 40.0  # largest PCA window radius
 MAX_AXIAL_TILT_DEG = 45.0  # beyond this the vessel is cut perpendicular to its direction
-REUSE_MM = 5.0  # an axial component within this distance of one already classified shares its direction
+PCA_GRID_MM = 2.0  # vessel voxels used for PCA are thinned to about this lattice
 _COS_MAX_TILT = math.cos(math.radians(MAX_AXIAL_TILT_DEG))
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -165,11 +165,9 @@ class _Region:
         self.lo = np.array([a for a, _ in box], dtype=float)
         ax = geo.ax
         # vessel voxels sorted by axial index, so a window is a contiguous run
-        # Vessel voxels for the PCA windows, thinned in-plane to about 1.5 mm (the direction of a
-        # >= 10 mm window does not need every voxel), rows sorted by the axial index.
-        stride = [1, 1, 1]
-        for a in geo.inplane:
-            stride[a] = max(1, int(round(1.5 / geo.spacing[a])))
+        # Vessel voxels for the PCA windows, thinned to a lattice of about PCA_GRID_MM (the direction
+        # in a >= 10 mm window does not need every voxel), rows sorted by the axial index.
+        stride = [max(1, int(round(PCA_GRID_MM / s))) for s in geo.spacing]
         thin = np.zeros_like(vessel)
         sl = tuple(slice((-lo) % st, None, st) for lo, st in zip((a for a, _ in box), stride))
         thin[sl] = vessel[sl]
@@ -212,7 +210,6 @@ def _axial_sections(region: _Region) -> tuple[list[_Section], np.ndarray]:
     in_plane = np.zeros_like(region.vessel)
     sections: list[_Section] = []
     pad = [int(math.ceil(geo.tol / geo.spacing[a])) + 2 for a in (p, q)]
-    decided: list[tuple[np.ndarray, bool]] = []  # (centre, runs in plane) of components seen
     lesion_k = np.flatnonzero(region.lesion.any(axis=tuple(geo.inplane)))
     vessel_k = np.flatnonzero(region.vessel.any(axis=tuple(geo.inplane)))
     for k in np.intersect1d(lesion_k, vessel_k):
@@ -233,13 +230,7 @@ def _axial_sections(region: _Region) -> tuple[list[_Section], np.ndarray]:
             centre_local[ax] = k
             centre_local[[p, q]] = pix.mean(0) + offset
             centre = region.to_world(centre_local[None])[0]
-            near = [flag for c, flag in decided if float(((c - centre) ** 2).sum()) <= REUSE_MM ** 2]
-            if near:
-                flat = near[-1]
-            else:
-                flat = _runs_in_plane(region, centre, mm)
-                decided.append((centre, flat))
-            if flat:
+            if _runs_in_plane(region, centre, mm):
                 sl = [slice(None)] * 3
                 sl[ax], sl[p], sl[q] = k, box[0], box[1]
                 in_plane[tuple(sl)] |= comp
@@ -269,10 +260,12 @@ def _perpendicular_sections(region: _Region, in_plane: np.ndarray) -> list[_Sect
     """Angles on planes perpendicular to the vessel, along each in-plane vessel piece."""
     geo = region.geo
     sections: list[_Section] = []
-    pieces, n = ndimage.label(in_plane, structure=np.ones((3, 3, 3), dtype=bool))
-    lesion_world = region.to_world(np.argwhere(region.lesion))
-    for lbl in range(1, n + 1):
-        pts = region.to_world(np.argwhere(pieces == lbl))
+    pieces, _ = ndimage.label(in_plane, structure=np.ones((3, 3, 3), dtype=bool))
+    for lbl, obj in enumerate(ndimage.find_objects(pieces), start=1):
+        if obj is None:
+            continue
+        offset = np.array([s.start for s in obj])
+        pts = region.to_world(np.argwhere(pieces[obj] == lbl) + offset)
         if len(pts) < 4:
             continue
         mean, w, vecs = _principal_axes(pts)
@@ -283,7 +276,13 @@ def _perpendicular_sections(region: _Region, in_plane: np.ndarray) -> list[_Sect
         t = (pts - mean) @ axis
         order = np.argsort(t)
         t, pts = t[order], pts[order]
-        tl = (lesion_world - mean) @ axis
+        # extent along the piece of the lesion voxels that could reach it
+        near = tuple(slice(max(0, s.start - m), s.stop + m) for s, m in
+                     zip(obj, (int(math.ceil((geo.tol + half_size) / sp)) for sp in geo.spacing)))
+        lesion_idx = np.argwhere(region.lesion[near])
+        if len(lesion_idx) == 0:
+            continue
+        tl = (region.to_world(lesion_idx + np.array([s.start for s in near])) - mean) @ axis
         t0 = max(float(t.min()), float(tl.min()) - geo.tol - geo.perp_step)
         t1 = min(float(t.max()), float(tl.max()) + geo.tol + geo.perp_step)
         half_slab = 0.5 * max(geo.perp_step, max(geo.spacing))

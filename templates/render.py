@@ -15,6 +15,7 @@ TEMPLATE_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                             autoescape=lambda name: name is not None and ".html" in name,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["num"] = lambda v, nd=1: "n/a" if v is None else f"{v:.{nd}f}"
     return env
@@ -22,3 +23,25 @@ def environment() -> jinja2.Environment:
 
 def render_findings_md(findings: Findings) -> str:
     return environment().get_template("findings.md.j2").render(f=findings)
+
+
+STYLES = ("structured", "narrative")
+
+
+def render_report(findings: Findings, draft, style: str = "structured", key_images: dict[str, bytes] | None = None
+                  ) -> dict[str, str]:
+    """report.md, report.json and report.html (key images embedded, viewable offline as one file)."""
+    import base64
+
+    from reasoning.report import GROUP_TITLES, GROUPS
+
+    if style not in STYLES:
+        raise ValueError(f"unknown report style {style!r}; expected one of {', '.join(STYLES)}")
+    env = environment()
+    ctx = dict(f=findings, d=draft, style=style, groups=GROUPS, titles=GROUP_TITLES)
+    images = {lid: base64.b64encode(b).decode() for lid, b in (key_images or {}).items()}
+    return {
+        "report.md": env.get_template("report.md.j2").render(**ctx),
+        "report.json": draft.model_dump_json(indent=2) + "\n",
+        "report.html": env.get_template("report.html.j2").render(images=images, **ctx),
+    }

@@ -154,7 +154,8 @@ def test_hcc048_loads_sorted_by_position():
         "manufacturer", "kvp", "series_uid", "n_files",
     }
     assert not any("patient" in k.lower() or "date" in k.lower() or "name" in k.lower() for k in ct.meta)
-    idents = {str(dss[0].get(k)) for k in ("PatientID", "PatientName", "PatientBirthDate", "StudyDate") if dss[0].get(k)}
+    keys = ("PatientID", "PatientName", "PatientBirthDate", "StudyDate")
+    idents = {str(dss[0].get(k)) for k in keys if dss[0].get(k)}
     assert not idents & {str(v) for v in ct.meta.values()}
 
 
@@ -264,7 +265,10 @@ def test_enhanced_multiframe_ct():
     shared = ds.SharedFunctionalGroupsSequence[0]
     iop = np.array(shared.PlaneOrientationSequence[0].ImageOrientationPatient, dtype=float)
     normal = np.cross(iop[:3], iop[3:])
-    pos = [np.array(f.PlanePositionSequence[0].ImagePositionPatient, dtype=float) for f in ds.PerFrameFunctionalGroupsSequence]
+    pos = [
+        np.array(f.PlanePositionSequence[0].ImagePositionPatient, dtype=float)
+        for f in ds.PerFrameFunctionalGroupsSequence
+    ]
     order = np.argsort([p @ normal for p in pos])
     np.testing.assert_allclose(ct.affine[:3, 2], lps_to_ras(pos[order[1]] - pos[order[0]]), atol=1e-6)
     np.testing.assert_allclose(ct.affine[:3, 3], lps_to_ras(pos[order[0]]), atol=1e-6)
