@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         tc["chat_template"] = template
         tc_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False) + "\n")
 
+    for f in a.out.iterdir():
+        f.chmod(0o644)                 # save_pretrained may leave 0600: let other users read the cache
     h = hashlib.sha256()
     with open(a.gguf, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -305,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                    for l in findings.lesions]
             med = {k: round(_med(runs, k), 3) for k in ("load_ct", "load_masks", "measure", "write", "total")}
             floor = {k: round(_med(floors, k), 3) for k in ("read_ct", "read_masks", "total")}
+            best = {k: round(min(r[k] for r in runs), 3) for k in ("load_ct", "load_masks", "measure", "write", "total")}
             io_s = med["load_ct"] + med["load_masks"] + med["write"]
             res = dict(
-                mask_files=len(mask_files), median_s=med, io_floor_s=floor,
+                mask_files=len(mask_files), median_s=med, io_floor_s=floor, min_s=best,
+                io_floor_min_s=round(min(f["total"] for f in floors), 3),
                 io_stage_share=round(io_s / med["total"], 3),  # (load_ct + load_masks + write) / total
                 io_floor_share=round(floor["total"] / med["total"], 3),  # pure read time / total
                 ratio_to_io_floor=round(med["total"] / floor["total"], 2),
@@ -365,7 +367,9 @@ def _print(r: dict) -> None:
         print(f"{fmt:11} {x['mask_files'] + 1:5d} {f['total']:8.2f}s {m['load_ct']:7.2f}s {m['load_masks']:7.2f}s {m['measure']:7.2f}s "
               f"{m['write']:6.3f}s {m['total']:6.2f}s {x['ratio_to_io_floor']:6.2f}x {100 * x['io_stage_share']:5.0f}% {100 * x['io_floor_share']:4.0f}%  "
               f"{'yes' if x['target_under_2s'] else 'NO'} / {'yes' if x['target_within_2x_io_floor'] else 'NO'}")
-        print(f"{'':11} io floor: CT {f['read_ct']:.2f} s + masks {f['read_masks']:.2f} s")
+        print(f"{'':11} io floor: CT {f['read_ct']:.2f} s + masks {f['read_masks']:.2f} s; fastest run {x['min_s']['total']:.2f} s "
+              f"(load_ct {x['min_s']['load_ct']:.2f}, load_masks {x['min_s']['load_masks']:.2f}, measure {x['min_s']['measure']:.2f}), "
+              f"fastest io floor {x['io_floor_min_s']:.2f} s")
     print("(io stg: share of the total in load_ct + load_masks + write; floor: io floor / total)")
     for fmt, x in r["results"].items():
         for stage in ("measure", "load_masks"):

@@ -157,16 +157,16 @@ class _Geometry:
 
 
 class _Region:
-    """The work box: cropped vessel and lesion, and the vessel voxels' world coordinates."""
+    """The work box: cropped vessel and lesion, and (thinned) vessel voxel world coordinates."""
 
     def __init__(self, geo: _Geometry, box: BBox, vessel: np.ndarray, lesion: np.ndarray):
         self.geo, self.box, self.vessel, self.lesion = geo, box, vessel, lesion
         self.code = vessel.view(np.uint8) | (lesion.view(np.uint8) << 1)  # bit 0 vessel, bit 1 lesion
         self.lo = np.array([a for a, _ in box], dtype=float)
         ax = geo.ax
-        # vessel voxels sorted by axial index, so a window is a contiguous run
         # Vessel voxels for the PCA windows, thinned to a lattice of about PCA_GRID_MM (the direction
-        # in a >= 10 mm window does not need every voxel), rows sorted by the axial index.
+        # in a >= 10 mm window does not need every voxel), rows sorted by the axial index so that a
+        # window's candidates are one contiguous run.
         stride = [max(1, int(round(PCA_GRID_MM / s))) for s in geo.spacing]
         thin = np.zeros_like(vessel)
         sl = tuple(slice((-lo) % st, None, st) for lo, st in zip((a for a, _ in box), stride))
@@ -215,7 +215,7 @@ def _axial_sections(region: _Region) -> tuple[list[_Section], np.ndarray]:
     for k in np.intersect1d(lesion_k, vessel_k):
         v2 = np.take(region.vessel, k, axis=ax)
         l2 = np.take(region.lesion, k, axis=ax)
-        lab, n = ndimage.label(v2, structure=_EIGHT)
+        lab, _ = ndimage.label(v2, structure=_EIGHT)
         angle, touched = 0.0, False
         for lbl, obj in enumerate(ndimage.find_objects(lab), start=1):
             box = tuple(slice(max(0, s.start - m), min(dim, s.stop + m)) for s, m, dim in zip(obj, pad, v2.shape))

@@ -195,5 +195,5 @@ def impression(f: Findings) -> list[Sentence]:
     trunc = [o for o in f.organs if o.status.value == "truncated_by_fov"]
     if trunc:
         out.append(Sentence(section="impression", group="", finding_ids=[organ_id(o.name) for o in trunc], text=(
-            "Incompletely imaged (not assessable as normal): " + ", ".join(_human(o.name) for o in trunc) + ".")))
+            "Incompletely imaged (cut off by the scan edge, not fully assessable): " + ", ".join(_human(o.name) for o in trunc) + ".")))
     return out
