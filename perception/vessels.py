@@ -15,10 +15,12 @@ How it is measured (``vessel_contact``):
   axis), capped at 40 mm, so that a wide or flattened vessel (aorta, IVC) is not mistaken for an
   in-plane one. When that direction is more than 45 deg from the axial axis (splenic vein, left
   renal vein), the component is not measured axially. Those components instead form 3D pieces
-  measured on planes perpendicular to the vessel: centres every ``max(1 mm, min spacing)`` along
-  the piece's principal axis, each re-centred and re-oriented by PCA of the vessel voxels in a ball
-  (radius max(10 mm, 2.5 x the piece's radius), capped at 40 mm), and the plane resampled
-  (nearest neighbour, i.e. order 0 on masks) on a grid of 0.5 x the smallest voxel spacing.
+  (26-connected) measured on planes perpendicular to the vessel: centres stepped along the piece's
+  principal axis, over the stretch the lesion can reach, every ``max(min(slice step, 2.5 mm),
+  smallest voxel side, 1 mm)``; each centre is re-centred and re-oriented by PCA of the vessel
+  voxels in a ball (radius max(10 mm, 2.5 x the piece's radius), capped at 40 mm), and the plane
+  resampled (nearest neighbour, i.e. order 0 on masks) on a grid of 0.5 x the smallest voxel side.
+  On that plane only the vessel component at (or nearest to) the centre is measured.
 * Angle on one cross-section, per vessel component (8-connected in the section): from the
   component's centroid, 360 rays (1 deg apart) are cast in physical mm (anisotropic and sheared
   in-plane axes handled through the affine). Along each ray the vessel wall is where the ray first
@@ -28,12 +30,19 @@ How it is measured (``vessel_contact``):
   vessel has a gap of 0 mm whatever the voxel size. The angle is the number of contacted rays in
   degrees. Measuring along the ray (radially) keeps the tolerance from spilling around the edges of
   a tumour: a tumour covering 90 deg of the wall reads about 90 deg, not 90 deg plus a margin.
-  Contact is judged within each cross-section (2D), not across neighbouring sections.
+  Contact is judged within each cross-section (2D), not across neighbouring sections. Because a
+  ray counts as soon as it meets any lesion voxel, the angle reads high by up to about one voxel
+  of arc in total (voxel side / vessel radius, in radians): ~5-10 deg at 0.8 mm on a 5 mm
+  vessel, up to ~20 deg with 3 mm voxels on a 10 mm vessel. The error is on the side of contact.
 * Section angle = maximum over its components; ``max_angle_deg`` = maximum over sections;
   ``slice_of_max`` = the axial index of that section (of its centre for a perpendicular section).
 * ``contact_length_mm`` = number of sections with angle > 0 x the section step (the slice spacing
   for axial sections, the centreline step for perpendicular ones). Gaps are not bridged, so this is
   the vessel length actually in contact.
+
+Limits: a vessel piece judged in-plane and its axial neighbours are measured by different methods;
+at a junction or bend (e.g. the portal/splenic confluence) both may count toward the length.
+Sections are not de-duplicated between the two methods.
 
 Cost: everything runs inside the lesion's bounding box expanded by the tolerance plus a 40 mm
 margin (clipped to the vessel's box); there is no whole-volume operation. A vessel cross-section

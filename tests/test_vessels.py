@@ -8,6 +8,7 @@ to about one voxel of arc in total (the tolerances below allow for it).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -287,8 +288,6 @@ REAL_CASES = [
 @pytest.mark.parametrize("name,label,slices,near,theta,phi0", REAL_CASES,
                          ids=[f"{c[0]}-{c[4]}" for c in REAL_CASES])
 def test_real_vessel_wrapped_by_synthetic_tumour(totalseg, name, label, slices, near, theta, phi0):
-    import json
-
     labels, affine, world = totalseg
     assert json.loads((TOTALSEG / "class_map.json").read_text())["total"][str(label)] == name
     vessel = labels == label
