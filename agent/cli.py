@@ -146,5 +146,9 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2))
 
 
+from agent.vqa_cli import ask  # noqa: E402
+
+main.add_command(ask)
+
 if __name__ == "__main__":
     main()

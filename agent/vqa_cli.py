@@ -1,0 +1,75 @@
+"""`radagent ask`: answer one question from a findings.json, deterministically (reasoning.vqa).
+
+A thin shell: input errors (missing or invalid findings, unknown subtype or parameter, malformed
+--param) exit with code 2; an unmapped or undeterminable question is a valid outcome, printed
+with its reason, exit 0. Registered on the main group in agent/cli.py.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k.strip():
+            raise click.UsageError(f"--param {p!r}: expected KEY=VALUE (e.g. organ=liver, organs=liver,spleen, lesion_id=L2)")
+        out[k.strip()] = v.strip()
+    return out
+
+
+@click.command("ask")
+@click.argument("findings_path", metavar="FINDINGS", type=click.Path(path_type=Path))
+@click.argument("question", required=False)
+@click.option("--choices", "-c", multiple=True, metavar="'A) ...'",
+              help="A multiple-choice option (repeat for each); options may also be written inside QUESTION.")
+@click.option("--subtype", default=None, help="Question subtype (DeepTumorVQA name, e.g. 'organ volume measurement') instead of QUESTION.")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="Parameter of --subtype (organ, organs, lesion_id, segments, location, measure, metric, aggregate, diameter, direction).")
+@click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON.")
+def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], subtype: str | None,
+        params: tuple[str, ...], as_json: bool) -> None:
+    """Answer QUESTION about FINDINGS (a findings.json or a `radagent analyze` output folder)
+    from the measurements alone; no LLM."""
+    from pydantic import ValidationError
+
+    from agent.pipeline import load_findings
+    from perception.errors import InputError
+    from reasoning.vqa import Question, answer
+
+    try:
+        if (question is None) == (subtype is None):
+            raise click.UsageError("give either QUESTION or --subtype (with --param KEY=VALUE), not both and not neither")
+        if params and subtype is None:
+            raise click.UsageError("--param needs --subtype")
+        q: Question | str
+        if subtype is not None:
+            try:
+                q = Question(subtype=subtype, **_params(params))
+            except ValidationError as e:
+                msgs = "; ".join(f"{'.'.join(str(x) for x in d['loc']) or 'question'}: {d['msg']}" for d in e.errors())
+                raise click.UsageError(msgs) from None
+        else:
+            q = question  # type: ignore[assignment]
+        findings, _ = load_findings(findings_path)
+        try:
+            a = answer(findings, q, list(choices) or None)
+        except ValueError as e:  # malformed choices
+            raise click.UsageError(str(e)) from None
+    except click.UsageError as e:
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(2)
+    except InputError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(a.model_dump_json(indent=2))
+    else:
+        click.echo(a.line())
+        if a.status == "answered" and a.subtype:
+            click.echo(f"[{a.subtype}; rule: {a.rule}; findings: {', '.join(a.finding_ids)}]", err=True)
