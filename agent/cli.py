@@ -148,7 +148,10 @@ def schema() -> None:
 
 from agent.vqa_cli import ask  # noqa: E402
 
+from agent.eval_cli import eval_group  # noqa: E402
+
 main.add_command(ask)
+main.add_command(eval_group)
 
 if __name__ == "__main__":
     main()
