@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean llm-env
+.PHONY: demo test bench clean llm-env browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 llm-env:
 	bash scripts/setup_llm_env.sh
 
-test: $(STAMP) llm-env
+# Debian chromium + chromedriver for the web page test (needs root; without it test_web skips locally)
+browser:
+	-bash scripts/setup_browser.sh
+
+test: $(STAMP) llm-env browser
 	$(BIN)/pytest -q
 
 bench: $(STAMP)

@@ -150,8 +150,11 @@ from agent.vqa_cli import ask  # noqa: E402
 
 from agent.eval_cli import eval_group  # noqa: E402
 
+from agent.serve_cli import serve  # noqa: E402
+
 main.add_command(ask)
 main.add_command(eval_group)
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()
