@@ -150,11 +150,13 @@ from agent.vqa_cli import ask  # noqa: E402
 
 from agent.eval_cli import eval_group  # noqa: E402
 
+from agent.chat_cli import chat  # noqa: E402
 from agent.serve_cli import serve  # noqa: E402
 
 main.add_command(ask)
 main.add_command(eval_group)
 main.add_command(serve)
+main.add_command(chat)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ with its reason, exit 0. Registered on the main group in agent/cli.py.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -32,14 +33,17 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="Parameter of --subtype (organ, organs, lesion_id, segments, location, measure, metric, aggregate, diameter, direction).")
 @click.option("--json", "as_json", is_flag=True, help="Print the Answer object as JSON.")
+@click.option("--llm", "llm_url", default=None,
+              help="OpenAI-compatible server URL: the chat agent phrases the answer (grounding-checked; deterministic fallback).")
+@click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
 def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], subtype: str | None,
-        params: tuple[str, ...], as_json: bool) -> None:
+        params: tuple[str, ...], as_json: bool, llm_url: str | None, model: str | None) -> None:
     """Answer QUESTION about FINDINGS (a findings.json or a `radagent analyze` output folder)
-    from the measurements alone; no LLM."""
+    from the measurements alone; with --llm the chat agent phrases it (grounding-checked)."""
     from pydantic import ValidationError
 
     from agent.pipeline import load_findings
-    from perception.errors import InputError
+    from perception.errors import RadagentError
     from reasoning.vqa import Question, answer
 
     try:
@@ -57,19 +61,25 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
         else:
             q = question  # type: ignore[assignment]
         findings, _ = load_findings(findings_path)
+        text = None
         try:
-            a = answer(findings, q, list(choices) or None)
+            if llm_url and isinstance(q, str):
+                from reasoning.agent import ask_with_llm
+
+                text, a = ask_with_llm(findings, q, llm_url, model, list(choices) or None)
+            else:
+                a = answer(findings, q, list(choices) or None)
         except ValueError as e:  # malformed choices
             raise click.UsageError(str(e)) from None
     except click.UsageError as e:
         click.echo(f"error: {e.message}", err=True)
         sys.exit(2)
-    except InputError as e:
+    except RadagentError as e:  # InputError, or LLMError (agent extra missing)
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(a.model_dump_json(indent=2))
+        click.echo(a.model_dump_json(indent=2) if a is not None else json.dumps({"text": text}, indent=2))
     else:
-        click.echo(a.line())
-        if a.status == "answered" and a.subtype:
+        click.echo(text if text is not None else a.line())
+        if a is not None and a.status == "answered" and a.subtype:
             click.echo(f"[{a.subtype}; rule: {a.rule}; findings: {', '.join(a.finding_ids)}]", err=True)
