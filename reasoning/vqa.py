@@ -253,6 +253,7 @@ class Question(BaseModel):
     measure: Literal["volume", "lesion_count", "lesion_volume"] | None = None
     metric: Literal["count", "volume"] | None = None
     aggregate: Literal["largest", "total"] = "largest"
+    rank: int = Field(1, description="which lesion by volume when no lesion_id: 1 largest, 2 second largest, ..., -1 smallest")
     diameter: Literal["long_axis", "short_axis", "3d"] = "long_axis"
     direction: Literal["larger", "smaller"] = "larger"
     text: str | None = Field(None, description="the question text this was parsed from")
@@ -479,7 +480,22 @@ def _pick(f: Findings, q: Question, default_organ: str | None, what: str = "lesi
         where = f" in the {_organ_name(organ)}" if organ else ""
         cov = "" if organ is None or _covering_masks(f, organ) else f" (no lesion mask covers the {_organ_name(organ)})"
         raise _Cannot(f"no {what}{where}{cov}", [_oid(o.name) for o in _members(f, organ)] if organ else [])
-    return max(les, key=lambda l: l.volume_ml)  # stable: first (lowest id) among equal volumes
+    ranked = sorted(les, key=lambda l: -l.volume_ml)  # stable: lowest id first among equal volumes
+    if q.rank == 1:
+        return ranked[0]
+    if q.rank == -1:
+        return ranked[-1]
+    if q.rank < 1 or q.rank > len(ranked):
+        where = f" in the {_organ_name(organ)}" if organ else ""
+        raise _Cannot(f"asked for lesion number {q.rank} by size, but there are {len(ranked)} {what}(s){where}",
+                      [l.id for l in ranked])
+    return ranked[q.rank - 1]
+
+
+def _which(q: Question) -> str:
+    if q.lesion_id:
+        return "as asked"
+    return {1: "largest by volume", -1: "smallest by volume"}.get(q.rank, f"number {q.rank} by volume")
 
 
 def _whole(l: Lesion) -> None:
@@ -639,7 +655,7 @@ def _h_lesion_volume(f: Findings, q: Question) -> _Result:
     _whole(l)
     return _Result(l.volume_ml, "mL", [l.id], "lesion volume_ml (voxel count x voxel volume)",
                    f"{l.id} ({_organ_name(l.organ) if l.organ else 'no host organ'}, "
-                   f"{'largest by volume' if not q.lesion_id else 'as asked'}): {_fmt(l.volume_ml, 3)} mL")
+                   f"{_which(q)}): {_fmt(l.volume_ml, 3)} mL")
 
 
 def _h_organ_hu(f: Findings, q: Question) -> _Result:
@@ -797,7 +813,7 @@ def _h_diameter(f: Findings, q: Question) -> _Result:
                     "3d": ("max_diameter_3d_mm", "maximal 3D diameter")}[q.diameter]
     v = getattr(l, field_)
     return _Result(v, "mm", [l.id], f"lesion {field_}",
-                   f"{l.id} ({'largest by volume' if not q.lesion_id else 'as asked'}) {name} {_fmt(v, 1)} mm"
+                   f"{l.id} ({_which(q)}) {name} {_fmt(v, 1)} mm"
                    + (f" on axial slice {l.axial_slice}" if q.diameter != "3d" else ""))
 
 
@@ -1293,6 +1309,11 @@ def parse_question(text: str) -> Question | None:
     kw: dict = {"text": text}
     if lid:
         kw["lesion_id"] = lid.group(1)
+    ordinal = re.search(r"\b(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ](largest|biggest)\b", t)
+    if ordinal:
+        kw["rank"] = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}[ordinal.group(1)]
+    elif re.search(r"\bsmallest (\w+ )?(lesion|tumou?r|mass|cyst|nodule)", t):
+        kw["rank"] = -1
 
     def q(subtype: str, **extra) -> Question:
         return Question(subtype=subtype, **{**kw, **extra})

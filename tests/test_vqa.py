@@ -751,3 +751,20 @@ def test_vqa_metrics_hand_computed(tmp_path):
     assert sc["by_subtype"]["organ enlargement"]["accuracy"] == 0.0
     assert sc["overall"]["accuracy"] == 0.5
     assert isinstance(qs[0], BenchQuestion)
+
+
+def test_ranked_lesions_by_free_text(case_a):
+    """'second largest' / 'smallest' pick that lesion, never the largest; truth from the masks."""
+    f = case_a["findings"]
+    m = case_a["masks"]
+    vols = sorted((int(n) * 27 / 1000 for n in np.bincount(ndimage.label(m["liver_lesion"], structure=np.ones((3, 3, 3)))[0].ravel())[1:]
+                   if n >= 2 and n * 27 >= 10), reverse=True)  # the minimum component size of the README
+    liver_les = sorted((l.volume_ml for l in f.lesions if l.organ == "liver" and l.mask == "liver_lesion"), reverse=True)
+    assert liver_les == pytest.approx(vols)
+    a = answer(f, "What is the volume of the second largest lesion in the liver?")
+    ranked = sorted((l for l in f.lesions if l.organ == "liver"), key=lambda l: -l.volume_ml)
+    assert a.status == "answered" and a.finding_ids == [ranked[1].id] and a.answer == pytest.approx(ranked[1].volume_ml, abs=1e-3)
+    a = answer(f, "What is the volume of the smallest liver lesion?")
+    assert a.finding_ids == [ranked[-1].id]
+    a = answer(f, "What is the volume of the fifth largest liver lesion?")
+    assert a.status == "cannot_be_determined" and "number 5" in a.reason
