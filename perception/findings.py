@@ -12,7 +12,7 @@ from . import __version__, registry
 from .location import adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares
 from .mask import Mask, expand, intersect, union
 from .masks import LabelSet, merge
-from .measure import axial_diameters, feret_3d, hu_stats, world
+from .measure import axial_diameters, feret_3d, hu_stats, world, section
 from .schema import (Attenuation, Check, ContrastPhase, Findings, Flag, Lesion, MaskInfo, MeasurementSettings,
                      Organ, SegmentShare, Status, Study)
 from .staging import lesion_hints, study_hints
@@ -52,14 +52,27 @@ def _order(name: str) -> tuple[int, str]:
     return (ORGAN_ORDER.index(name) if name in ORGAN_ORDER else len(ORGAN_ORDER), name)
 
 
+PHASE_SAMPLE_MM = 5.0  # vessel HU for the phase: axial sections every 5 mm
+
+
 def _eroded_median(ct: CTVolume, m: Mask | None) -> float | None:
+    """Median HU of the vessel lumen: each sampled axial section eroded by one pixel in-plane
+    (partial volume at the wall excluded); the whole mask when erosion leaves < 10 voxels."""
     if m is None:
         return None
-    core = ndimage.binary_erosion(m.data)
-    sel = core if core.sum() >= 10 else m.data
-    if not sel.any():
-        return None
-    return float(np.median(ct.hu[tuple(slice(a, b) for a, b in m.bbox)][sel]))
+    ax = ct.axial_axis
+    step = max(1, int(round(PHASE_SAMPLE_MM / ct.spacing[ax])))
+    hu = ct.hu[tuple(slice(a, b) for a, b in m.bbox)]
+    vals = []
+    for k in range(0, m.data.shape[ax], step):
+        sec = section(m.data, k, ax)
+        core = ndimage.binary_erosion(sec)
+        if core.any():
+            vals.append(section(hu, k, ax)[core])
+    v = np.concatenate(vals) if vals else np.zeros(0)
+    if v.size < 10:
+        v = hu[m.data]
+    return float(np.median(v)) if v.size else None
 
 
 def estimate_phase(ct: CTVolume, ls: LabelSet) -> ContrastPhase:
@@ -128,6 +141,15 @@ def _components(name: str, m: Mask, kind: str, family: str | None, s: Settings, 
         bb = tuple((s0.start + o, s0.stop + o) for s0, (o, _) in zip(sl, m.bbox))
         out.append(_Component(Mask(name, m.shape, bb, data, m.source), name, lab, kind, family))
     return out, dropped
+
+
+def _without_lesions(data: np.ndarray, box, lesions: list[Mask]) -> np.ndarray:
+    """``data`` (a bool array over ``box``, modified in place) minus every lesion, box by box."""
+    for les in lesions:
+        inter = intersect(les.bbox, box)
+        if inter is not None:
+            data[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(inter, box))] &= ~les.crop(inter)
+    return data
 
 
 def _host_mask(ls: LabelSet, organ: str) -> Mask | None:
@@ -206,13 +228,13 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         comps += cs
         dropped += d
     hosts_for_lesions = dict(present_organs)
-    for fam in ("lung",):
-        if fam not in hosts_for_lesions:
+    for fam in ("lung",):  # lung lesions live in the lobes: merge them only when a lung lesion exists
+        if fam not in hosts_for_lesions and any(c.family in (fam, None) for c in comps):
             h = _host_mask(ls, fam)
             if h is not None:
                 hosts_for_lesions[fam] = h
     comp_organ = [_assign_organ(c, hosts_for_lesions) for c in comps]
-    all_lesions = merge("all_lesions", [c.mask for c in comps]) if comps else None
+    lesion_masks_all = [c.mask for c in comps]
 
     phase = estimate_phase(ct, ls)
     contrast = phase.phase not in ("non_contrast", "unknown")
@@ -232,20 +254,22 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
             organ_out.append(Organ(name=name, status=Status.absent, mask=m.source, voxel_count=0, volume_ml=None, mean_hu=None,
                                    median_hu=None, sd_hu=None, touches_edges=[], note="mask present but empty: structure not found"))
             continue
-        les = lesion_union_by_organ.get(name, [])
-        full = merge(name, [m] + les) if les else m
+        # organ volume counts its lesions; only lesion parts outside the organ mask need a merge
+        outside = [l for l in lesion_union_by_organ.get(name, []) if l.voxel_count > l.overlap_count(m)]
+        full = merge(name, [m] + outside) if outside else m
         box = full.bbox
         sl = tuple(slice(a, b) for a, b in box)
-        host = full.crop(box)
-        if all_lesions is not None and intersect(all_lesions.bbox, box) is not None:
-            host &= ~all_lesions.crop(box)
+        touching = [l for l in lesion_masks_all if intersect(l.bbox, box) is not None]
+        host = full.crop(box) if outside else (m.data.copy() if touching else m.data)
+        host = _without_lesions(host, box, touching)
         st = hu_stats(hu[sl][host]) if host.any() else None
         edges = full.touches_edges()
         status = Status.truncated_by_fov if edges else Status.measured
-        vol = full.voxel_count * vox_mm3 / 1000.0
+        n_full = full.voxel_count
+        vol = n_full * vox_mm3 / 1000.0
         organ_stats[name] = (st, vol if status == Status.measured else None)
         organ_out.append(Organ(
-            name=name, status=status, mask=m.source, voxel_count=full.voxel_count,
+            name=name, status=status, mask=m.source, voxel_count=n_full,
             volume_ml=round(vol, 3) if status == Status.measured else None,
             mean_hu=round(st.mean, 2) if st else None, median_hu=round(st.median, 2) if st else None,
             sd_hu=round(st.sd, 2) if st else None, touches_edges=edges,
@@ -268,7 +292,7 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         if organ and organ not in organ_stats and organ in hosts_for_lesions:
             hm = hosts_for_lesions[organ]
             hs = tuple(slice(a, b) for a, b in hm.bbox)
-            hv = hm.data & ~all_lesions.crop(hm.bbox)
+            hv = _without_lesions(hm.data.copy(), hm.bbox, lesion_masks_all)
             host_st = hu_stats(hu[hs][hv]) if hv.any() else None
         diff = st.mean - host_st.mean if host_st else None
         if diff is None:

@@ -24,8 +24,17 @@ def is_nifti(path: Path) -> bool:
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
+try:  # Intel ISA-L inflate: ~2.4x faster than zlib on CT-sized gzip streams, identical bytes
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover - isal is a core dependency; stay correct without it
+    _zlib = zlib
+
+
 def read_nifti(path: Path, what: str = "image") -> nib.Nifti1Image:
-    """Read a NIfTI fully into memory; corrupt or truncated files raise CTLoadError."""
+    """Read a NIfTI fully into memory; corrupt or truncated files raise CTLoadError.
+
+    The voxel data of the returned image is a zero-copy view of the decompressed bytes
+    (``raw_data(img)``); ``img.dataobj`` still works for anything else."""
     if not path.exists():
         raise CTLoadError(f"{path}: {what} file not found")
     if path.is_dir():
@@ -41,9 +50,12 @@ def read_nifti(path: Path, what: str = "image") -> nib.Nifti1Image:
             raise CTLoadError(f"{path}: not a NIfTI-1/2 file (no NIfTI magic in the header)")
         # force the data read now so truncation is detected here, not later
         hdr = img.header
-        expected = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+        offset = int(img.dataobj.offset)  # the image header's vox_offset is reset to 0 by from_bytes
+        expected = offset + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
         if len(raw) < expected:
             raise CTLoadError(f"{path}: truncated NIfTI: expected at least {expected} bytes of header+data, found {len(raw)}")
+        img._radagent_raw = np.frombuffer(raw, dtype=hdr.get_data_dtype(), count=int(np.prod(hdr.get_data_shape())),
+                                          offset=offset).reshape(hdr.get_data_shape(), order="F")
         return img
     except CTLoadError:
         raise
@@ -53,14 +65,21 @@ def read_nifti(path: Path, what: str = "image") -> nib.Nifti1Image:
 
 def _gunzip(raw: bytes) -> bytes:
     try:
-        return zlib.decompress(raw, wbits=31)
-    except zlib.error:
-        return gzip.decompress(raw)  # multi-member gzip
+        out = _zlib.decompress(raw, wbits=31)
+    except (zlib.error, _zlib.error):
+        return gzip.decompress(raw)  # multi-member gzip, or a corrupt stream (raises a clear error)
+    return out
+
+
+def raw_data(img: nib.Nifti1Image) -> np.ndarray:
+    """The unscaled voxel array of an image from read_nifti (read-only, no copy)."""
+    arr = getattr(img, "_radagent_raw", None)
+    return arr if arr is not None else np.asanyarray(img.dataobj.get_unscaled())
 
 
 def nifti_array(img: nib.Nifti1Image, path: Path) -> np.ndarray:
     """Voxel array with scaling applied, keeping int16 where the values stay integers."""
-    raw = np.asanyarray(img.dataobj.get_unscaled())
+    raw = raw_data(img)
     slope, inter = img.dataobj.slope, img.dataobj.inter
     if (slope, inter) == (1.0, 0.0):
         return raw

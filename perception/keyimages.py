@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from . import registry
+from .measure import section
 from .mask import Mask
 from .schema import Findings, Lesion
 from .volume import CTVolume
@@ -50,11 +51,11 @@ def render_key_image(ct: CTVolume, lesion: Lesion, mask: Mask) -> bytes:
     k = lesion.axial_slice
     ax = ct.axial_axis
     ij, to_display, inplane = _display_grid(ct, k)
-    sl = np.take(ct.hu, k, axis=ax).astype(np.float32)
+    sl = section(ct.hu, k, ax).astype(np.float32)
     img = ndimage.map_coordinates(sl, ij, order=1, mode="constant", cval=-1024.0)
     full = np.zeros(sl.shape, bool)
     lo = mask.bbox[ax][0]
-    msl = np.take(mask.data, k - lo, axis=ax)
+    msl = section(mask.data, k - lo, ax)
     (a0, a1), (b0, b1) = mask.bbox[inplane[0]], mask.bbox[inplane[1]]
     full[a0:a1, b0:b1] = msl
     m = ndimage.map_coordinates(full.astype(np.uint8), ij, order=0, mode="constant", cval=0).astype(bool)

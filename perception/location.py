@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from . import registry
 from .mask import BBox, Mask, expand, intersect, to_slices
-from .measure import world
+from .measure import world, section
 
 SEGMENT_FILL_MARGIN_MM = 10.0
 
@@ -75,7 +75,7 @@ def derive_pancreas_segments(pancreas: Mask, smv: Mask | None, sma: Mask | None,
     def left_border(v: Mask) -> float | None:
         xs = []
         for k in range(max(lo, v.bbox[axial][0]), min(hi, v.bbox[axial][1])):
-            sl = np.take(v.data, k - v.bbox[axial][0], axis=axial)
+            sl = section(v.data, k - v.bbox[axial][0], axial)
             if not sl.any():
                 continue
             idx = np.argwhere(sl).astype(np.float64)
@@ -109,8 +109,14 @@ def derive_pancreas_segments(pancreas: Mask, smv: Mask | None, sma: Mask | None,
 
 def kidney_pole(lesion_centroid_vox: np.ndarray, kidney: Mask, affine: np.ndarray) -> str:
     """Upper / interpolar / lower third of the kidney's superior-inferior extent (world S)."""
-    idx = np.argwhere(kidney.data).astype(np.float64) + np.array([a for a, _ in kidney.bbox])
-    s = world(idx, affine)[:, 2]
+    off = np.array([a for a, _ in kidney.bbox], dtype=np.float64)
+    srow = affine[2, :3]
+    if np.count_nonzero(np.abs(srow) > 1e-9) == 1:  # S depends on one voxel axis: its occupied range suffices
+        ax = int(np.flatnonzero(np.abs(srow) > 1e-9)[0])
+        occ = np.flatnonzero(kidney.data.any(axis=tuple(a for a in range(3) if a != ax))) + off[ax]
+        s = srow[ax] * occ + affine[2, 3]
+    else:
+        s = world(np.argwhere(kidney.data).astype(np.float64) + off, affine)[:, 2]
     lo, hi = float(s.min()), float(s.max())
     c = float(world(lesion_centroid_vox[None], affine)[0, 2])
     frac = (c - lo) / (hi - lo) if hi > lo else 0.5

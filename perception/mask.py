@@ -15,15 +15,22 @@ BBox = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 
 def bbox_of(arr: np.ndarray) -> BBox | None:
-    """Tight bounding box of the nonzero voxels of a 3D array, or None when empty."""
-    out = []
-    for ax in range(3):
-        other = tuple(a for a in range(3) if a != ax)
-        nz = np.flatnonzero(arr.any(axis=other))
+    """Tight bounding box of the nonzero voxels of a 3D array, or None when empty.
+
+    One pass over the whole array (collapsing its slowest-varying axis), then only the sub-box."""
+    slow = 2 if arr.flags.f_contiguous and not arr.flags.c_contiguous else 0
+    proj = arr.any(axis=slow)  # 2D over the two other axes
+    others = [a for a in range(3) if a != slow]
+    out: dict[int, tuple[int, int]] = {}
+    for k, ax in enumerate(others):
+        nz = np.flatnonzero(proj.any(axis=1 - k))
         if nz.size == 0:
             return None
-        out.append((int(nz[0]), int(nz[-1]) + 1))
-    return tuple(out)  # type: ignore[return-value]
+        out[ax] = (int(nz[0]), int(nz[-1]) + 1)
+    sub = arr[tuple(slice(*out[a]) if a != slow else slice(None) for a in range(3))]
+    nz = np.flatnonzero(sub.any(axis=tuple(others)))
+    out[slow] = (int(nz[0]), int(nz[-1]) + 1)
+    return (out[0], out[1], out[2])
 
 
 def to_slices(bbox: BBox) -> tuple[slice, slice, slice]:

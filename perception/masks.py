@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from . import registry
 from .errors import GeometryMismatchError, MaskError, CTLoadError
-from .io import is_nifti, nifti_array, read_nifti
+from .io import is_nifti, raw_data, read_nifti
 from .mask import Mask, bbox_of, to_slices
 from .volume import CTVolume, axcodes
 
@@ -94,7 +94,7 @@ def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarra
         img = read_nifti(path, "mask")
     except CTLoadError as e:
         raise MaskError(str(e)) from e
-    arr = np.asanyarray(img.dataobj.get_unscaled())
+    arr = raw_data(img)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise MaskError(f"{path}: expected a label mask, found NaN/inf values")

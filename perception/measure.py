@@ -16,6 +16,11 @@ from scipy.spatial import ConvexHull, QhullError
 from .mask import BBox
 
 
+def section(arr: np.ndarray, k: int, axis: int) -> np.ndarray:
+    """arr[..., k, ...] along ``axis`` as a view (np.take would copy the whole array first)."""
+    return arr[(slice(None),) * axis + (int(k),)]
+
+
 def world(points_ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Voxel coordinates (N, 3) -> RAS+ world mm (N, 3)."""
     return points_ijk @ affine[:3, :3].T + affine[:3, 3]
@@ -58,18 +63,22 @@ def _max_pair(points: np.ndarray) -> tuple[float, int, int]:
         except (QhullError, ValueError):  # degenerate (collinear / coplanar): keep all points
             cand = np.arange(n)
     p = points[cand]
-    best = -1.0
-    for start in range(0, len(p), 512):
-        blk = p[start:start + 512]
-        best = max(best, float((((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)).max()))
+    if len(p) <= 2048:  # one distance matrix serves both the maximum and its ties
+        d2 = ((p[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+        best = float(d2.max())
+        ties = list(zip(*np.nonzero(d2 >= best - 1e-6 * max(best, 1.0))))
+    else:
+        best = -1.0
+        for start in range(0, len(p), 512):
+            blk = p[start:start + 512]
+            best = max(best, float((((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)).max()))
+        ties = []
+        for start in range(0, len(p), 512):
+            blk = p[start:start + 512]
+            d2 = ((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)
+            ties += [(start + int(r), int(c)) for r, c in zip(*np.nonzero(d2 >= best - 1e-6 * max(best, 1.0)))]
     # ties (symmetric shapes have many equally long diameters): take the pair whose endpoints sort
     # first in world coordinates, so the answer does not depend on the file's axis order
-    ties = []
-    for start in range(0, len(p), 512):
-        blk = p[start:start + 512]
-        d2 = ((blk[:, None, :] - p[None, :, :]) ** 2).sum(-1)
-        for r, c in zip(*np.nonzero(d2 >= best - 1e-6 * max(best, 1.0))):
-            ties.append((start + int(r), int(c)))
     def key(rc):
         a, b = p[rc[0]], p[rc[1]]
         lo, hi = (a, b) if tuple(np.round(a, 4)) <= tuple(np.round(b, 4)) else (b, a)
@@ -103,8 +112,18 @@ def axial_diameters(comp: np.ndarray, bbox: BBox, affine: np.ndarray, axial: int
     # world S of each slice centre, and of the lesion's centre slice (for tie-breaks)
     s_of = lambda k: float(affine[2, axial] * (k + offset[axial]) + affine[2, 3])
     s_mid = float(np.average([s_of(k) for k in ks], weights=areas[ks]))
-    for k in ks:
-        sl = np.take(comp, k, axis=axial)
+    M = affine[:3, inplane]  # in-plane voxel steps in world mm
+    # largest slices first; a slice whose outline box cannot reach the best diameter is skipped
+    for k in ks[np.argsort(-areas[ks], kind="stable")]:
+        sl = section(comp, k, axial)
+        if best is not None:
+            r = np.flatnonzero(sl.any(axis=1))
+            c = np.flatnonzero(sl.any(axis=0))
+            span = np.array([r[-1] - r[0] + 1.0, c[-1] - c[0] + 1.0])
+            corners = np.array([[0, 0], [span[0], 0], [0, span[1]], span]) @ M.T
+            bound = max(np.linalg.norm(corners[3] - corners[0]), np.linalg.norm(corners[2] - corners[1]))
+            if bound < best[1] - 1e-6:
+                continue
         pts2 = boundary_points(sl)
         ijk = np.zeros((len(pts2), 3))
         ijk[:, inplane[0]] = pts2[:, 0]
@@ -171,7 +190,19 @@ class HUStats:
 
 
 def hu_stats(values: np.ndarray) -> HUStats | None:
-    if values.size == 0:
+    """Mean, median, population SD. Integer HU go through a histogram (exact, no sort, no float copy)."""
+    n = int(values.size)
+    if n == 0:
         return None
+    if values.dtype.kind in "iu":
+        lo = int(values.min())
+        counts = np.bincount((values - lo).astype(np.intp, copy=False)) if lo else np.bincount(values.astype(np.intp, copy=False))
+        levels = np.arange(counts.size, dtype=np.float64) + lo
+        mean = float(counts @ levels) / n
+        var = float(counts @ (levels - mean) ** 2) / n
+        cum = np.cumsum(counts)
+        lo_mid = int(np.searchsorted(cum, (n - 1) // 2 + 1)) + lo  # value at sorted index (n-1)//2
+        hi_mid = int(np.searchsorted(cum, n // 2 + 1)) + lo  # value at sorted index n//2
+        return HUStats(mean, (lo_mid + hi_mid) / 2.0, float(np.sqrt(var)), n)
     v = values.astype(np.float64, copy=False)
-    return HUStats(float(v.mean()), float(np.median(v)), float(v.std()), int(v.size))
+    return HUStats(float(v.mean()), float(np.median(v)), float(v.std()), n)

@@ -59,6 +59,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import GeometryMismatchError
+from .measure import section
 from .mask import BBox, Mask, expand, intersect
 from .schema import ContactCategory, VesselContact
 from .volume import axial_axis, voxel_spacing
@@ -222,8 +223,8 @@ def _axial_sections(region: _Region) -> tuple[list[_Section], np.ndarray]:
     lesion_k = np.flatnonzero(region.lesion.any(axis=tuple(geo.inplane)))
     vessel_k = np.flatnonzero(region.vessel.any(axis=tuple(geo.inplane)))
     for k in np.intersect1d(lesion_k, vessel_k):
-        v2 = np.take(region.vessel, k, axis=ax)
-        l2 = np.take(region.lesion, k, axis=ax)
+        v2 = section(region.vessel, k, ax)
+        l2 = section(region.lesion, k, ax)
         lab, _ = ndimage.label(v2, structure=_EIGHT)
         angle, touched = 0.0, False
         for lbl, obj in enumerate(ndimage.find_objects(lab), start=1):

@@ -174,7 +174,6 @@ def test_sts_019_dicom_equals_nifti():
     """The same lesion from the DICOM series (LPS slices, integer pixels + rescale) and from the
     NIfTI CT, with the NIfTI mask: the geometry must agree to the mask tolerance and every
     measurement to 1e-3 mm / mL and 0.01 HU."""
-    pytest.importorskip("perception.dicom")
     dcm = data_path("ibsi_sts", "STS_019", "dicom", "image")
     nii = data_path("ibsi_sts", "STS_019", "CT_image.nii.gz")
     mask = data_path("ibsi_sts", "STS_019", "CT_mask.nii.gz")

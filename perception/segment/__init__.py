@@ -1,0 +1,19 @@
+"""Segmentation backends behind one protocol: CT -> LabelSet on the CT grid.
+
+- ``masks``: masks the user already has (perception.masks.load_masks)
+- ``totalseg``: TotalSegmentator tasks (organs, Couinaud segments, vessels, cysts, nodules)
+- ``unit``: radagent's UniT-style tumour model (perception.segment.unit)
+
+``segment_ct(ct, ["totalseg", "unit"], options={"unit": {"weights": "final.pt"}})`` runs them and
+merges their LabelSets (provenance in each Mask.source). Importing this package needs neither torch
+nor TotalSegmentator; a backend that needs them says so when it is created.
+"""
+
+from .base import (BACKENDS, MasksSegmenter, Segmenter, labelset_files, make_segmenter, merge_labelsets, segment_ct,
+                   select_device)
+from .errors import (BackendUnavailableError, CheckpointError, DeviceError, SegmentConfigError, SegmentError,
+                     WeightsMissingError)
+
+__all__ = ["BACKENDS", "MasksSegmenter", "Segmenter", "labelset_files", "make_segmenter", "merge_labelsets",
+           "segment_ct", "select_device", "SegmentError", "BackendUnavailableError", "WeightsMissingError",
+           "CheckpointError", "DeviceError", "SegmentConfigError"]

@@ -1,0 +1,239 @@
+"""Segmentation backends: the Segmenter protocol, device choice, merging, writing masks.
+
+A backend turns a CTVolume into a LabelSet on the CT grid (``segment(ct) -> LabelSet``). Three are
+known by name (``BACKENDS``): ``masks`` (masks the user already has), ``totalseg``
+(TotalSegmentator, organs/sub-segments/vessels) and ``unit`` (radagent's UniT-style tumour model).
+Several backends' LabelSets merge into one; each Mask keeps its provenance in ``Mask.source``
+(``totalseg:total/fast#5``, ``unit:final.pt#organ``, or the mask file path).
+
+Nothing here imports torch at module level: the light environment can import it, list the backends
+and use the ``masks`` backend.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+import nibabel as nib
+import numpy as np
+
+from .. import registry
+from ..mask import Mask
+from ..masks import LabelSet, load_masks
+from ..volume import CTVolume
+from .errors import BackendUnavailableError, DeviceError
+
+log = logging.getLogger("radagent.segment")
+
+BACKENDS = ("masks", "totalseg", "unit")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What every backend offers.
+
+    ``outputs``: the canonical structure names the backend declares it segments (empty when it
+    cannot know before reading, as for ``masks``). A declared structure that was looked for and not
+    found comes back as an empty Mask (status "absent" downstream), never as a missing key.
+    ``device``: the torch device it runs on (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
+    """
+
+    name: str
+
+    @property
+    def outputs(self) -> tuple[str, ...]: ...
+
+    @property
+    def device(self) -> str: ...
+
+    def segment(self, ct: CTVolume) -> LabelSet: ...
+
+
+def select_device(requested: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; an explicit device is checked.
+
+    Without torch installed, ``auto`` and ``cpu`` give ``cpu``; asking for a GPU raises DeviceError.
+    """
+    req = str(requested).strip().lower()
+    if not _DEVICE_RE.match(req):
+        raise DeviceError(f"device {requested!r} not understood: expected auto, cpu, cuda, cuda:N or mps")
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if req == "auto":
+        return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    if req == "cpu":
+        return "cpu"
+    if torch is None:
+        raise DeviceError(f"device {requested!r} requested but torch is not installed (only cpu is available)")
+    if req.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        idx = int(req.split(":")[1]) if ":" in req else 0
+        if idx >= n:
+            raise DeviceError(f"device {requested!r} requested but torch sees {n} CUDA device(s)"
+                              + (f" (valid: {', '.join(f'cuda:{i}' for i in range(n))})" if n else "; use --device cpu or auto"))
+        return req
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {requested!r} requested but MPS is not available on this machine")
+    return "mps"
+
+
+@dataclass
+class MasksSegmenter:
+    """The existing-masks path as a backend: a folder of per-structure NIfTI masks or a multilabel file."""
+
+    path: Path
+    class_map: Path | None = None
+    tol_mm: float = 0.01
+    name: str = "masks"
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    def segment(self, ct: CTVolume) -> LabelSet:
+        return load_masks(self.path, ct, self.class_map, tol_mm=self.tol_mm)
+
+
+def make_segmenter(name: str, device: str = "auto", **options: Any) -> Segmenter:
+    """A backend by name with its options (``masks``: path, class_map; ``totalseg``: see
+    TotalSegSegmenter; ``unit``: weights, ...). Imports the heavy packages only for the chosen one."""
+    key = str(name).strip().lower()
+    if key == "masks":
+        if "path" not in options:
+            raise BackendUnavailableError("backend 'masks' needs a path (a folder of NIfTI masks or a multilabel NIfTI)")
+        return MasksSegmenter(**options)
+    if key == "totalseg":
+        from .totalseg import TotalSegSegmenter
+
+        return TotalSegSegmenter(device=device, **options)
+    if key == "unit":
+        from .unit.infer import UniTSegmenter
+
+        return UniTSegmenter(device=device, **options)
+    import difflib
+
+    close = difflib.get_close_matches(key, BACKENDS, n=1)
+    raise BackendUnavailableError(f"unknown segmentation backend {name!r}; expected one of {', '.join(BACKENDS)}"
+                                  + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def merge_labelsets(results: Sequence[tuple[str, LabelSet]], prefer: Mapping[str, str] | None = None) -> LabelSet:
+    """One LabelSet from several backends' (name, LabelSet), in priority order.
+
+    For each structure: the backend named in ``prefer[structure]`` when it found it; else the first
+    backend (in the given order) whose mask is non-empty; else the first one's empty mask (looked for,
+    absent). Masks are never unioned across backends: two models' livers differ at the boundary and a
+    union would be larger than either. Provenance stays in each Mask.source; the structures given by
+    several backends are listed in one warning.
+    """
+    if not results:
+        raise ValueError("merge_labelsets: no results to merge")
+    shapes = {tuple(ls.shape) for _, ls in results}
+    if len(shapes) != 1:
+        raise ValueError(f"merge_labelsets: backends returned different grids {sorted(shapes)}; expected one CT grid")
+    prefer = dict(prefer or {})
+    out = LabelSet(results[0][1].shape)
+    names: list[str] = []
+    for _, ls in results:
+        names += [n for n in ls.masks if n not in names]
+    overlaps = []
+    for n in names:
+        cands = [(b, ls.masks[n]) for b, ls in results if n in ls.masks]
+        present = [(b, m) for b, m in cands if not m.empty]
+        chosen = None
+        if n in prefer:
+            chosen = next(((b, m) for b, m in present if b == prefer[n]), None)
+        if chosen is None:
+            chosen = present[0] if present else cands[0]
+        out.masks[n] = chosen[1]
+        if len(present) > 1:
+            overlaps.append(f"{n} ({chosen[0]} kept over {', '.join(b for b, _ in present if b != chosen[0])})")
+    for b, ls in results:
+        out.warnings += [w if w.startswith(f"{b}:") else f"{b}: {w}" for w in ls.warnings]
+        for raw, sugg in ls.unknown.items():
+            out.unknown.setdefault(raw, sugg)
+    if overlaps:
+        out.warnings.append("structures segmented by several backends (one kept, not unioned): " + "; ".join(overlaps))
+    return out
+
+
+def segment_ct(ct: CTVolume, backends: Sequence[str | Segmenter], *, device: str = "auto",
+               options: Mapping[str, Mapping[str, Any]] | None = None,
+               prefer: Mapping[str, str] | None = None) -> LabelSet:
+    """Run each backend on ``ct`` and merge their LabelSets (first listed wins where several found a structure).
+
+    ``backends``: names from BACKENDS or Segmenter objects. ``options``: per-backend keyword
+    arguments for ``make_segmenter`` (e.g. ``{"unit": {"weights": "final.pt"}, "totalseg": {"tasks":
+    ["total"], "fast": True}}``). ``device``: auto | cpu | cuda[:N] | mps, for every named backend.
+    """
+    if not backends:
+        raise BackendUnavailableError(f"no segmentation backend given; expected one or more of {', '.join(BACKENDS)}")
+    options = options or {}
+    unknown_opts = set(options) - {b for b in backends if isinstance(b, str)}
+    if unknown_opts:
+        raise BackendUnavailableError(f"options given for backends not requested: {sorted(unknown_opts)} "
+                                      f"(requested: {[b if isinstance(b, str) else b.name for b in backends]})")
+    segs = [make_segmenter(b, device=device, **options.get(b, {})) if isinstance(b, str) else b for b in backends]
+    results = []
+    for s in segs:
+        t0 = time.perf_counter()
+        ls = s.segment(ct)
+        if tuple(ls.shape) != ct.shape:
+            raise ValueError(f"backend {s.name!r} returned masks of shape {ls.shape}; expected the CT grid {ct.shape}")
+        log.info("segment: %s on %s: %d structures (%d non-empty) in %.1f s", s.name, s.device, len(ls.masks),
+                 sum(not m.empty for m in ls.masks.values()), time.perf_counter() - t0)
+        results.append((s.name, ls))
+    return merge_labelsets(results, prefer)
+
+
+# --- writing masks ------------------------------------------------------------------------------
+
+def nifti_bytes(arr: np.ndarray, affine: np.ndarray) -> bytes:
+    """A .nii.gz file's bytes (gzip level 1: masks compress well anyway)."""
+    img = nib.Nifti1Image(np.asarray(arr), np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm")
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    return gzip.compress(img.to_bytes(), compresslevel=1)
+
+
+def labelset_files(ls: LabelSet, ct: CTVolume, extra: Mapping[str, bytes | str] | None = None) -> dict[str, bytes | str]:
+    """Files for a mask folder that ``load_masks`` (and ``radagent analyze --masks``) reads back:
+    one binary ``<name>.nii.gz`` per structure on the CT grid (empty file = looked for, absent) and
+    ``provenance.json`` (structure -> source, category)."""
+    files: dict[str, bytes | str] = {}
+    prov = {}
+    for name, m in sorted(ls.masks.items()):
+        files[f"{name}.nii.gz"] = nifti_bytes(m.dense().astype(np.uint8), ct.affine)
+        st = registry.classify(name)
+        prov[name] = {"source": m.source, "category": st.category if st else "unknown", "voxel_count": m.voxel_count}
+    files["provenance.json"] = json.dumps({"ct": ct.source, "shape": list(ct.shape), "structures": prov,
+                                           "warnings": ls.warnings}, indent=2) + "\n"
+    files.update(extra or {})
+    return files
+
+
+def relabel(ls: LabelSet, source: str) -> LabelSet:
+    """Copy of ls whose masks' source is ``source`` + the original label suffix (``#5``)."""
+    out = LabelSet(ls.shape, unknown=dict(ls.unknown), warnings=list(ls.warnings))
+    for n, m in ls.masks.items():
+        suffix = m.source[m.source.rfind("#"):] if "#" in m.source else ""
+        out.masks[n] = Mask(m.name, m.shape, m.bbox, m.data, source + suffix)
+    return out

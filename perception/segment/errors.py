@@ -1,0 +1,50 @@
+"""Errors raised by the segmentation backends.
+
+Exception tree (under perception.errors.RadagentError)::
+
+    SegmentError                      segmentation could not run
+    +-- BackendUnavailableError       unknown backend or task, its packages missing, a task absent from
+    |                                 the installed version, a licence-gated task without a licence
+    +-- WeightsMissingError           model weights not on disk and not downloadable (says which task
+    |                                 needs which dataset folder, and how to install it offline)
+    +-- CheckpointError               a UniT checkpoint is unreadable or does not fit the model
+    +-- DeviceError                   the requested device is not available
+    +-- SegmentConfigError            a UniT config file is invalid (names the field)
+
+Every one of them is also an InputError: the user can fix it (install, download, choose another
+device), and the CLI turns it into a message and exit code 2.
+"""
+
+from __future__ import annotations
+
+from ..errors import InputError
+
+
+class SegmentError(InputError):
+    """Base class of segmentation errors."""
+
+
+class BackendUnavailableError(SegmentError):
+    pass
+
+
+class WeightsMissingError(SegmentError):
+    pass
+
+
+class CheckpointError(SegmentError):
+    pass
+
+
+class DeviceError(SegmentError):
+    pass
+
+
+class SegmentConfigError(SegmentError):
+    pass
+
+
+def missing_package_message(what: str, packages: str) -> str:
+    return (f"{what} needs {packages} (not installed in this environment). "
+            f"Install the segmentation stack with `bash scripts/setup_seg_env.sh` (a separate venv at "
+            f".cache/seg-venv) or `pip install 'radagent[segment]'` after `pip install torch==2.13.0`.")
