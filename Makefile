@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean llm-env browser
+.PHONY: demo test bench clean llm-env browser seg-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ llm-env:
 browser:
 	-bash scripts/setup_browser.sh
 
-test: $(STAMP) llm-env browser
+# torch 2.13.0 CPU + MONAI + TotalSegmentator in their own venv, for the segmentation backend tests
+seg-env:
+	bash scripts/setup_seg_env.sh
+
+test: $(STAMP) llm-env browser seg-env
 	$(BIN)/pytest -q
+	.cache/seg-venv/bin/pytest -q tests/test_segment_base.py tests/test_segment_totalseg.py tests/test_segment_unit.py
 
 bench: $(STAMP)
 	$(BIN)/python -m eval.bench_findings

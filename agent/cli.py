@@ -38,8 +38,9 @@ def main(verbose: int) -> None:
 
 @main.command()
 @click.argument("ct", type=click.Path(path_type=Path))
-@click.option("--masks", "masks", required=True, type=click.Path(path_type=Path),
-              help="Folder of per-structure NIfTI masks (TotalSegmentator / AbdomenAtlas names) or a multilabel NIfTI.")
+@click.option("--masks", "masks", default=None, type=click.Path(path_type=Path),
+              help="Folder of per-structure NIfTI masks (TotalSegmentator / AbdomenAtlas names) or a multilabel NIfTI. "
+                   "Without it the CT is segmented (--backend).")
 @click.option("--class-map", type=click.Path(path_type=Path), default=None,
               help="JSON {label id: name} for a multilabel mask (default: TotalSegmentator 'total').")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
@@ -50,11 +51,24 @@ def main(verbose: int) -> None:
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
-def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
-            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str) -> None:
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["totalseg", "unit"]),
+              help="Without --masks: segmentation backend(s) in priority order (default: totalseg, plus unit with --weights).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="UniT checkpoint (backend unit).")
+@click.option("--task", "tasks", multiple=True, help="TotalSegmentator task(s) (default: total).")
+@click.option("--fast/--full", "fast", default=None, help="TotalSegmentator at 3 mm (fast) or 1.5 mm (full); default: fast on CPU.")
+@click.option("--totalseg-weights", type=click.Path(path_type=Path), default=None, help="TotalSegmentator nnU-Net weights folder.")
+@click.option("--totalseg-home", type=click.Path(path_type=Path), default=None, help="TotalSegmentator home folder.")
+@click.option("--no-download", is_flag=True, help="Fail with instructions instead of downloading TotalSegmentator weights.")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+def analyze(ct: Path, masks: Path | None, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
+            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str,
+            backends: tuple[str, ...], weights: Path | None, tasks: tuple[str, ...], fast: bool | None,
+            totalseg_weights: Path | None, totalseg_home: Path | None, no_download: bool, device: str) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
-    and write OUT/findings.json and OUT/findings.md."""
+    and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
+    Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
     from agent.pipeline import Timings, analyze_case, write_outputs_atomically
+    from perception.errors import RadagentError
     from templates.render import render_findings_md
 
     con = _stderr()
@@ -63,8 +77,16 @@ def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: boo
     try:
         if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
-        with con.status(f"analyzing {ct}"):
-            findings, images = analyze_case(ct, masks, class_map, timings=tm, key_images=not no_key_images)
+        seg_backends, seg_opts = None, None
+        if masks is None:
+            from agent.segment_cli import backend_options
+
+            seg_backends = list(backends) or (["totalseg", "unit"] if weights else ["totalseg"])
+            seg_opts = backend_options(seg_backends, weights, tasks, fast, totalseg_weights, totalseg_home, no_download,
+                                       None, None, None)
+        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(seg_backends)})")):
+            findings, images = analyze_case(ct, masks, class_map, timings=tm, key_images=not no_key_images,
+                                            backends=seg_backends, segment_options=seg_opts, device=device)
         if strict_masks:
             unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
             if unknown:
@@ -74,8 +96,10 @@ def analyze(ct: Path, masks: Path, class_map: Path | None, out: Path, force: boo
             files.update(_report_files(findings, {l.id: images[l.key_image] for l in findings.lesions if l.key_image},
                                        llm_url, model, style, con))
         write_outputs_atomically(out, files, force=force)
-    except InputError as e:
-        con.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+    except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
+        from rich.markup import escape
+
+        con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)
     for w in findings.study.warnings:
         con.print(f"[yellow]warning:[/] {w}", highlight=False)
@@ -120,7 +144,9 @@ def report(findings_path: Path, llm_url: str | None, model: str | None, style: s
         else:
             write_outputs_atomically(target, files)
     except InputError as e:
-        con.print(f"[bold red]error:[/] {e}", highlight=False)
+        from rich.markup import escape
+
+        con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         sys.exit(2)
     for name in files:
         click.echo(str(target / name))
@@ -157,6 +183,11 @@ main.add_command(ask)
 main.add_command(eval_group)
 main.add_command(serve)
 main.add_command(chat)
+
+from agent.segment_cli import segment, train  # noqa: E402
+
+main.add_command(segment)
+main.add_command(train)
 
 if __name__ == "__main__":
     main()

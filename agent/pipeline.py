@@ -34,17 +34,27 @@ def analyze(ct_path: str | Path, masks_path: str | Path, class_map: str | Path |
     return analyze_case(ct_path, masks_path, class_map, settings, timings, key_images=False)[0]
 
 
-def analyze_case(ct_path: str | Path, masks_path: str | Path, class_map: str | Path | None = None,
-                 settings: Settings | None = None, timings: Timings | None = None, key_images: bool = True
+def analyze_case(ct_path: str | Path, masks_path: str | Path | None, class_map: str | Path | None = None,
+                 settings: Settings | None = None, timings: Timings | None = None, key_images: bool = True,
+                 backends: list[str] | None = None, segment_options: dict | None = None, device: str = "auto"
                  ) -> tuple[Findings, dict[str, bytes]]:
-    """Findings and the files that go with them (key images: relative path -> PNG bytes)."""
+    """Findings and the files that go with them (key images: relative path -> PNG bytes).
+
+    With ``masks_path`` the user's masks are measured; without, the CT is segmented first by
+    ``backends`` (default TotalSegmentator; see perception.segment)."""
     tm = timings or Timings()
     t = time.perf_counter()
     ct = load_ct(ct_path)
     t = tm.add("load_ct", t)
     s = settings or Settings()
-    ls = load_masks(masks_path, ct, class_map, tol_mm=s.geometry_tolerance_mm)
-    t = tm.add("load_masks", t)
+    if masks_path is not None:
+        ls = load_masks(masks_path, ct, class_map, tol_mm=s.geometry_tolerance_mm)
+        t = tm.add("load_masks", t)
+    else:
+        from perception.segment import segment_ct
+
+        ls = segment_ct(ct, backends or ["totalseg"], device=device, options=segment_options)
+        t = tm.add("segment", t)
     findings, lesion_masks = build_findings_with_masks(ct, ls, s)
     t = tm.add("measure", t)
     files: dict[str, bytes] = {}
