@@ -189,5 +189,9 @@ from agent.segment_cli import segment, train  # noqa: E402
 main.add_command(segment)
 main.add_command(train)
 
+from agent.dataset_cli import dataset as _dataset_group  # noqa: E402
+
+main.add_command(_dataset_group)
+
 if __name__ == "__main__":
     main()

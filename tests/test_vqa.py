@@ -768,3 +768,19 @@ def test_ranked_lesions_by_free_text(case_a):
     assert a.finding_ids == [ranked[-1].id]
     a = answer(f, "What is the volume of the fifth largest liver lesion?")
     assert a.status == "cannot_be_determined" and "number 5" in a.reason
+
+
+def test_generate_qa_rows_are_the_deterministic_answers(case_a):
+    from reasoning.vqa import generate_qa
+
+    f = case_a["findings"]
+    rows = generate_qa(f)
+    assert len({r["subtype"] for r in rows}) >= 38
+    assert len({r["qid"] for r in rows}) == len(rows)
+    for r in rows:
+        a = answer(f, Question(**r["params"]))
+        assert (r["status"], r["answer"]) == (a.status, a.answer)
+        assert r["status"] == "answered" or r["reason"]
+    # the liver is cut off by the scan edge in this 30-slice CT: its volume is never a number
+    liver_vol = next(r for r in rows if r["subtype"] == "organ volume measurement" and r["params"].get("organ") == "liver")
+    assert liver_vol["status"] == "cannot_be_determined" and liver_vol["answer"] is None

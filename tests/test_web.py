@@ -40,13 +40,16 @@ def _browser_or_skip() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    _browser_or_skip()
+    root = tmp_path_factory.mktemp("web_root")
+    yield from _serve(root, build_case(root / "case1"), ServerSettings(data_root=root, token=TOKEN))
+
+
+def _serve(root, case, settings):
     """The app under uvicorn in a thread, on a loopback socket bound here (no port race)."""
     import uvicorn
 
-    _browser_or_skip()
-    root = tmp_path_factory.mktemp("web_root")
-    case = build_case(root / "case1")
-    app = create_app(ServerSettings(data_root=root, token=TOKEN))
+    app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -87,6 +90,43 @@ def browser(tmp_path_factory):
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _ask_in_page(d, base, case_id, question, timeout_s):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    d.get(base + "/")
+    d.find_element(By.ID, "token").send_keys(TOKEN)
+    d.find_element(By.ID, "case-id").send_keys(case_id)
+    d.find_element(By.ID, "load").click()
+    wait = WebDriverWait(d, 30, poll_frequency=0.1)
+    wait.until(lambda _: d.execute_script(
+        "const imgs = [...document.querySelectorAll('#lesions img')];"
+        "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"))
+    d.find_element(By.ID, "question").send_keys(question)
+    d.find_element(By.ID, "ask").click()
+    WebDriverWait(d, timeout_s, poll_frequency=0.2).until(
+        lambda _: d.find_elements(By.CSS_SELECTOR, "#chat-log .msg.answer[data-final='1']"))
+    return d.find_element(By.CSS_SELECTOR, "#chat-log .msg.answer").text
+
+
+@pytest.mark.llm_server
+def test_page_chat_through_the_agent_on_the_real_llm_server(vllm_server, browser, tmp_path_factory):
+    """With `serve --llm`, the page's chat goes through the tool-calling agent on the real vLLM
+    server; the answer shown is grounded (or the deterministic fallback) and equals the truth."""
+    _browser_or_skip()
+    root = tmp_path_factory.mktemp("web_llm_root")
+    case = build_case(root / "case1")
+    settings = ServerSettings(data_root=root, token=TOKEN, llm_url=vllm_server.base_url, model=vllm_server.model)
+    gen = _serve(root, case, settings)
+    srv = next(gen)
+    try:
+        want = case["truth"]["kidney_tumor"]["mask"].sum() * VOX**3 / 1000
+        answer = _ask_in_page(browser, srv["base"], srv["case_id"], QUESTION, timeout_s=300)
+        assert f"{want:.3f}" in answer, answer
+    finally:
+        gen.close()
 
 
 def test_page_shows_key_images_and_answers(server, browser):
