@@ -41,7 +41,7 @@ def build_synthetic_case(ct_path: Path, seg_path: Path, folder: Path) -> Path:
 
 
 def analyze(ct: Path, masks: Path, out: Path) -> None:
-    cmd = [sys.executable, "-m", "agent.cli", "analyze", str(ct), "--masks", str(masks), "-o", str(out), "--force"]
+    cmd = [sys.executable, "-m", "agent.cli", "analyze", str(ct), "--masks", str(masks), "-o", str(out), "--force", "--report"]
     print("$ radagent " + " ".join(cmd[3:]), flush=True)
     subprocess.run(cmd, check=True)
 
@@ -53,7 +53,8 @@ def main() -> None:
     case = build_synthetic_case(ct, seg, OUT / "cases" / "example_synthetic_lesions")
     analyze(case / "ct.nii.gz", case, OUT / "example_synthetic_lesions")
     print(f"\noutputs:\n  {OUT / 'example' / 'findings.md'}\n  {OUT / 'example_synthetic_lesions' / 'findings.md'}"
-          f"\n  (findings.json next to each)")
+          f"\n  {OUT / 'example_synthetic_lesions' / 'report.html'} (key images inside)"
+          f"\n  (findings.json, report.md and report.json next to each)")
 
 
 if __name__ == "__main__":
