@@ -116,7 +116,7 @@ HASHES_FILE = ".hashes.json"
 LOCK_FILE = ".lock"
 DEFAULT_QA_GENERATOR = "reasoning.vqa:generate_qa"
 ANALYZE_STAGES = ("load_ct", "load_masks", "measure", "key_images")  # order of agent.pipeline.analyze_case
-STAGES = ("hash",) + ANALYZE_STAGES + ("llm", "report", "qa")  # timed stages recorded in case.json
+STAGES = ("hash",) + ANALYZE_STAGES + ("segment", "llm", "report", "qa")  # timed stages recorded in case.json
 CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CORE_ORGAN_COLUMNS = sorted(CORE_ORGANS, key=lambda n: (ORGAN_ORDER.index(n) if n in ORGAN_ORDER else 99, n))
 # modules the forkserver imports once, so that recycled workers start in milliseconds
@@ -377,6 +377,9 @@ class BuildOptions:
     settings: Settings = field(default_factory=Settings)
     max_tasks_per_child: int = 20
     ray_address: str | None = None  # None: start a local Ray; "auto": join the running cluster
+    segment: tuple[str, ...] = ()  # backends for cases without masks (perception.segment); empty: such cases fail
+    segment_options: dict | None = None  # per-backend options for perception.segment.segment_ct
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -404,6 +407,9 @@ class CaseConfig:
     qa_generator: str | None
     llm: bool
     settings_hash: str
+    segment: tuple[str, ...] = ()
+    segment_options: dict | None = None
+    device: str = "auto"
 
 
 def settings_document(opts: BuildOptions, llm_model: str | None) -> dict:
@@ -417,6 +423,8 @@ def settings_document(opts: BuildOptions, llm_model: str | None) -> dict:
         "report": {"engine": "llm" if opts.llm_url else "template", "style": opts.style, "model": llm_model,
                    "max_attempts": 3 if opts.llm_url else None},
         "qa": opts.qa_generator if opts.qa else None,
+        **({"segment": {"backends": list(opts.segment), "options": json.loads(json.dumps(opts.segment_options or {}, default=str))}}
+           if opts.segment else {}),
     }
 
 
@@ -501,10 +509,12 @@ def run_case(task: CaseTask, cfg: CaseConfig, finish: bool = True) -> CaseOutcom
         tm = Timings()
         try:
             findings, files = analyze_case(spec.ct, spec.masks, spec.class_map, cfg.settings, tm,
-                                           key_images=cfg.key_images)
+                                           key_images=cfg.key_images, backends=list(cfg.segment) or None,
+                                           segment_options=cfg.segment_options, device=cfg.device)
         finally:
             o.timings.update(tm.seconds)
-            stage = next((s for s in ANALYZE_STAGES if s not in tm.seconds), "key_images")
+            stages = ANALYZE_STAGES if spec.masks else tuple("segment" if x == "load_masks" else x for x in ANALYZE_STAGES)
+            stage = next((s for s in stages if s not in tm.seconds), "key_images")
         o.findings, o.files = findings, files
     except Exception as e:  # noqa: BLE001 - a bad case is recorded, the build goes on
         return _failure(o, stage, e)
@@ -739,7 +749,8 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
     model = _resolve_llm_model(opts) if opts.llm_url else None
     sdoc = settings_document(opts, model)
     cfg = CaseConfig(str(out.absolute()), opts.settings, opts.key_images, opts.style,
-                     opts.qa_generator if opts.qa else None, bool(opts.llm_url), fingerprint(sdoc))
+                     opts.qa_generator if opts.qa else None, bool(opts.llm_url), fingerprint(sdoc),
+                     tuple(opts.segment), opts.segment_options, opts.device)
     out.mkdir(parents=True, exist_ok=True)
     (out / CASES_DIR).mkdir(exist_ok=True)
     t0 = time.perf_counter()
@@ -800,7 +811,7 @@ def _plan(specs, out, cfg, cache, state, opts, summary) -> tuple[list[CaseTask],
             summary.skipped_failed += 1
         else:
             state.status[cid] = "pending"
-            if not s.masks:
+            if not s.masks and not opts.segment:
                 to_fail.append(s)
             else:
                 to_run.append(CaseTask(s, k))

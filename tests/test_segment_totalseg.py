@@ -136,3 +136,30 @@ def test_chained_tasks_on_a_crop(ts_home, ct):
         for lab, name in maps[t].items():
             assert canonical_name(name) in ls.masks
     assert any(not ls.masks[f"liver_segment_{i}"].empty for i in range(1, 9))
+
+
+def test_dataset_build_segments_cases_without_masks(ts_home, tmp_path):
+    """`radagent dataset build --segment totalseg`: a CT with no masks is segmented in the worker
+    (TotalSegmentator's real code path on the fake weights) and measured like any other case."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from agent.cli import main
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(data_path("totalseg", "example_ct_sm.nii.gz"), src / "ct_only_01.nii.gz")
+    out = tmp_path / "out"
+    args = ["dataset", "build", str(src), "-o", str(out), "--workers", "1", "--no-progress", "--no-key-images"]
+    r = CliRunner().invoke(main, args)  # without --segment: recorded as an error, the build goes on
+    assert r.exit_code == 0, r.output
+    err = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines() if x.strip()]
+    assert [e["error_type"] for e in err] == ["SegmentationUnavailableError"]
+    r = CliRunner().invoke(main, args + ["--segment", "totalseg", "--task", "total", "--fast", "--totalseg-home",
+                                         str(ts_home), "--no-download", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    f = json.loads((out / "cases" / "ct_only_01" / "findings.json").read_text())
+    assert f["masks"] and all(m["source"].startswith("totalseg:") for m in f["masks"])
+    assert (out / "errors.jsonl").read_text().strip() == ""
