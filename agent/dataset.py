@@ -1042,9 +1042,11 @@ def _run_ray(tasks: list[CaseTask], cfg: CaseConfig, opts: BuildOptions, model: 
         dctx.enable_operator_progress_bars = False
         compute = ray.data.TaskPoolStrategy(size=opts.workers) if opts.workers else None
         ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=len(tasks))
-        ds = ds.map(_ray_prepare, fn_kwargs={"cfg": cfg, "finish": not cfg.llm}, num_cpus=1, compute=compute)
-        # (segmentation of unmasked CTs: a GPU actor stage goes here once a backend exists, e.g.
-        #  ds.map_batches(SegmentActor, batch_size=1, num_gpus=1, compute=ray.data.ActorPoolStrategy(size=n_gpus)))
+        # cases without masks are segmented inside this stage: with --segment on a cluster that has
+        # GPUs, each such task holds one GPU (TotalSegmentator / UniT load their weights per case)
+        gpu = cfg.segment and cfg.device != "cpu" and float(ray.cluster_resources().get("GPU", 0)) > 0
+        ds = ds.map(_ray_prepare, fn_kwargs={"cfg": cfg, "finish": not cfg.llm}, num_cpus=1, compute=compute,
+                    **({"num_gpus": 1} if gpu else {}))
         if cfg.llm:
             ds = ds.map_batches(RayLLMStage, batch_size=opts.llm_concurrency, num_cpus=0,
                                 compute=ray.data.ActorPoolStrategy(size=1),
