@@ -1,9 +1,6 @@
-"""Errors raised by perception.
+"""Errors raised by perception: the leaves of the tree drawn in ``radagent.errors``.
 
-Exception tree::
-
-    RadagentError                 base of everything radagent raises on purpose
-    +-- InputError                the user's input is unusable (CLI exit code 2)
+    radagent.errors.InputError    the user's input is unusable (CLI exit code 2)
         +-- CTLoadError           CT file/folder missing, corrupt, truncated, not 3D, NaN/inf
         +-- ModalityError         the image is not CT (e.g. MR)
         +-- DicomSeriesError      DICOM series geometry refused (gaps, duplicates, several series)
@@ -15,15 +12,7 @@ Every message names the file and what was expected versus what was found.
 
 from __future__ import annotations
 
-
-class RadagentError(Exception):
-    """Base class of radagent's own errors."""
-
-
-class InputError(RadagentError):
-    """The user's input cannot be used; the CLI exits with code 2."""
-
-    exit_code = 2
+from radagent.errors import InputError, RadagentError  # noqa: F401  (re-exported for perception's callers)
 
 
 class CTLoadError(InputError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from perception.errors import RadagentError
+from radagent.errors import RadagentError
 
 
 class LLMError(RadagentError):
