@@ -81,10 +81,10 @@ def render_key_image(ct: CTVolume, lesion: Lesion, mask: Mask) -> bytes:
 
 def render_key_images(ct: CTVolume, findings: Findings, masks: dict[str, Mask], folder: str = "key_images"
                       ) -> tuple[Findings, dict[str, bytes]]:
-    """PNG bytes per lesion (relative path -> bytes) and Findings with key_image set."""
-    files, lesions = {}, []
+    """PNG bytes per lesion (lesion id -> bytes) and Findings whose lesions name the file each image
+    is written to (``key_image``: ``<folder>/<lesion id>.png``, relative to findings.json)."""
+    images, lesions = {}, []
     for les in findings.lesions:
-        rel = f"{folder}/{les.id}.png"
-        files[rel] = render_key_image(ct, les, masks[les.id])
-        lesions.append(les.model_copy(update={"key_image": rel}))
-    return findings.model_copy(update={"lesions": lesions}), files
+        images[les.id] = render_key_image(ct, les, masks[les.id])
+        lesions.append(les.model_copy(update={"key_image": f"{folder}/{les.id}.png"}))
+    return findings.model_copy(update={"lesions": lesions}), images

@@ -1,0 +1,102 @@
+"""The HTTP API's request and response models (what the OpenAPI schema shows)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .settings import SESSION_ID_RE
+
+CaseStatus = Literal["queued", "running", "done", "failed"]
+
+
+class CaseInfo(BaseModel):
+    """A case as the API shows it (no server paths)."""
+
+    id: str
+    status: CaseStatus
+    source: Literal["upload", "path"]
+    inputs: dict[str, str] = Field(description="role (ct, masks, class_map) -> upload file name or path in the data root")
+    created: str = Field(description="UTC, ISO 8601")
+    error: str | None = None
+    error_kind: Literal["input", "internal"] | None = None
+    n_lesions: int | None = None
+    n_organs: int | None = None
+    warnings: list[str] = []
+    timings_s: dict[str, float] = {}
+
+
+class CaseRecord(BaseModel):
+    """case.json: the CaseInfo plus the server-side paths the analysis reads (never sent)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    info: CaseInfo
+    paths: dict[str, str]
+    display: dict[str, str] = Field(description="server path -> the name shown for it")
+
+
+class PathCaseRequest(BaseModel):
+    """A case from files already on the server, inside its data root."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ct: str = Field(description="CT .nii/.nii.gz file or DICOM folder, relative to the data root (or absolute inside it)")
+    masks: str = Field(description="folder of binary NIfTI masks, or a multilabel NIfTI")
+    class_map: str | None = Field(None, description="JSON {label id: name} for a multilabel mask")
+
+
+class LesionSummary(BaseModel):
+    id: str
+    organ: str | None
+    kind: str
+    volume_ml: float
+    long_axis_mm: float
+    short_axis_mm: float
+    mean_hu: float
+    segments: list[str]
+    key_image_url: str | None
+
+
+class AskRequest(BaseModel):
+    """A question as text (free or multiple choice) or as a subtype with parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str | None = Field(None, max_length=4000)
+    choices: list[str] | None = Field(None, max_length=10, description="multiple-choice options 'A) ...'")
+    subtype: str | None = Field(None, description="DeepTumorVQA subtype name instead of question text")
+    params: dict[str, str | list[str]] = Field({}, description="parameters of the subtype (organ, lesion_id, organs, ...)")
+    mode: Literal["auto", "deterministic", "agent"] = Field(
+        "auto", description="auto: the agent when the server has --llm, else deterministic")
+
+    @model_validator(mode="after")
+    def _one(self) -> "AskRequest":
+        if (self.question is None) == (self.subtype is None):
+            raise ValueError("give either 'question' or 'subtype' (with 'params'), not both and not neither")
+        if self.params and self.subtype is None:
+            raise ValueError("'params' needs 'subtype'")
+        return self
+
+
+class AskResponse(BaseModel):
+    mode: Literal["deterministic", "agent"]
+    text: str = Field(description="the answer in one line for people")
+    answer: dict[str, Any] | None = Field(None, description="deterministic mode: the reasoning.vqa Answer object")
+    note: str | None = Field(None, description="why the deterministic path answered although an agent was configured")
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: str = Field(min_length=1, max_length=4000)
+    session_id: str | None = Field(None, description="continue this conversation (from the 'session' event)")
+
+    @field_validator("session_id")
+    @classmethod
+    def _sid(cls, v: str | None) -> str | None:
+        if v is not None and not SESSION_ID_RE.fullmatch(v):
+            raise ValueError("expected 32 lowercase hex characters")
+        return v
+

@@ -1,0 +1,313 @@
+"""The API's routes over the case service (agent.case): cases, results, questions.
+
+Each route only parses its request, calls the case service or the case store, and renders the
+answer; nothing here measures, drafts or answers on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from perception.schema import Findings
+
+from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest)
+from .security import REPORT_CSP, refuse, resolve_in_root
+from .sessions import Sessions
+from .settings import LESION_ID_PATTERN, MiB, ServerSettings
+from .store import CaseStore, now, run_analysis
+from .uploads import place_uploads, receive_upload
+
+log = logging.getLogger("radagent.api")
+
+ChatFactory = Callable[[Findings, ServerSettings], Any]
+
+
+def default_chat_factory(findings: Findings, settings: ServerSettings) -> Any:
+    """The case service's chat engine: the tool-calling agent with the server's --llm, deterministic
+    answers (with follow-ups) without; when the agent cannot be built, deterministic with the reason
+    in ``.note``."""
+    from agent import case as case_service
+    from radagent.errors import RadagentError
+
+    llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model) if settings.llm_url else None
+    try:
+        return case_service.chat(findings, llm)
+    except RadagentError as e:  # e.g. langchain missing
+        log.warning("chat agent unavailable (%s): answering deterministically", e)
+        session = case_service.chat(findings, None)
+        session.note = f"the chat agent is unavailable ({e}); answered deterministically"
+        return session
+
+
+def chat_mode(session: Any) -> str:
+    """deterministic for the case service's chat engine without an LLM; agent otherwise."""
+    from reasoning.agent import ChatSession
+
+    return "deterministic" if isinstance(session, ChatSession) and session.llm_url is None else "agent"
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, BaseModel):
+        return o.model_dump(mode="json")
+    return str(o)
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, default=_jsonable, ensure_ascii=False)}\n\n".encode()
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    """What the routes share: settings, case storage, chat sessions, the analysis executor."""
+
+    settings: ServerSettings
+    store: CaseStore
+    sessions: Sessions
+    executor: ThreadPoolExecutor
+    make_chat: ChatFactory
+    upload_limit: int
+    max_unzipped: int
+
+
+def add_routes(api: APIRouter, ctx: ApiContext) -> None:
+    """Register the case, result and question routes on ``api`` (a router behind the token check)."""
+    settings, store, sessions, executor, make_chat = ctx.settings, ctx.store, ctx.sessions, ctx.executor, ctx.make_chat
+    limit, max_unzipped = ctx.upload_limit, ctx.max_unzipped
+
+    # --- cases
+    async def _start(cid: str, wait: bool, status_code_done: int = 201) -> JSONResponse:
+        fut = executor.submit(run_analysis, store, cid)
+        if not wait:
+            return JSONResponse(store.load(cid).info.model_dump(mode="json"), status_code=202)
+        await asyncio.wrap_future(fut)
+        rec = store.load(cid)
+        if rec.info.status == "failed":
+            await run_in_threadpool(store.delete, cid)
+            return JSONResponse({"detail": rec.info.error}, status_code=422 if rec.info.error_kind == "input" else 500)
+        return JSONResponse(rec.info.model_dump(mode="json"), status_code=status_code_done)
+
+    wait_q = Query(False, description="answer when the analysis has ended (201, or 422 with the input error and the "
+                                      "case removed) instead of at once (202)")
+    created = {201: {"model": CaseInfo, "description": "analyzed (wait=true)"},
+               202: {"model": CaseInfo, "description": "queued"},
+               413: {"description": "body larger than --max-upload-mb"},
+               422: {"description": "unusable input, the file named"}}
+
+    @api.post("/cases", tags=["cases"], status_code=202, responses=created, openapi_extra={
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["ct", "masks"], "properties": {
+                "ct": {"type": "string", "format": "binary", "description": "CT, .nii or .nii.gz"},
+                "masks": {"type": "string", "format": "binary",
+                          "description": "multilabel .nii/.nii.gz, or a .zip of binary mask files named by structure"},
+                "class_map": {"type": "string", "format": "binary", "description": "JSON {label id: name}"}}}}}}})
+    async def create_case_upload(request: Request, wait: bool = wait_q) -> JSONResponse:
+        """Create a case from uploaded files (multipart/form-data) and analyze it."""
+        cl = request.headers.get("content-length")
+        if cl is not None and cl.isdigit() and int(cl) > limit:
+            raise refuse(413, f"upload of {int(cl) / MiB:.1f} MiB is larger than the server's limit of "
+                               f"{limit / MiB:.3g} MiB (--max-upload-mb)")
+        cid, staging = store.new_staging()
+        try:
+            uploads = await receive_upload(request, staging, limit)
+            paths, display, inputs = await run_in_threadpool(place_uploads, uploads, staging, max_unzipped)
+            display[str(store.root / cid)] = "<case>"
+            display[str(staging)] = "<case>"
+            rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="upload", inputs=inputs, created=now()),
+                              paths={k: v.replace(str(staging), str(store.root / cid), 1) for k, v in paths.items()},
+                              display={k.replace(str(staging), str(store.root / cid), 1): v for k, v in display.items()})
+            store.commit(staging, rec)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return await _start(cid, wait)
+
+    @api.post("/cases/from-path", tags=["cases"], status_code=202, responses={
+        **created, 403: {"description": "path outside the data root (or inside the case storage)"}})
+    async def create_case_from_path(req: PathCaseRequest, wait: bool = wait_q) -> JSONResponse:
+        """Create a case from files already inside the server's data root and analyze it."""
+        root = settings.data_root
+        forbidden = (store.root,)
+        paths = {}
+        for role, given in (("ct", req.ct), ("masks", req.masks), ("class_map", req.class_map)):
+            if given is not None:
+                paths[role] = str(await run_in_threadpool(resolve_in_root, root, given, role, forbidden))
+        inputs = {k: str(Path(v).relative_to(root)) for k, v in paths.items()}
+        cid, staging = store.new_staging()
+        try:
+            display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
+            rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="path", inputs=inputs, created=now()),
+                              paths=paths, display=display)
+            store.commit(staging, rec)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return await _start(cid, wait)
+
+    @api.get("/cases", tags=["cases"])
+    def list_cases() -> list[CaseInfo]:
+        return store.list()
+
+    @api.get("/cases/{case_id}", tags=["cases"], responses={404: {"description": "unknown case"}})
+    def get_case(case_id: str) -> CaseInfo:
+        return store.load(case_id).info
+
+    @api.delete("/cases/{case_id}", tags=["cases"], status_code=204, responses={404: {"description": "unknown case"}})
+    def delete_case(case_id: str) -> Response:
+        store.delete(case_id)
+        sessions.drop_case(case_id)
+        return Response(status_code=204)
+
+    # --- results
+    @api.get("/cases/{case_id}/findings", tags=["results"], responses={
+        200: {"content": {"application/json": {}, "text/markdown": {}}, "description": "findings.json or findings.md"},
+        409: {"description": "still being analyzed"}})
+    def get_findings(case_id: str, format: Literal["json", "md"] = "json") -> FileResponse:
+        _, out = store.done(case_id)
+        if format == "md":
+            return FileResponse(out / "findings.md", media_type="text/markdown; charset=utf-8")
+        return FileResponse(out / "findings.json", media_type="application/json")
+
+    @api.get("/cases/{case_id}/lesions", tags=["results"])
+    def list_lesions(case_id: str) -> list[LesionSummary]:
+        f, _ = store.findings(case_id)
+        return [LesionSummary(id=les.id, organ=les.organ, kind=les.kind, volume_ml=les.volume_ml,
+                              long_axis_mm=les.long_axis_mm, short_axis_mm=les.short_axis_mm, mean_hu=les.mean_hu,
+                              segments=les.segments,
+                              key_image_url=f"/cases/{case_id}/lesions/{les.id}/key-image" if les.key_image else None)
+                for les in f.lesions]
+
+    @api.get("/cases/{case_id}/lesions/{lesion_id}/key-image", tags=["results"], response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "the key image"}})
+    def key_image(case_id: str, lesion_id: str = PathParam(pattern=LESION_ID_PATTERN)) -> FileResponse:
+        """The axial slice through the lesion's long axis, contour and axes drawn."""
+        f, out = store.findings(case_id)
+        les = next((x for x in f.lesions if x.id == lesion_id), None)
+        if les is None:
+            raise refuse(404, f"no lesion {lesion_id!r} in case {case_id}; lesions are {[x.id for x in f.lesions]}")
+        if not les.key_image:
+            raise refuse(404, f"lesion {lesion_id} has no key image")
+        p = (out / les.key_image).resolve()
+        if not p.is_relative_to(out.resolve()) or not p.is_file():
+            raise refuse(404, f"key image of lesion {lesion_id} not found in this case")
+        return FileResponse(p, media_type="image/png")
+
+    @api.get("/cases/{case_id}/report", tags=["results"], responses={
+        200: {"content": {"text/html": {}, "text/markdown": {}, "application/json": {}}},
+        400: {"description": "engine=llm on a server started without --llm"}})
+    def get_report(case_id: str, format: Literal["html", "md", "json"] = "html",
+                   engine: Literal["auto", "template", "llm"] = Query("auto", description="auto: llm with --llm"),
+                   style: Literal["structured", "narrative"] = "structured") -> Response:
+        """The report (drafted once per engine and style, then kept in the case folder)."""
+        from agent import case as case_service
+
+        _, out = store.done(case_id)
+        if engine == "llm" and not settings.llm_url:
+            raise refuse(400, "engine=llm: the server was started without --llm; use engine=template")
+        eng = "llm" if engine == "llm" or (engine == "auto" and settings.llm_url) else "template"
+        folder = out / "reports" / f"{eng}-{style}"
+        headers = {}
+        if not (folder / f"report.{format}").is_file():
+            llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model) if eng == "llm" else None
+            rep = case_service.report(case_service.load(out), llm, style)
+            content = rep.files[f"report.{format}"]
+            if rep.fallback_reason:  # a fallback is not kept: the next request tries the LLM again
+                headers["X-Radagent-Report-Fallback"] = re.sub(r"[^\x20-\x7e]", "?", rep.fallback_reason)[:300]
+            else:
+                with store.case_lock(case_id):
+                    if (store.root / case_id / "case.json").is_file():
+                        case_service.write_report(rep, folder)
+        else:
+            content = (folder / f"report.{format}").read_text()
+        media = {"html": "text/html; charset=utf-8", "md": "text/markdown; charset=utf-8", "json": "application/json"}
+        if format == "html":
+            headers["Content-Security-Policy"] = REPORT_CSP
+        headers["X-Radagent-Report-Engine"] = eng
+        return Response(content, media_type=media[format], headers=headers)
+
+    # --- questions
+    @api.post("/cases/{case_id}/ask", tags=["questions"], responses={
+        400: {"description": "mode=agent on a server without --llm"}, 422: {"description": "malformed question"}})
+    def ask(case_id: str, req: AskRequest) -> AskResponse:
+        """Answer one question: structured (subtype + params) and no-LLM questions deterministically
+        (agent.case.ask); text questions by the chat agent when the server has --llm (mode=auto)."""
+        from agent import case as case_service
+
+        f, _ = store.findings(case_id)
+        if req.mode == "agent" and not settings.llm_url:
+            raise refuse(400, "mode=agent: the server was started without --llm; use mode=deterministic or auto")
+        if req.subtype is not None:
+            try:
+                q = case_service.question(req.subtype, req.params)
+            except ValidationError as e:
+                raise refuse(422, "; ".join(f"{'.'.join(str(x) for x in d['loc']) or 'question'}: {d['msg']}"
+                                             for d in e.errors())) from None
+            return _det(f, q, req.choices)
+        if req.mode == "deterministic":
+            return _det(f, req.question, req.choices)
+        session = make_chat(f, settings)
+        if chat_mode(session) == "deterministic" or req.choices:
+            r = _det(f, req.question, req.choices)
+            return r.model_copy(update={"note": getattr(session, "note", None)})
+        try:
+            turn = session.ask(req.question)
+        except Exception as e:  # noqa: BLE001 - the LLM side failed: reported as a bad gateway, and logged
+            log.exception("case %s: chat agent failed", case_id)
+            raise refuse(502, f"the chat agent failed ({type(e).__name__}: {str(e)[:300]})") from None
+        return AskResponse(mode="agent", text=str(getattr(turn, "text", turn)))
+
+    def _det(f: Findings, q: Any, choices: list[str] | None) -> AskResponse:
+        from agent import case as case_service
+
+        try:
+            a = case_service.ask(f, q, choices)
+        except ValueError as e:  # malformed choices
+            raise refuse(422, str(e)) from None
+        return AskResponse(mode="deterministic", text=a.line(), answer=a.model_dump(mode="json"))
+
+    @api.post("/cases/{case_id}/chat", tags=["questions"], response_class=StreamingResponse, responses={
+        200: {"content": {"text/event-stream": {}}, "description": "events: session, token (repeated), final; "
+                                                                     "error instead of final on failure"}})
+    async def chat(case_id: str, req: ChatRequest) -> StreamingResponse:
+        """Stream a chat answer as Server-Sent Events. Each event's data is JSON: ``session``
+        {session_id, mode}; ``token`` {text}; ``final`` {text, ...}; ``error`` {detail}."""
+        f, _ = await run_in_threadpool(store.findings, case_id)
+        sid, session = sessions.get(case_id, req.session_id)
+        if session is None:
+            session = await run_in_threadpool(make_chat, f, settings)
+            sessions.put(case_id, sid, session)
+
+        async def events() -> AsyncIterator[bytes]:
+            yield _sse("session", {"session_id": sid, "mode": chat_mode(session),
+                                   "note": getattr(session, "note", None)})
+            try:
+                final = False
+                async for ev in session.astream(req.message):
+                    kind = ev.get("type", "token") if isinstance(ev, dict) else "token"
+                    payload = ev if isinstance(ev, dict) else {"type": "token", "text": str(ev)}
+                    if kind == "final" and "answer" not in payload and isinstance(payload.get("turn"), dict):
+                        payload = {**payload, "answer": payload["turn"].get("answer")}
+                    yield _sse(kind if kind in ("token", "final") else "token", payload)
+                    final = final or kind == "final"
+                if not final:
+                    yield _sse("error", {"detail": "the chat ended without a final answer"})
+            except Exception as e:  # noqa: BLE001 - reported to the client as an event, and logged
+                log.exception("case %s: chat failed", case_id)
+                yield _sse("error", {"detail": f"chat failed ({type(e).__name__}: {str(e)[:300]})"})
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+

@@ -1,0 +1,269 @@
+"""The case service: the one path from a CT to its written outputs, under every surface.
+
+The CLI (agent/cli.py), the HTTP API (agent/api/) and the dataset builder (agent/dataset/) only
+parse their input, call these functions, and render what comes back::
+
+    case = analyze(ct, masks, class_map=..., settings=..., segment=SegmentRequest(...))
+    rep = report(case, llm=None | LLMSettings(url, model), style="structured")
+    write(case, rep, out)                      # atomic: the folder appears complete or not at all
+    session = chat(case.findings, llm=None)    # one chat engine, with or without an LLM
+
+So the same inputs through any surface give the same findings.json, key images and reports
+(tests/test_case_service.py holds this). Data flows one way: perception measures here and renders
+the key images; reasoning and templates receive only Findings and those images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from radagent.errors import InputError
+
+if TYPE_CHECKING:  # imported lazily at run time: starting the CLI must stay cheap
+    from perception.findings import Settings
+    from perception.schema import Findings
+    from perception.segment.request import SegmentRequest
+    from reasoning.agent import ChatSession
+    from reasoning.report import ReportDraft
+
+Style = Literal["structured", "narrative"]
+STYLES: tuple[str, ...] = ("structured", "narrative")
+
+
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible server (vLLM in production) for narratives and chat."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(min_length=1, description="base URL, e.g. http://127.0.0.1:8000/v1")
+    model: str | None = Field(None, description="served model name (default: the first the server lists)")
+    api_key: str | None = Field(None, repr=False)
+
+
+@dataclass
+class Timings:
+    """Seconds per stage, and the stage running now (so a failure names its stage explicitly)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    current: str | None = None
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time ``name``; on an exception ``current`` stays ``name`` (the stage that failed)."""
+        self.current = name
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = self.seconds.get(name, 0.0) + (time.perf_counter() - t0)
+        self.current = None
+
+
+@dataclass(frozen=True)
+class AnalyzedCase:
+    """Findings and the key image of each lesion (PNG bytes by lesion id)."""
+
+    findings: Findings
+    key_images: dict[str, bytes] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def image_files(self) -> dict[str, bytes]:
+        """Key images by the relative path each lesion's ``key_image`` names."""
+        return {les.key_image: self.key_images[les.id] for les in self.findings.lesions
+                if les.key_image and les.id in self.key_images}
+
+    def with_findings(self, findings: Findings) -> AnalyzedCase:
+        """The same case with other findings (e.g. server paths redacted); lesion ids must not change."""
+        if [x.id for x in findings.lesions] != [x.id for x in self.findings.lesions]:
+            raise ValueError("with_findings: the lesion ids differ; key images would not match their lesions")
+        return replace(self, findings=findings)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A drafted report and its rendered files (report.md, report.json, report.html)."""
+
+    draft: ReportDraft
+    style: str
+    files: dict[str, str]
+
+    @property
+    def engine(self) -> str:
+        return self.draft.engine
+
+    @property
+    def fallback_reason(self) -> str | None:
+        return self.draft.fallback_reason
+
+
+# --- analyze ---------------------------------------------------------------------------------------
+def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str | Path | None = None,
+            settings: Settings | None = None, segment: SegmentRequest | None = None, key_images: bool = True,
+            strict_masks: bool = False, timings: Timings | None = None) -> AnalyzedCase:
+    """Load the CT, obtain its masks (the user's ``masks``, else ``segment``), check geometry,
+    measure, and render each lesion's key image. Nothing is written.
+
+    Without ``masks`` and without ``segment`` the CT is segmented by TotalSegmentator's default
+    request. ``strict_masks`` refuses unknown mask names (InputError) instead of warning."""
+    from perception.findings import Settings, build_findings_with_masks
+    from perception.io import load_ct
+
+    tm = timings if timings is not None else Timings()
+    s = settings or Settings()
+    with tm.stage("load_ct"):
+        vol = load_ct(ct)
+    if masks is not None:
+        from perception.masks import load_masks
+
+        with tm.stage("load_masks"):
+            labels = load_masks(masks, vol, class_map, tol_mm=s.geometry_tolerance_mm)
+    else:
+        from perception.segment import segment_ct
+        from perception.segment.request import SegmentRequest
+
+        with tm.stage("segment"):
+            labels = segment_ct(vol, segment or SegmentRequest.build())
+    with tm.stage("measure"):
+        findings, lesion_masks = build_findings_with_masks(vol, labels, s)
+    if strict_masks:
+        unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
+        if unknown:
+            raise InputError(f"{masks}: " + "; ".join(unknown))
+    images: dict[str, bytes] = {}
+    if key_images and findings.lesions:
+        from perception.keyimages import render_key_images
+
+        with tm.stage("key_images"):
+            findings, images = render_key_images(vol, findings, lesion_masks)
+    return AnalyzedCase(findings, images, dict(tm.seconds))
+
+
+def findings_location(path: str | Path) -> Path:
+    """findings.json itself, or the analyze output folder holding it."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "findings.json"
+    if not p.exists():
+        raise InputError(f"{p}: findings.json not found (expected a findings.json or an `radagent analyze` output folder)")
+    return p
+
+
+def load(path: str | Path) -> AnalyzedCase:
+    """A case written by ``write`` (or findings.json alone): findings and the key images found."""
+    from pydantic import ValidationError
+
+    from perception.schema import Findings
+
+    p = findings_location(path)
+    try:
+        f = Findings.model_validate_json(p.read_text())
+    except (ValidationError, ValueError) as e:
+        raise InputError(f"{p}: not a valid findings.json ({str(e).splitlines()[0]})") from e
+    except OSError as e:
+        raise InputError(f"{p}: cannot read findings.json ({e.strerror or e})") from e
+    images = {les.id: (p.parent / les.key_image).read_bytes() for les in f.lesions
+              if les.key_image and (p.parent / les.key_image).is_file()}
+    return AnalyzedCase(f, images)
+
+
+# --- report ----------------------------------------------------------------------------------------
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise InputError(f"report style {style!r}: expected one of {', '.join(STYLES)}")
+
+
+def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "structured", *,
+           draft: ReportDraft | None = None, max_attempts: int = 3) -> Report:
+    """Draft the report (the LLM narrative with ``llm``, each claim checked; else the template)
+    and render report.md/json/html with the key images. ``draft``: one drafted already (a batch)."""
+    from templates.render import render_report
+
+    _check_style(style)
+    if draft is None:
+        from reasoning.narrative import draft_report
+
+        draft = draft_report(case.findings, llm.url if llm else None, llm.model if llm else None, style=style,
+                             max_attempts=max_attempts, api_key=llm.api_key if llm else None)
+    return Report(draft, style, render_report(case.findings, draft, style, case.key_images))
+
+
+def draft_batch(findings: list[Findings], llm: LLMSettings, style: str = "structured", concurrency: int = 8
+                ) -> list[ReportDraft]:
+    """LLM narratives for many cases as bounded concurrent requests (template fallback per case)."""
+    import asyncio
+
+    from reasoning.client import LLMClient
+    from reasoning.narrative import llm_drafts
+
+    _check_style(style)
+    return asyncio.run(llm_drafts(findings, LLMClient(llm.url, llm.model, llm.api_key), concurrency=concurrency,
+                                  style=style))
+
+
+# --- write -----------------------------------------------------------------------------------------
+def output_files(case: AnalyzedCase, rep: Report | None = None, extra: dict[str, str | bytes] | None = None
+                 ) -> dict[str, str | bytes]:
+    """Every file of a case folder: findings.json, findings.md, key images, report files, ``extra``."""
+    from templates.render import render_findings_md
+
+    files: dict[str, str | bytes] = {"findings.json": case.findings.to_json() + "\n",
+                                     "findings.md": render_findings_md(case.findings), **case.image_files()}
+    if rep is not None:
+        files.update(rep.files)
+    clash = set(files) & set(extra or {})
+    if clash:
+        raise ValueError(f"extra files would replace case outputs: {sorted(clash)}")
+    files.update(extra or {})
+    return files
+
+
+def write(case: AnalyzedCase, rep: Report | None, out: str | Path, *, force: bool = False,
+          extra: dict[str, str | bytes] | None = None) -> Path:
+    """Write the case folder atomically (complete or absent); ``force`` replaces a non-empty one."""
+    from agent.files import write_outputs_atomically
+
+    return write_outputs_atomically(Path(out), output_files(case, rep, extra), force=force)
+
+
+def write_report(rep: Report, folder: str | Path) -> Path:
+    """Add (or replace) the report files in an existing folder, each file atomically; a missing
+    folder is created complete."""
+    from agent.files import add_files_atomically, write_outputs_atomically
+
+    folder = Path(folder)
+    if folder.is_dir():
+        add_files_atomically(folder, rep.files)
+    else:
+        write_outputs_atomically(folder, rep.files)
+    return folder
+
+
+# --- chat ------------------------------------------------------------------------------------------
+def chat(findings: Findings, llm: LLMSettings | None = None, *, max_attempts: int = 3) -> ChatSession:
+    """One conversation about one study: the tool-calling agent with ``llm``, deterministic answers
+    without; follow-ups ("and the second largest?") resolve the same way in both."""
+    from reasoning.agent import ChatSession
+
+    return ChatSession(findings, llm.url if llm else None, llm.model if llm else None,
+                       api_key=llm.api_key if llm else None, max_attempts=max_attempts)
+
+
+# --- questions -------------------------------------------------------------------------------------
+def question(subtype: str, params: dict | None = None):
+    """A structured question (a DeepTumorVQA subtype and its parameters), validated
+    (pydantic ValidationError naming the field)."""
+    from reasoning.vqa import Question
+
+    return Question(subtype=subtype, **(params or {}))
+
+
+def ask(findings: Findings, q, choices: list[str] | None = None):
+    """One question answered deterministically from findings (text or a ``question(...)``): the
+    Answer with its finding ids and rule, or the reason it cannot be determined."""
+    from reasoning.vqa import answer
+
+    return answer(findings, q, choices)
