@@ -1,0 +1,128 @@
+"""The typed question (subtype + parameters, the API form) and its answer."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reasoning.vqa.subtypes import canonical_subtype
+from reasoning.vqa.vocabulary import canonical_organ, canonical_segment
+
+
+class Question(BaseModel):
+    """A question as subtype + parameters (the API form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    subtype: str = Field(description="DeepTumorVQA subtype name (see SUBTYPES)")
+    organ: str | None = Field(None, description="organ or organ family, e.g. liver, kidney, kidney_left")
+    organs: tuple[str, ...] = Field((), description="organ pair / list for ratios, comparisons, aggregation")
+    lesion_id: str | None = Field(None, description="a lesion id (L1, L2, ...); default: the largest in the organ")
+    lesion_kind: Literal["cyst", "tumor"] | None = Field(None, description="lesion existence: only this class")
+    segments: tuple[str, ...] = Field((), description="sub-segments to compare")
+    location: str | None = Field(None, description="lesion count by location: a sub-segment or an organ")
+    measure: Literal["volume", "lesion_count", "lesion_volume"] | None = None
+    metric: Literal["count", "volume"] | None = None
+    aggregate: Literal["largest", "total"] = "largest"
+    rank: int = Field(1, description="which lesion by volume when no lesion_id: 1 largest, 2 second largest, ..., -1 smallest")
+    diameter: Literal["long_axis", "short_axis", "3d"] = "long_axis"
+    direction: Literal["larger", "smaller"] = "larger"
+    text: str | None = Field(None, description="the question text this was parsed from")
+
+    @field_validator("subtype")
+    @classmethod
+    def _subtype(cls, v: str) -> str:
+        return canonical_subtype(v)
+
+    @field_validator("organ")
+    @classmethod
+    def _organ(cls, v: str | None) -> str | None:
+        return canonical_organ(v) if v else None
+
+    @field_validator("organs", "segments", mode="before")
+    @classmethod
+    def _split(cls, v):
+        if isinstance(v, str):
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("organs")
+    @classmethod
+    def _organs(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(canonical_organ(x) for x in v)
+
+    @field_validator("segments")
+    @classmethod
+    def _segments(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(canonical_segment(x) for x in v)
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            return canonical_segment(v)
+        except ValueError:
+            try:
+                return canonical_organ(v)
+            except ValueError:
+                raise ValueError(f"unknown location {v!r}: expected a sub-segment (liver_segment_1..8, pancreas_head/body/tail) "
+                                 "or an organ") from None
+
+    @field_validator("lesion_id")
+    @classmethod
+    def _lid(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().upper()
+        if not re.fullmatch(r"L\d+", v):
+            raise ValueError(f"lesion id {v!r}: expected L<number> (L1, L2, ...)")
+        return v
+
+
+Status_ = Literal["answered", "cannot_be_determined", "unmapped_question"]
+Scalar = int | float | str
+
+
+class Answer(BaseModel):
+    """The answer, with the evidence (finding ids) and the rule used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status_
+    answer: Scalar | None = Field(None, description="number, 'yes'/'no', a category or segment name, or a choice letter")
+    unit: str | None = None
+    answer_type: Literal["numeric", "binary", "categorical", "choice"] | None = None
+    subtype: str | None = None
+    group: str | None = None
+    value: Scalar | None = Field(None, description="the computed answer (for multiple choice: before option matching)")
+    matched_option: str | None = Field(None, description="multiple choice: the text of the chosen option")
+    finding_ids: list[str] = []
+    rule: str | None = Field(None, description="knowledge key or computation")
+    explanation: str = ""
+    reason: str | None = Field(None, description="why not answered")
+    question: Question | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Answer":
+        if self.status == "answered":
+            if self.answer is None or self.reason is not None:
+                raise ValueError("an answered Answer needs an answer and no reason")
+        elif self.answer is not None or not self.reason:
+            raise ValueError(f"status {self.status}: answer must be empty and a reason given")
+        return self
+
+    def line(self) -> str:
+        """One line for people: the answer (or the status and reason) and the explanation."""
+        if self.status != "answered":
+            return f"{self.status.replace('_', ' ')}: {self.reason}"
+        if self.unit == "slice" and self.answer_type != "choice":
+            a = f"slice {self.answer}"
+        else:
+            a = f"{self.answer}" + (f" {self.unit}" if self.unit and self.answer_type != "choice" else "")
+        if self.answer_type == "choice":
+            a += f" ({self.matched_option})"
+        return f"{a} -- {self.explanation}"

@@ -1,0 +1,111 @@
+"""The mapping table: every question subtype (DeepTumorVQA's 42 and radagent's two extensions)
+with its group, answer type, parameters, definition and example phrasing; subtype names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Group = Literal["recognition", "measurement", "visual reasoning", "medical reasoning"]
+AnswerType = Literal["numeric", "binary", "categorical"]
+GROUPS: tuple[str, ...] = ("recognition", "measurement", "visual reasoning", "medical reasoning")
+
+
+@dataclass(frozen=True)
+class Subtype:
+    """One row of the mapping table."""
+
+    name: str
+    group: str
+    answer_type: str
+    params: tuple[str, ...]
+    definition: str
+    example: str
+    source: Literal["DeepTumorVQA", "radagent"] = "DeepTumorVQA"
+
+
+def _s(name, group, atype, params, definition, example, source="DeepTumorVQA") -> Subtype:
+    return Subtype(name, group, atype, tuple(params.split()) if params else (), definition, example, source)
+
+
+_R, _M, _V, _MR = GROUPS
+SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
+    # recognition
+    _s("PDAC existence", _R, "binary", "", "a pancreatic lesion typed PDAC (pancreatic_pdac mask)", "Is there a PDAC in the pancreas?"),
+    _s("PNET existence", _R, "binary", "", "a pancreatic lesion typed PNET (pancreatic_pnet mask)", "Is there a pancreatic neuroendocrine tumor (PNET)?"),
+    _s("colon lesion existence", _R, "binary", "", "any lesion in the colon/rectum", "Is there a lesion in the colon?"),
+    _s("kidney cyst existence", _R, "binary", "organ", "a kidney lesion classed cyst (mask type, else HU <= 34.8)", "Is there a cyst in the kidneys?"),
+    _s("kidney lesion existence", _R, "binary", "organ", "any kidney lesion (organ = kidney, kidney_left, kidney_right)", "Is there evidence of a lesion in the right kidney?"),
+    _s("kidney tumor existence", _R, "binary", "organ", "a kidney lesion classed tumour (mask type, else HU > 34.8)", "Is there a tumor in the left kidney?"),
+    _s("liver lesion existence", _R, "binary", "", "any liver lesion", "Is there a lesion in the liver?"),
+    _s("pancreatic lesion existence", _R, "binary", "", "any pancreatic lesion", "Is there a lesion in the pancreas?"),
+    _s("splenomegaly detection", _R, "binary", "", "spleen volume > 314.5 mL", "Does the patient have splenomegaly?"),
+    # measurement
+    _s("lesion volume measurement", _M, "numeric", "organ lesion_id aggregate", "volume of the largest lesion (aggregate=total: all lesions) in the organ, mL", "What is the volume of the largest liver lesion?"),
+    _s("organ HU measurement", _M, "numeric", "organ", "mean HU of the organ parenchyma (organ minus lesions)", "What is the mean HU of the spleen?"),
+    _s("organ HU ratio", _M, "numeric", "organs", "mean HU of organs[0] / mean HU of organs[1] (default liver/spleen)", "What is the liver-to-spleen HU ratio?"),
+    _s("organ volume measurement", _M, "numeric", "organ", "organ volume including its lesions, mL (not for truncated organs)", "What is the volume of the liver?"),
+    _s("tumor burden percentage", _M, "numeric", "organ", "total lesion volume / organ volume x 100", "What percentage of the pancreas is occupied by tumor?"),
+    # visual reasoning
+    _s("adjacent organ", _V, "categorical", "organ lesion_id", "nearest other organ within 3 mm of the (largest) lesion", "Which organ is adjacent to the largest liver lesion?"),
+    _s("bilateral kidney asymmetry", _V, "categorical", "", "kidney with >= 2x the lesion volume of the other, else symmetric", "Which kidney has the greater lesion burden?"),
+    _s("inter-segment comparison", _V, "categorical", "organ segments metric direction", "segment with more lesions (metric=volume: more lesion volume)", "Which liver segment has more lesions, segment 7 or segment 8?"),
+    _s("kidney volume comparison", _V, "categorical", "direction", "the larger (direction=smaller: smaller) kidney by volume", "Which kidney is larger?"),
+    _s("largest lesion attenuation", _V, "categorical", "organ lesion_id", "hypo/iso/hyperattenuating vs the host organ (margin 10 HU)", "Is the largest liver lesion hypoattenuating, isoattenuating or hyperattenuating?"),
+    _s("largest lesion diameter", _V, "numeric", "organ lesion_id diameter", "RECIST long axis of the largest lesion, mm", "What is the diameter of the largest liver lesion?"),
+    _s("largest lesion location", _V, "categorical", "organ lesion_id", "sub-segment holding the largest share of the largest lesion", "Which Couinaud segment contains the largest liver lesion?"),
+    _s("largest lesion slice", _V, "numeric", "organ lesion_id", "axial slice index of the long axis of the largest lesion", "On which axial slice is the largest liver lesion biggest?"),
+    _s("lesion count by location", _V, "numeric", "organ location", "lesions holding > 10 % of their volume in the location (segment or organ)", "How many lesions are in liver segment 8?"),
+    _s("lesion counting", _V, "numeric", "organ", "number of lesions in the organ", "How many lesions are in the liver?"),
+    _s("lesion outlier", _V, "binary", "organ", ">= 3 lesions and largest >= 3x second largest", "Is the largest liver lesion an outlier in size?"),
+    _s("liver lesion clustering", _V, "categorical", "", "highly clustered / somewhat clustered / widely distributed", "Are the liver lesions clustered or widely distributed?"),
+    _s("multi-organ lesion burden comparison", _V, "categorical", "organs direction", "organ family with the most lesion volume", "Which organ has the greater lesion burden, the liver or the kidneys?"),
+    _s("organ aggregation", _V, "numeric", "organs measure", "sum of organ volumes (measure=lesion_count / lesion_volume)", "What is the combined volume of both kidneys?"),
+    _s("organ enlargement", _V, "binary", "organ", "organ volume above its reference", "Is the liver enlarged?"),
+    _s("tumor organ HU difference", _V, "numeric", "organ lesion_id", "lesion mean HU minus host organ mean HU", "What is the HU difference between the largest liver lesion and the liver?"),
+    # medical reasoning
+    _s("PDAC vs PNET classification", _MR, "categorical", "lesion_id", "mask type, else attenuation heuristic", "Is the pancreatic lesion more likely PDAC or PNET?"),
+    _s("fatty liver", _MR, "binary", "", "L/S HU ratio < 1.0 on non-contrast CT", "Does the patient have fatty liver?"),
+    _s("hepatic steatosis grading", _MR, "categorical", "", "Kodama grade G0-G3 on non-contrast CT", "What is the grade of hepatic steatosis?"),
+    _s("lesion type classification", _MR, "categorical", "organ lesion_id", "kidney lesion: cyst or tumour (mask type, else 34.8 HU)", "Is the kidney lesion a cyst or a tumor?"),
+    _s("pancreatic cyst resectability", _MR, "binary", "lesion_id", "cyst volume > 3.0 mL or diameter > 30 mm", "Should the pancreatic cyst be resected?"),
+    _s("pancreatic lesion resectability", _MR, "categorical", "lesion_id", "NCCN category from the staging hint", "Is the pancreatic tumor resectable?"),
+    _s("pancreatic steatosis", _MR, "binary", "", "P/S HU ratio < 0.70 on non-contrast CT", "Is there pancreatic steatosis?"),
+    _s("pancreatic tumor staging", _MR, "categorical", "lesion_id", "AJCC 8 T from the staging hint", "What is the T stage of the pancreatic tumor?"),
+    _s("portal hypertension assessment", _MR, "binary", "", "splenomegaly as the assessable sign", "Are there signs of portal hypertension?"),
+    _s("pseudocyst determination", _MR, "binary", "lesion_id", "pancreatic cyst mean > 14.5 HU", "Is the pancreatic cyst a pseudocyst?"),
+    _s("renal mass characterization", _MR, "categorical", "organ lesion_id", "simple cyst / indeterminate / hyperdense cyst / fat-containing by HU", "How would you characterize the renal mass?"),
+    _s("splenomegaly grading", _MR, "categorical", "", "normal / mild / moderate / severe by spleen volume", "How would you classify the splenic enlargement based on volume?"),
+    # radagent extensions (not DeepTumorVQA subtypes)
+    _s("lesion existence", _R, "binary", "organ lesion_kind", "any lesion in an organ without a DeepTumorVQA subtype", "Is there a lesion in the spleen?", "radagent"),
+    _s("lesion HU measurement", _M, "numeric", "organ lesion_id", "mean HU of the (largest) lesion", "What is the mean HU of the largest liver lesion?", "radagent"),
+)}
+DEEPTUMORVQA_SUBTYPES: tuple[str, ...] = tuple(n for n, s in SUBTYPES.items() if s.source == "DeepTumorVQA")
+
+_KEY = re.compile(r"[^a-z0-9]")
+
+
+def _subtype_key(name: str) -> str:
+    return _KEY.sub("", name.lower())
+
+
+_SUBTYPE_BY_KEY = {_subtype_key(n): n for n in SUBTYPES}
+
+
+def canonical_subtype(name: str) -> str:
+    """DeepTumorVQA spelling of a subtype name ('lesion_counting' -> 'lesion counting')."""
+    k = _subtype_key(name)
+    if k in _SUBTYPE_BY_KEY:
+        return _SUBTYPE_BY_KEY[k]
+    import difflib
+
+    close = difflib.get_close_matches(name.lower().replace("_", " "), [n.lower() for n in SUBTYPES], n=3, cutoff=0.5)
+    close = [next(n for n in SUBTYPES if n.lower() == c) for c in close]
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown question subtype {name!r}{hint} (expected one of: {', '.join(SUBTYPES)})")
+
+
+def supported_questions() -> str:
+    """The question types and an example of each (for 'unmapped question' messages and help)."""
+    return "; ".join(f"{s.name} (e.g. '{s.example}')" for s in SUBTYPES.values())
