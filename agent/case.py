@@ -142,6 +142,12 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
     return AnalyzedCase(findings, images, dict(tm.seconds))
 
 
+def measure(ct: str | Path, masks: str | Path | None = None, class_map: str | Path | None = None,
+            settings: Settings | None = None, timings: Timings | None = None) -> Findings:
+    """The Python API's shortest path: Findings of ``ct`` with ``masks`` (no key images, nothing written)."""
+    return analyze(ct, masks, class_map=class_map, settings=settings, key_images=False, timings=timings).findings
+
+
 def findings_location(path: str | Path) -> Path:
     """findings.json itself, or the analyze output folder holding it."""
     p = Path(path)

@@ -62,13 +62,13 @@ def _evidence(turn) -> str:
               help="LLM replies per question before the deterministic fallback.")
 def chat(findings_path: Path, llm_url: str | None, model: str | None, max_attempts: int) -> None:
     """Chat about FINDINGS (a findings.json or a `radagent analyze` output folder)."""
-    from agent.pipeline import load_findings
-    from perception.errors import RadagentError
-    from reasoning.agent import ChatSession
+    from agent import case as case_service
+    from radagent.errors import RadagentError
 
     try:
-        findings, _ = load_findings(findings_path)
-        session = ChatSession(findings, llm_url, model, max_attempts=max_attempts)
+        findings = case_service.load(findings_path).findings
+        llm = case_service.LLMSettings(url=llm_url, model=model) if llm_url else None
+        session = case_service.chat(findings, llm, max_attempts=max_attempts)
     except RadagentError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -1,4 +1,4 @@
-"""The `radagent` command line: a thin shell over agent.pipeline. Domain errors become exit code 2."""
+"""The `radagent` command line: a thin shell over the case service (agent.case). Domain errors become exit code 2."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from perception.errors import InputError
+from agent.segment_options import segment_request_from_options, segment_request_options
+from radagent.errors import InputError
 
 log = logging.getLogger("radagent")
 
@@ -26,6 +27,14 @@ def _stderr():
     from rich.console import Console
 
     return Console(stderr=True, soft_wrap=True)
+
+
+def _fail(con, e: Exception) -> None:
+    """A domain error at the CLI edge: its message, exit code 2."""
+    from rich.markup import escape
+
+    con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+    sys.exit(2)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,56 +60,31 @@ def main(verbose: int) -> None:
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["totalseg", "unit"]),
-              help="Without --masks: segmentation backend(s) in priority order (default: totalseg, plus unit with --weights).")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="UniT checkpoint (backend unit).")
-@click.option("--task", "tasks", multiple=True, help="TotalSegmentator task(s) (default: total).")
-@click.option("--fast/--full", "fast", default=None, help="TotalSegmentator at 3 mm (fast) or 1.5 mm (full); default: fast on CPU.")
-@click.option("--totalseg-weights", type=click.Path(path_type=Path), default=None, help="TotalSegmentator nnU-Net weights folder.")
-@click.option("--totalseg-home", type=click.Path(path_type=Path), default=None, help="TotalSegmentator home folder.")
-@click.option("--no-download", is_flag=True, help="Fail with instructions instead of downloading TotalSegmentator weights.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N")
+@segment_request_options
 def analyze(ct: Path, masks: Path | None, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
             no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str,
-            backends: tuple[str, ...], weights: Path | None, tasks: tuple[str, ...], fast: bool | None,
-            totalseg_weights: Path | None, totalseg_home: Path | None, no_download: bool, device: str) -> None:
+            **segment: object) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
     Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
-    from agent.pipeline import Timings, analyze_case, write_outputs_atomically
-    from perception.errors import RadagentError
-    from templates.render import render_findings_md
+    from agent import case as case_service
+    from radagent.errors import RadagentError
 
     con = _stderr()
     t0 = time.perf_counter()
-    tm = Timings()
+    tm = case_service.Timings()
     try:
         if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
-        seg_backends, seg_opts = None, None
-        if masks is None:
-            from agent.segment_cli import backend_options
-
-            seg_backends = list(backends) or (["totalseg", "unit"] if weights else ["totalseg"])
-            seg_opts = backend_options(seg_backends, weights, tasks, fast, totalseg_weights, totalseg_home, no_download,
-                                       None, None, None)
-        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(seg_backends)})")):
-            findings, images = analyze_case(ct, masks, class_map, timings=tm, key_images=not no_key_images,
-                                            backends=seg_backends, segment_options=seg_opts, device=device)
-        if strict_masks:
-            unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
-            if unknown:
-                raise InputError(f"{masks}: " + "; ".join(unknown))
-        files = {"findings.json": findings.to_json() + "\n", "findings.md": render_findings_md(findings), **images}
-        if with_report:
-            files.update(_report_files(findings, {l.id: images[l.key_image] for l in findings.lesions if l.key_image},
-                                       llm_url, model, style, con))
-        write_outputs_atomically(out, files, force=force)
+        request = None if masks is not None else segment_request_from_options(**segment)
+        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
+            analyzed = case_service.analyze(ct, masks, class_map=class_map, segment=request,
+                                            key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
+        rep = _report(analyzed, llm_url, model, style, con) if with_report else None
+        case_service.write(analyzed, rep, out, force=force)
     except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
-        from rich.markup import escape
-
-        con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        sys.exit(2)
+        _fail(con, e)
+    findings = analyzed.findings
     for w in findings.study.warnings:
         con.print(f"[yellow]warning:[/] {w}", highlight=False)
     n_trunc = sum(o.status.value == "truncated_by_fov" for o in findings.organs)
@@ -111,16 +95,17 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, out: Path, for
     click.echo(str(out / "findings.md"))
 
 
-def _report_files(findings, images, llm_url, model, style, con) -> dict[str, str]:
-    from reasoning.narrative import draft_report
-    from templates.render import render_report
+def _report(analyzed, llm_url, model, style, con):
+    from agent import case as case_service
 
+    llm = case_service.LLMSettings(url=llm_url, model=model) if llm_url else None
     with con.status("drafting the report" + (f" with {llm_url}" if llm_url else "")):
-        draft = draft_report(findings, llm_url, model, style=style)
-    if draft.fallback_reason:
-        con.print(f"[yellow]warning:[/] {draft.fallback_reason}", highlight=False)
-    con.print(f"report: engine {draft.engine}" + (f" ({draft.model}, {draft.attempts} attempts)" if llm_url else ""), highlight=False)
-    return render_report(findings, draft, style, images)
+        rep = case_service.report(analyzed, llm, style)
+    if rep.fallback_reason:
+        con.print(f"[yellow]warning:[/] {rep.fallback_reason}", highlight=False)
+    con.print(f"report: engine {rep.engine}" + (f" ({rep.draft.model}, {rep.draft.attempts} attempts)" if llm_url else ""),
+              highlight=False)
+    return rep
 
 
 @main.command()
@@ -132,23 +117,16 @@ def _report_files(findings, images, llm_url, model, style, con) -> dict[str, str
               help="Output folder (default: the folder of findings.json).")
 def report(findings_path: Path, llm_url: str | None, model: str | None, style: str, out: Path | None) -> None:
     """Write report.md, report.json and report.html from a findings.json (or an analyze output folder)."""
-    from agent.pipeline import add_files_atomically, findings_location, load_findings, write_outputs_atomically
+    from agent import case as case_service
 
     con = _stderr()
     try:
-        findings, images = load_findings(findings_path)
-        files = _report_files(findings, images, llm_url, model, style, con)
-        target = out or findings_location(findings_path).parent
-        if target.exists():
-            add_files_atomically(target, files)
-        else:
-            write_outputs_atomically(target, files)
+        analyzed = case_service.load(findings_path)
+        rep = _report(analyzed, llm_url, model, style, con)
+        target = case_service.write_report(rep, out or case_service.findings_location(findings_path).parent)
     except InputError as e:
-        from rich.markup import escape
-
-        con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        sys.exit(2)
-    for name in files:
+        _fail(con, e)
+    for name in rep.files:
         click.echo(str(target / name))
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from perception.errors import InputError
+from agent.segment_options import segment_request_from_options, segment_request_options
+from radagent.errors import InputError
 
 
 def _stderr():
@@ -89,39 +90,26 @@ def dataset() -> None:
 @click.option("--no-key-images", is_flag=True, help="Skip the key image of each lesion.")
 @click.option("--ray-address", default=None, help="Ray cluster to join ('auto': the running cluster); default: a local Ray.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (failures and the summary are still printed).")
-@click.option("--segment", "segment", multiple=True, type=click.Choice(["totalseg", "unit"]),
-              help="Segment cases that come without masks with these backends (repeat; needs the segment extra). "
-                   "Without it such cases are recorded as errors.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None, help="UniT checkpoint (--segment unit).")
-@click.option("--task", "tasks", multiple=True, help="TotalSegmentator task(s) (default: total).")
-@click.option("--fast/--full", "fast", default=None, help="TotalSegmentator at 3 mm (fast) or 1.5 mm (full).")
-@click.option("--totalseg-weights", type=click.Path(path_type=Path), default=None, help="TotalSegmentator weights folder.")
-@click.option("--totalseg-home", type=click.Path(path_type=Path), default=None, help="TotalSegmentator home folder.")
-@click.option("--no-download", is_flag=True, help="Fail with instructions instead of downloading TotalSegmentator weights.")
-@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N (segmentation)")
+@segment_request_options(backend_aliases=("--segment",))
 def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: str | None, model: str | None,
           llm_concurrency: int, qa: bool, retry_failed: bool, style: str, no_key_images: bool,
-          ray_address: str | None, no_progress: bool, segment: tuple[str, ...], weights: Path | None,
-          tasks: tuple[str, ...], fast: bool | None, totalseg_weights: Path | None, totalseg_home: Path | None,
-          no_download: bool, device: str) -> None:
+          ray_address: str | None, no_progress: bool, **segment: object) -> None:
     """Build (or resume) a dataset from SOURCE: a folder of cases (CASE/ct.nii.gz + CASE/segmentations/)
-    or a manifest .csv/.parquet (case_id, ct, masks, [class_map], metadata columns such as phase)."""
+    or a manifest .csv/.parquet (case_id, ct, masks, [class_map], metadata columns such as phase).
+    Cases without masks are segmented with --segment BACKEND (repeat; the segment extra; the other
+    segmentation options as for `radagent analyze`); without it they are recorded as errors."""
     from agent.dataset import BuildOptions, build_dataset
 
     con = _stderr()
     obs = _RichObserver(con, enabled=not no_progress)
     t0 = time.perf_counter()
     try:
-        seg_opts = None
-        if segment:
-            from agent.segment_cli import backend_options
-
-            seg_opts = backend_options(segment, weights, tasks, fast, totalseg_weights, totalseg_home, no_download,
-                                       None, None, None)
+        # cases without masks are segmented only when asked (--segment BACKEND): a SegmentRequest,
+        # validated here, hashed into the settings and pickled to the workers
+        request = segment_request_from_options(**segment) if segment.get("backends") else None
         opts = BuildOptions(engine=engine, workers=workers, llm_url=llm_url, llm_model=model,
                             llm_concurrency=llm_concurrency, qa=qa, retry_failed=retry_failed, style=style,
-                            key_images=not no_key_images, ray_address=ray_address, segment=tuple(segment),
-                            segment_options=seg_opts, device=device)
+                            key_images=not no_key_images, ray_address=ray_address, segment=request)
         s = build_dataset(source, out, opts, observer=obs)
     except InputError as e:
         obs.stop()

@@ -25,10 +25,9 @@ def eval_group() -> None:
 def eval_vqa(questions: Path, cases_dir: Path, fmt: str, out: Path) -> None:
     """Answer QUESTIONS (DeepTumorVQA format) deterministically from findings, write the results
     file in DeepTumorVQA's format with radagent's scores per subtype and group."""
-    from agent.pipeline import load_findings
+    from agent import case as case_service
     from eval.vqa_metrics import read_questions, result_from_answer, score_results, write_results
-    from perception.errors import InputError
-    from reasoning.vqa import answer
+    from radagent.errors import InputError
 
     try:
         qs = read_questions(questions)
@@ -41,7 +40,7 @@ def eval_vqa(questions: Path, cases_dir: Path, fmt: str, out: Path) -> None:
         if q.image_id not in cache:
             folder = cases_dir / q.image_id
             try:
-                cache[q.image_id] = load_findings(folder)[0]
+                cache[q.image_id] = case_service.load(folder).findings
             except InputError:
                 cache[q.image_id] = None
                 missing.add(q.image_id)
@@ -55,7 +54,7 @@ def eval_vqa(questions: Path, cases_dir: Path, fmt: str, out: Path) -> None:
                                        pred_answer="", correct_option=q.correct_option,
                                        answer=None if q.answer is None else str(q.answer), status="no_case"))
             continue
-        results.append(result_from_answer(q, answer(f, text), fmt))
+        results.append(result_from_answer(q, case_service.ask(f, text), fmt))
     metrics = score_results(results, qs, fmt)
     write_results(out, results, metrics)
     if missing:

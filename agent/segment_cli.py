@@ -18,7 +18,8 @@ from pathlib import Path
 
 import click
 
-from perception.errors import InputError
+from agent.segment_options import segment_request_from_options, segment_request_options
+from radagent.errors import InputError
 
 
 def _stderr():
@@ -34,85 +35,35 @@ def _fail(con, e: Exception) -> None:
     sys.exit(2)
 
 
-def backend_options(backends, weights, tasks, fast, totalseg_weights, totalseg_home, no_download, masks, class_map,
-                    threshold) -> dict[str, dict]:
-    """Per-backend keyword arguments for perception.segment.segment_ct from the CLI options."""
-    opts: dict[str, dict] = {}
-    for b in backends:
-        if b == "unit":
-            if weights is None:
-                raise click.UsageError("--backend unit needs --weights CKPT (a checkpoint from `radagent train unit`)")
-            opts["unit"] = {"weights": weights, **({"existence_threshold": threshold} if threshold is not None else {})}
-        elif b == "totalseg":
-            opts["totalseg"] = {"tasks": list(tasks) or ["total"], "fast": fast, "weights_dir": totalseg_weights,
-                                "home_dir": totalseg_home, "allow_download": not no_download}
-        elif b == "masks":
-            if masks is None:
-                raise click.UsageError("--backend masks needs --masks PATH")
-            opts["masks"] = {"path": masks, "class_map": class_map}
-    return opts
-
-
-def segment_options(f):
-    """The segmentation options shared by `segment` (and, once wired, `analyze` without --masks)."""
-    from perception.segment.totalseg import TASKS
-
-    opts = [
-        click.option("--backend", "backends", multiple=True, type=click.Choice(["totalseg", "unit", "masks"]),
-                     help="Segmentation backend(s), in priority order (repeat the option). Default: totalseg, plus unit when --weights is given."),
-        click.option("--weights", type=click.Path(path_type=Path), default=None, help="UniT checkpoint (backend unit)."),
-        click.option("--task", "tasks", multiple=True, type=click.Choice(sorted(TASKS)),
-                     help="TotalSegmentator task(s) (repeat; default: total)."),
-        click.option("--fast/--full", "fast", default=None,
-                     help="TotalSegmentator `total` at 3 mm (fast) or 1.5 mm (full). Default: fast on CPU, full on GPU."),
-        click.option("--totalseg-weights", type=click.Path(path_type=Path), default=None,
-                     help="Folder of TotalSegmentator nnU-Net weights (TOTALSEG_WEIGHTS_PATH)."),
-        click.option("--totalseg-home", type=click.Path(path_type=Path), default=None,
-                     help="TotalSegmentator home folder (TOTALSEG_HOME_DIR; weights in <home>/nnunet/results)."),
-        click.option("--no-download", is_flag=True, help="Fail with instructions instead of downloading missing TotalSegmentator weights."),
-        click.option("--masks", type=click.Path(path_type=Path), default=None, help="Existing masks (backend masks)."),
-        click.option("--class-map", type=click.Path(path_type=Path), default=None, help="Class map for a multilabel --masks file."),
-        click.option("--threshold", type=float, default=None, help="UniT tumour existence threshold (default: the checkpoint's)."),
-        click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | cuda:N | mps"),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
 @click.command()
 @click.argument("ct", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output mask folder.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
-@segment_options
-def segment(ct: Path, out: Path, force: bool, backends, weights, tasks, fast, totalseg_weights, totalseg_home, no_download,
-            masks, class_map, threshold, device) -> None:
+@segment_request_options(include_masks_backend=True)
+def segment(ct: Path, out: Path, force: bool, **options: object) -> None:
     """Segment CT into OUT: one <structure>.nii.gz per structure on the CT grid (readable by
     `radagent analyze CT --masks OUT`), provenance.json, and for UniT unit/instances.nii.gz + .json."""
-    from agent.pipeline import write_outputs_atomically
+    from agent.files import write_outputs_atomically
     from perception.io import load_ct
-    from perception.segment import labelset_files, make_segmenter, merge_labelsets
+    from perception.segment import labelset_files, make_segmenters, merge_labelsets
 
     con = _stderr()
-    backends = tuple(backends) or (("totalseg", "unit") if weights else ("totalseg",))
     t0 = time.perf_counter()
     try:
         if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
-        opts = backend_options(backends, weights, tasks, fast, totalseg_weights, totalseg_home, no_download, masks,
-                               class_map, threshold)
+        request = segment_request_from_options(**options)
         vol = load_ct(ct)
         results, extra, timing = [], {}, {}
-        for b in backends:
-            seg = make_segmenter(b, device=device, **opts[b])
+        for seg in make_segmenters(request):
             t = time.perf_counter()
-            with con.status(f"segmenting {ct} with {b} on {seg.device}"):
-                results.append((b, seg.segment(vol)))
-            timing[b] = round(time.perf_counter() - t, 2)
+            with con.status(f"segmenting {ct} with {seg.name} on {seg.device}"):
+                results.append((seg.name, seg.segment(vol)))
+            timing[seg.name] = round(time.perf_counter() - t, 2)
             if hasattr(seg, "files"):
                 extra.update(seg.files(vol))
         ls = merge_labelsets(results)
-        meta = {"ct": str(ct), "backends": list(backends), "device": device, "seconds": timing}
+        meta = {"ct": str(ct), "backends": list(request.backends), "device": request.device, "seconds": timing}
         extra["segment.json"] = json.dumps(meta, indent=2) + "\n"
         write_outputs_atomically(out, labelset_files(ls, vol, extra), force=force)
     except InputError as e:
@@ -122,7 +73,7 @@ def segment(ct: Path, out: Path, force: bool, backends, weights, tasks, fast, to
     for w in ls.warnings:
         con.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     n = sum(not m.empty for m in ls.masks.values())
-    con.print(f"{n} structures found ({len(ls.masks)} looked for) by {', '.join(backends)}; "
+    con.print(f"{n} structures found ({len(ls.masks)} looked for) by {', '.join(request.backends)}; "
               f"{time.perf_counter() - t0:.1f} s ({', '.join(f'{k} {v:.1f} s' for k, v in timing.items())})", highlight=False)
     click.echo(str(out))
 

@@ -42,33 +42,31 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
     from the measurements alone; with --llm the chat agent phrases it (grounding-checked)."""
     from pydantic import ValidationError
 
-    from agent.pipeline import load_findings
-    from perception.errors import RadagentError
-    from reasoning.vqa import Question, answer
+    from agent import case as case_service
+    from radagent.errors import RadagentError
 
     try:
         if (question is None) == (subtype is None):
             raise click.UsageError("give either QUESTION or --subtype (with --param KEY=VALUE), not both and not neither")
         if params and subtype is None:
             raise click.UsageError("--param needs --subtype")
-        q: Question | str
         if subtype is not None:
             try:
-                q = Question(subtype=subtype, **_params(params))
+                q = case_service.question(subtype, _params(params))
             except ValidationError as e:
                 msgs = "; ".join(f"{'.'.join(str(x) for x in d['loc']) or 'question'}: {d['msg']}" for d in e.errors())
                 raise click.UsageError(msgs) from None
         else:
-            q = question  # type: ignore[assignment]
-        findings, _ = load_findings(findings_path)
+            q = question
+        findings = case_service.load(findings_path).findings
         text = None
         try:
             if llm_url and isinstance(q, str):
-                from reasoning.agent import ask_with_llm
-
-                text, a = ask_with_llm(findings, q, llm_url, model, list(choices) or None)
+                turn = case_service.chat(findings, case_service.LLMSettings(url=llm_url, model=model)).ask(
+                    q, choices=list(choices) or None)
+                text, a = turn.text, turn.answer
             else:
-                a = answer(findings, q, list(choices) or None)
+                a = case_service.ask(findings, q, list(choices) or None)
         except ValueError as e:  # malformed choices
             raise click.UsageError(str(e)) from None
     except click.UsageError as e:

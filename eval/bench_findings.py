@@ -15,7 +15,7 @@ real data into ``.cache/bench/`` and reused:
   mask per structure, AbdomenAtlas names where it has one).
 
 Measured per format, 3 runs, median: the I/O floor (nibabel load of the CT and every mask into
-numpy, nothing else), analyze()'s stages (load_ct, load_masks, measure; agent.pipeline.Timings)
+numpy, nothing else), analyze()'s stages (load_ct, load_masks, measure; agent.case.Timings)
 and writing findings.json (serialise + atomic write). The process is pinned to one core with
 BLAS/OpenMP threads set to 1 before numpy is imported; one untimed warm-up run comes first (page
 cache). The measure and load_masks stages are profiled with cProfile. Process CPU time is recorded
@@ -232,11 +232,12 @@ def io_floor(ct: Path, mask_files: list[Path]) -> dict:
 
 
 def one_run(ct: Path, masks: Path, cmap: Path | None, out_root: Path) -> tuple[dict, object]:
-    from agent.pipeline import Timings, analyze, write_outputs_atomically
+    from agent.case import Timings, measure
+    from agent.files import write_outputs_atomically
 
     tm = Timings()
     c0 = time.process_time()
-    findings = analyze(ct, masks, cmap, timings=tm)
+    findings = measure(ct, masks, cmap, timings=tm)
     t0 = time.perf_counter()
     text = findings.to_json() + "\n"
     write_outputs_atomically(out_root / "out", {"findings.json": text}, force=True)
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     folder, meta = get_case(args.rebuild)
     t_imp = time.perf_counter()
-    import agent.pipeline  # noqa: F401  (import cost reported separately, not in the per-case time)
+    import agent.case  # noqa: F401  (import cost reported separately, not in the per-case time)
     import perception.findings  # noqa: F401
     t_imp = time.perf_counter() - t_imp
 
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=dict(cpu=_cpu_name(), pinned_core=_CORE, python=platform.python_version(), numpy=np.__version__,
                      nibabel=nib.__version__, platform=platform.platform()),
         case=meta, runs=args.runs, warmup_runs=args.warmup, import_s=round(t_imp, 3),
-        note=("io_floor: nibabel load of CT + all masks into numpy; analyze stages from agent.pipeline.Timings; "
+        note=("io_floor: nibabel load of CT + all masks into numpy; analyze stages from agent.case.Timings; "
               "write = findings.to_json + atomic write of findings.json; io_stage_share = (load_ct + load_masks + write) / total "
               "(load_masks includes building the cropped masks); io_floor_share = io floor / total; "
               "medians of the timed runs after the warm-up run(s); one core, BLAS/OpenMP threads = 1; cpu = process CPU "

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from agent.pipeline import analyze
+from agent.case import measure
 from eval.synthetic import blob, ellipsoid, organ_center_mm, paint, world_grid, write_case
 from perception.registry import totalseg_class_maps
 from tests.conftest import data_path
@@ -114,7 +114,7 @@ def build_case(folder):
     masks["retroperitoneal_tumor_aorta"] = t_ao  # unknown name: warned, not interpreted
     masks["tumor"] = t_ao | t_ivc
     folder = write_case(folder, hu, aff, masks)
-    findings = analyze(folder / "ct.nii.gz", folder)
+    findings = measure(folder / "ct.nii.gz", folder)
     return dict(findings=findings, hu=hu, aff=aff, masks=masks, truth=truth, folder=folder)
 
 

@@ -24,7 +24,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
-from agent.pipeline import analyze
+from agent.case import measure
 from tests.conftest import data_path
 
 ROUND = 0.01  # findings.json rounds diameters and HU to 2 decimals (half a step is 0.005)
@@ -116,7 +116,7 @@ def sts(request):
     case = request.param
     ct_file = data_path("ibsi_sts", case, "CT_image.nii.gz")
     mask_file = data_path("ibsi_sts", case, "CT_mask.nii.gz")
-    f = analyze(ct_file, mask_file)  # CT_mask.nii.gz: one binary file, alias of "gtv"
+    f = measure(ct_file, mask_file)  # CT_mask.nii.gz: one binary file, alias of "gtv"
     return case, f, independent_truth(ct_file, mask_file)
 
 
@@ -177,7 +177,7 @@ def test_sts_019_dicom_equals_nifti():
     dcm = data_path("ibsi_sts", "STS_019", "dicom", "image")
     nii = data_path("ibsi_sts", "STS_019", "CT_image.nii.gz")
     mask = data_path("ibsi_sts", "STS_019", "CT_mask.nii.gz")
-    a, b = analyze(nii, mask), analyze(dcm, mask)
+    a, b = measure(nii, mask), measure(dcm, mask)
     assert b.study.source_format == "dicom" and a.study.source_format == "nifti"
     assert tuple(a.study.shape) == tuple(b.study.shape)
     assert np.allclose(np.array(a.study.affine), np.array(b.study.affine), atol=1e-3)
@@ -203,7 +203,8 @@ CENTRE_TOL_MM = 2.5  # one slice
 
 
 def _lidc_rows() -> dict[tuple[str, int], dict]:
-    openpyxl = pytest.importorskip("openpyxl")
+    import openpyxl  # the test extra: missing means a broken install, not a skip
+
     wb = openpyxl.load_workbook(data_path("lidc_nodules", "MetadatabyNoduleMaxVoting.xlsx"), read_only=True)
     rows = list(wb.worksheets[0].iter_rows(values_only=True))
     head = list(rows[0])
@@ -231,7 +232,7 @@ def lidc_table(tmp_path_factory):
         mask = data_path("lidc_nodules", "VOIs", "nodule_mask", img.name)
         labels = set(np.unique(np.asanyarray(nib.load(str(mask)).dataobj)).tolist())
         assert labels == {0, 1}, f"{mask.name}: labels {labels}"
-        f = analyze(img, mask, cmap)
+        f = measure(img, mask, cmap)
         assert len(f.lesions) == 1, f"{img.name}: {len(f.lesions)} lesions"
         les = f.lesions[0]
         ref = float(row["diameter_mm"])

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
-from agent.pipeline import analyze
+from agent.case import measure
 from eval.synthetic import ellipsoid, organ_center_mm, save_nifti, world_grid
 from perception.registry import totalseg_class_maps
 from tests.conftest import data_path
@@ -63,7 +63,7 @@ def dicom_case(tmp_path_factory):
         if lab:
             save_nifti((seg == lab).astype(np.uint8), aff, masks / f"{names[int(lab)]}.nii.gz")
     save_nifti(lesion.astype(np.uint8), aff, masks / "liver_lesion.nii.gz")
-    f = analyze(out, masks)
+    f = measure(out, masks)
     return dict(findings=f, lesion=lesion, semi=semi, lesion_hu=lesion_hu, liver=liver, xyz=xyz, aff=aff)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 from PIL import Image
 
-from agent.pipeline import analyze_case
+from agent.case import analyze
 from eval.synthetic import ellipsoid, paint, save_nifti
 from tests.conftest import data_path
 
@@ -42,7 +42,8 @@ def test_key_image_patient_right_on_image_left_in_any_orientation(tmp_path):
         save_nifti(np.asanyarray(m_o.dataobj), m_o.affine, d / "masks" / "liver_lesion.nii.gz")
         save_nifti(np.asanyarray(nib.Nifti1Image(liver.astype(np.uint8), aff).as_reoriented(tr).dataobj), ct_o.affine,
                    d / "masks" / "liver.nii.gz")
-        f, files = analyze_case(d / "ct.nii.gz", d / "masks")
+        case = analyze(d / "ct.nii.gz", d / "masks")
+        f, files = case.findings, case.image_files()
         assert f.lesions[0].key_image == "key_images/L1.png"
         outs[codes] = _green(files["key_images/L1.png"])
     g = outs["RAS"]

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 
-from agent.pipeline import analyze
+from agent.case import measure
 from eval.synthetic import ellipsoid, save_nifti, world_grid
 from perception.io import load_ct
 from tests.conftest import data_path
@@ -53,7 +53,7 @@ def run_case(grid, tmp_path, lesion):
     masks["pancreatic_lesion"] = lesion & ~np.any([masks[v] for v in VESSELS], axis=0)
     for n, m in masks.items():
         save_nifti(m.astype(np.uint8), ct.affine, folder / f"{n}.nii.gz")
-    f = analyze(grid["path"], folder)
+    f = measure(grid["path"], folder)
     assert len(f.lesions) == 1
     return f.lesions[0], masks["pancreatic_lesion"]
 

@@ -15,14 +15,15 @@ in 85-170 s (one thread, machine shared), lesion Dice 0.88-0.99.
 from __future__ import annotations
 
 import json
-import time
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("monai")
+from tests.require import require_module
+
+torch = require_module("torch", "seg")
+require_module("monai", "seg")
 
 from perception.findings import build_findings  # noqa: E402
 from perception.io import load_ct  # noqa: E402
@@ -107,10 +108,7 @@ def cases(tmp_path_factory):
 def trained(cases, tmp_path_factory):
     root, _ = cases
     out = tmp_path_factory.mktemp("unit_run")
-    t0 = time.perf_counter()
-    res = train_unit(root, out, tiny_cfg(), device="cpu", resume=False)
-    res.wall = time.perf_counter() - t0
-    return res
+    return train_unit(root, out, tiny_cfg(), device="cpu", resume=False)
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -333,7 +331,7 @@ def test_overfit_finds_the_lesions_it_was_trained_on(trained, cases):
 def test_cli_segment_then_analyze_with_its_masks(trained, cases, tmp_path):
     from click.testing import CliRunner
 
-    from agent.pipeline import analyze_case
+    from agent.case import measure
     from agent.segment_cli import segment
 
     root, truth = cases
@@ -347,7 +345,7 @@ def test_cli_segment_then_analyze_with_its_masks(trained, cases, tmp_path):
     assert doc["instances"][0]["mask_name"] == "liver_tumor"
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["structures"]["liver_tumor"]["source"].startswith("unit:")
-    findings, _ = analyze_case(ct_path, out, key_images=False)
+    findings = measure(ct_path, out)
     les = [x for x in findings.lesions if x.organ == "liver"]
     assert len(les) == 1 and les[0].long_axis_mm > 10
     # a missing checkpoint is a user error with exit code 2
@@ -357,7 +355,7 @@ def test_cli_segment_then_analyze_with_its_masks(trained, cases, tmp_path):
 
 
 def test_segment_ct_with_both_backends_end_to_end(trained, cases, tmp_path_factory):
-    pytest.importorskip("totalsegmentator")
+    require_module("totalsegmentator", "seg", allow_module_level=False)
     from perception.segment.totalseg_fake import ensure_fake_weights
 
     root, truth = cases
@@ -401,7 +399,7 @@ def test_train_cli_writes_checkpoints_and_resumes(cases, tmp_path):
 def test_radagent_analyze_without_masks_runs_both_backends(trained, cases, tmp_path_factory):
     """`radagent analyze CT -o OUT` with no --masks: TotalSegmentator (fake weights, real code path)
     and the trained UniT model segment, then findings, key images and a report are written."""
-    pytest.importorskip("totalsegmentator")
+    require_module("totalsegmentator", "seg", allow_module_level=False)
     import json
 
     from click.testing import CliRunner

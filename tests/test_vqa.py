@@ -22,7 +22,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import pdist
 
-from agent.pipeline import analyze
+from agent.case import measure
 from eval.synthetic import ellipsoid, organ_center_mm, paint, write_case
 from eval.vqa_metrics import VQAMetric
 from reasoning.vqa import DEEPTUMORVQA_SUBTYPES, SUBTYPES, Answer, Question, answer
@@ -527,7 +527,7 @@ def case_b(case_a, tmp_path_factory):
     for name, di in (("superior_mesenteric_artery", 0), ("celiac_trunk", 4), ("common_hepatic_artery", -4)):
         masks[name] = _tube(hu.shape, (i + di, j), k - 2, k + 2)
     folder = write_case(tmp_path_factory.mktemp("vqa") / "case_b", hu, aff, masks)
-    return dict(findings=analyze(folder / "ct.nii.gz", folder), hu=hu, aff=aff, masks=masks, folder=folder)
+    return dict(findings=measure(folder / "ct.nii.gz", folder), hu=hu, aff=aff, masks=masks, folder=folder)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""HTTP API and web chat page over agent.pipeline and reasoning: what `radagent serve` runs.
+"""HTTP API and web chat page over the case service (agent.case): what `radagent serve` runs.
 
 ``create_app(settings)`` builds the FastAPI app. Every case lives in its own folder
 ``<cases_dir>/<id>/`` (id: 32 random hex digits) holding ``case.json`` (status, inputs),

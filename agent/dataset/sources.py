@@ -1,0 +1,161 @@
+"""Cases of a source: a folder of case folders / CT files, or a manifest (.csv / .parquet)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DatasetError
+
+CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One case of the source: where its CT and masks are, and its metadata (strings)."""
+
+    case_id: str
+    ct: str
+    masks: str | None = None
+    class_map: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.case_id, str) or not CASE_ID_RE.match(self.case_id):
+            raise DatasetError(f"case id {self.case_id!r}: expected 1-128 characters from [A-Za-z0-9._-] starting "
+                               "with a letter or digit (it names the case's output folder)")
+        if not self.ct:
+            raise DatasetError(f"case {self.case_id}: no CT path")
+
+
+
+def nifti_name(p: Path) -> bool:
+    return p.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _nifti_stem(p: Path) -> str:
+    n = p.name
+    return n[: -len(".nii.gz")] if n.lower().endswith(".nii.gz") else n[: -len(".nii")]
+
+
+def discover_cases(source: str | Path, exclude: str | Path | None = None) -> list[CaseSpec]:
+    """The cases of a source folder or manifest, sorted by case id; ids must be unique."""
+    src = Path(source)
+    if not src.exists():
+        raise DatasetError(f"{src}: source not found (expected a folder of cases or a manifest .csv/.parquet)")
+    if src.is_file():
+        low = src.name.lower()
+        if low.endswith(".csv"):
+            specs = _manifest_specs(_read_csv(src), src)
+        elif low.endswith((".parquet", ".pq")):
+            specs = _manifest_specs(_read_parquet_rows(src), src)
+        else:
+            raise DatasetError(f"{src}: unsupported source file {src.suffix!r}; expected a folder of cases, "
+                               "a manifest .csv or a manifest .parquet")
+    else:
+        specs = _folder_specs(src, Path(exclude) if exclude else None)
+    dup = [k for k, n in Counter(s.case_id for s in specs).items() if n > 1]
+    if dup:
+        raise DatasetError(f"{src}: expected unique case ids, found duplicates: {', '.join(sorted(dup)[:10])}")
+    if not specs:
+        raise DatasetError(f"{src}: no cases found (expected CASE/ct.nii.gz [+ CASE/segmentations/], DICOM series "
+                           "folders or *.nii.gz files, or manifest rows)")
+    return sorted(specs, key=lambda s: s.case_id)
+
+
+def _folder_specs(src: Path, exclude: Path | None) -> list[CaseSpec]:
+    specs, bad = [], []
+    excl = exclude.resolve() if exclude is not None and exclude.exists() else None
+    for entry in sorted(src.iterdir()):
+        if entry.name.startswith(".") or (excl is not None and entry.resolve() == excl):
+            continue
+        if entry.is_dir():
+            case_id = entry.name
+            ct = next((entry / n for n in ("ct.nii.gz", "ct.nii") if (entry / n).exists()), entry)  # else: DICOM folder
+            seg = entry / "segmentations"
+            masks = str(seg.absolute()) if seg.is_dir() else None
+        elif entry.is_file() and nifti_name(entry):
+            case_id, ct, masks = _nifti_stem(entry), entry, None
+        else:
+            continue
+        if not CASE_ID_RE.match(case_id):
+            bad.append(case_id)
+            continue
+        specs.append(CaseSpec(case_id, str(ct.absolute()), masks))
+    if bad:
+        raise DatasetError(f"{src}: {len(bad)} case folder name(s) cannot be case ids (expected [A-Za-z0-9._-], "
+                           f"starting with a letter or digit): {', '.join(map(repr, bad[:10]))}")
+    return specs
+
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: cannot read the manifest CSV ({type(e).__name__}: {e})") from e
+
+
+def require_pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as e:
+        raise DatasetError("the dataset builder writes Parquet with pyarrow, which is not installed: "
+                           "pip install 'pyarrow>=15' (or pip install 'radagent[scale]')") from e
+    return pyarrow
+
+
+def _read_parquet_rows(path: Path) -> list[dict[str, Any]]:
+    pa = require_pyarrow()
+    try:
+        return pa.parquet.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as e:
+        raise DatasetError(f"{path}: cannot read the manifest Parquet ({type(e).__name__}: {e})") from e
+
+
+def _cell(v: Any) -> str | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    s = str(v).strip()
+    return s or None
+
+
+def _manifest_specs(rows: list[dict[str, Any]], path: Path) -> list[CaseSpec]:
+    cols = list(rows[0].keys()) if rows else []
+    missing = [c for c in ("case_id", "ct") if c not in cols]
+    if missing:
+        raise DatasetError(f"{path}: manifest needs columns case_id and ct (optional: masks, class_map, metadata "
+                           f"such as phase); missing {', '.join(missing)}; found {', '.join(map(str, cols)) or 'no rows'}")
+    base = path.parent
+
+    def where(v: str | None) -> str | None:
+        if v is None:
+            return None
+        p = Path(v).expanduser()
+        return str((p if p.is_absolute() else base / p).absolute())
+
+    specs, problems = [], []
+    for i, row in enumerate(rows, start=2 if path.name.lower().endswith(".csv") else 1):
+        try:
+            cid, ct = _cell(row.get("case_id")), _cell(row.get("ct"))
+            if cid is None or ct is None:
+                raise DatasetError("empty case_id or ct")
+            meta = {str(k): c for k, v in row.items() if k not in ("case_id", "ct", "masks", "class_map")
+                    and (c := _cell(v)) is not None}
+            specs.append(CaseSpec(cid, where(ct), where(_cell(row.get("masks"))), where(_cell(row.get("class_map"))), meta))
+        except DatasetError as e:
+            problems.append(f"row {i}: {e}")
+    if problems:
+        raise DatasetError(f"{path}: {len(problems)} unusable manifest row(s):\n  " + "\n  ".join(problems[:20]))
+    return specs
+
+
+# ------------------------------------------------------------------------------------------------
+# content hashes
