@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, generate_uid
 
-import perception.dicom as dicom_mod
+import perception.dicom.pixels as dicom_mod
 from perception.dicom import load_dicom_series, load_rtstruct, read_slice_pixels
 from perception.errors import CTLoadError, DicomSeriesError, InputError, ModalityError
 from perception.volume import CTVolume

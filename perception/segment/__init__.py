@@ -4,16 +4,18 @@
 - ``totalseg``: TotalSegmentator tasks (organs, Couinaud segments, vessels, cysts, nodules)
 - ``unit``: radagent's UniT-style tumour model (perception.segment.unit)
 
-``segment_ct(ct, ["totalseg", "unit"], options={"unit": {"weights": "final.pt"}})`` runs them and
-merges their LabelSets (provenance in each Mask.source). Importing this package needs neither torch
-nor TotalSegmentator; a backend that needs them says so when it is created.
+``segment_ct(ct, SegmentRequest.build(tasks=["total"], unit_weights="final.pt"))`` runs them (here
+totalseg, then unit) and merges their LabelSets (provenance in each Mask.source). Importing this package
+needs neither torch nor TotalSegmentator; a backend that needs them says so when it is created.
 """
 
-from .base import (BACKENDS, MasksSegmenter, Segmenter, labelset_files, make_segmenter, merge_labelsets, segment_ct,
-                   select_device)
+from .base import (BACKENDS, MasksSegmenter, Segmenter, labelset_files, make_segmenter, make_segmenters,
+                   merge_labelsets, run_segmenters, segment_ct, select_device)
 from .errors import (BackendUnavailableError, CheckpointError, DeviceError, SegmentConfigError, SegmentError,
-                     WeightsMissingError)
+                     SegmentRequestError, WeightsMissingError)
+from .request import SegmentRequest
 
-__all__ = ["BACKENDS", "MasksSegmenter", "Segmenter", "labelset_files", "make_segmenter", "merge_labelsets",
-           "segment_ct", "select_device", "SegmentError", "BackendUnavailableError", "WeightsMissingError",
-           "CheckpointError", "DeviceError", "SegmentConfigError"]
+__all__ = ["BACKENDS", "MasksSegmenter", "Segmenter", "SegmentRequest", "labelset_files", "make_segmenter",
+           "make_segmenters", "merge_labelsets", "run_segmenters", "segment_ct", "select_device", "SegmentError",
+           "BackendUnavailableError", "WeightsMissingError", "CheckpointError", "DeviceError", "SegmentConfigError",
+           "SegmentRequestError"]

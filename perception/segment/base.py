@@ -1,4 +1,4 @@
-"""Segmentation backends: the Segmenter protocol, device choice, merging, writing masks.
+"""Segmentation backends: the Segmenter protocol, the factory, merging, writing masks.
 
 A backend turns a CTVolume into a LabelSet on the CT grid (``segment(ct) -> LabelSet``). Three are
 known by name (``BACKENDS``): ``masks`` (masks the user already has), ``totalseg``
@@ -6,34 +6,39 @@ known by name (``BACKENDS``): ``masks`` (masks the user already has), ``totalseg
 Several backends' LabelSets merge into one; each Mask keeps its provenance in ``Mask.source``
 (``totalseg:total/fast#5``, ``unit:final.pt#organ``, or the mask file path).
 
-Nothing here imports torch at module level: the light environment can import it, list the backends
-and use the ``masks`` backend.
+What to run comes as a validated :class:`~perception.segment.request.SegmentRequest`
+(``segment_ct(ct, request)``, ``make_segmenters(request)``). Backends are imported lazily, by name
+(``_BACKEND_CLASSES``), and import nothing from this module: what they share with it lives in
+``common``. Nothing here imports torch at module level: the light environment can import it, list
+the backends and use the ``masks`` backend.
 """
 
 from __future__ import annotations
 
-import gzip
+import importlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
-import nibabel as nib
 import numpy as np
 
 from .. import registry
-from ..mask import Mask
 from ..masks import LabelSet, load_masks
 from ..volume import CTVolume
-from .errors import BackendUnavailableError, DeviceError
+from .common import BACKENDS, nifti_bytes, relabel, select_device  # noqa: F401  (re-exported: base's names before common existed)
+from .errors import BackendUnavailableError
+from .request import SegmentRequest
 
 log = logging.getLogger("radagent.segment")
 
-BACKENDS = ("masks", "totalseg", "unit")
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Heavy backends by name -> "module:class" (relative to this package), imported only when one is made.
+_BACKEND_CLASSES = {
+    "totalseg": ".totalseg:TotalSegSegmenter",
+    "unit": ".unit.infer:UniTSegmenter",
+}
 
 
 @runtime_checkable
@@ -55,36 +60,6 @@ class Segmenter(Protocol):
     def device(self) -> str: ...
 
     def segment(self, ct: CTVolume) -> LabelSet: ...
-
-
-def select_device(requested: str = "auto") -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; an explicit device is checked.
-
-    Without torch installed, ``auto`` and ``cpu`` give ``cpu``; asking for a GPU raises DeviceError.
-    """
-    req = str(requested).strip().lower()
-    if not _DEVICE_RE.match(req):
-        raise DeviceError(f"device {requested!r} not understood: expected auto, cpu, cuda, cuda:N or mps")
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    if req == "auto":
-        return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
-    if req == "cpu":
-        return "cpu"
-    if torch is None:
-        raise DeviceError(f"device {requested!r} requested but torch is not installed (only cpu is available)")
-    if req.startswith("cuda"):
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        idx = int(req.split(":")[1]) if ":" in req else 0
-        if idx >= n:
-            raise DeviceError(f"device {requested!r} requested but torch sees {n} CUDA device(s)"
-                              + (f" (valid: {', '.join(f'cuda:{i}' for i in range(n))})" if n else "; use --device cpu or auto"))
-        return req
-    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError(f"device {requested!r} requested but MPS is not available on this machine")
-    return "mps"
 
 
 @dataclass
@@ -119,19 +94,21 @@ def make_segmenter(name: str, device: str = "auto", **options: Any) -> Segmenter
         if "path" not in options:
             raise BackendUnavailableError("backend 'masks' needs a path (a folder of NIfTI masks or a multilabel NIfTI)")
         return MasksSegmenter(**options)
-    if key == "totalseg":
-        from .totalseg import TotalSegSegmenter
-
-        return TotalSegSegmenter(device=device, **options)
-    if key == "unit":
-        from .unit.infer import UniTSegmenter
-
-        return UniTSegmenter(device=device, **options)
+    if key in _BACKEND_CLASSES:
+        module, _, cls = _BACKEND_CLASSES[key].partition(":")
+        return getattr(importlib.import_module(module, __package__), cls)(device=device, **options)
     import difflib
 
     close = difflib.get_close_matches(key, BACKENDS, n=1)
     raise BackendUnavailableError(f"unknown segmentation backend {name!r}; expected one of {', '.join(BACKENDS)}"
                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def make_segmenters(request: SegmentRequest) -> list[Segmenter]:
+    """One backend per ``request.backends``, in priority order, each on ``request.device`` with its options."""
+    if not isinstance(request, SegmentRequest):
+        raise TypeError(f"make_segmenters: expected a SegmentRequest, found {type(request).__name__}")
+    return [make_segmenter(b, device=request.device, **request.backend_options(b)) for b in request.backends]
 
 
 def merge_labelsets(results: Sequence[tuple[str, LabelSet]], prefer: Mapping[str, str] | None = None) -> LabelSet:
@@ -174,15 +151,24 @@ def merge_labelsets(results: Sequence[tuple[str, LabelSet]], prefer: Mapping[str
     return out
 
 
-def segment_ct(ct: CTVolume, backends: Sequence[str | Segmenter], *, device: str = "auto",
-               options: Mapping[str, Mapping[str, Any]] | None = None,
-               prefer: Mapping[str, str] | None = None) -> LabelSet:
-    """Run each backend on ``ct`` and merge their LabelSets (first listed wins where several found a structure).
+def segment_ct(ct: CTVolume, request: SegmentRequest | Sequence[str | Segmenter], *,
+               prefer: Mapping[str, str] | None = None, device: str | None = None,
+               options: Mapping[str, Mapping[str, Any]] | None = None) -> LabelSet:
+    """Run each requested backend on ``ct`` and merge their LabelSets (the first listed wins where
+    several found a structure; ``prefer`` overrides that per structure).
 
-    ``backends``: names from BACKENDS or Segmenter objects. ``options``: per-backend keyword
-    arguments for ``make_segmenter`` (e.g. ``{"unit": {"weights": "final.pt"}, "totalseg": {"tasks":
-    ["total"], "fast": True}}``). ``device``: auto | cpu | cuda[:N] | mps, for every named backend.
+    ``request``: a SegmentRequest (backends, their options and the device, validated). Older form, kept
+    for callers not yet moved: a list of names from BACKENDS or Segmenter objects, with ``device``
+    (default auto) and ``options`` (per-backend keyword arguments for ``make_segmenter``, e.g.
+    ``{"unit": {"weights": "final.pt"}}``); with a SegmentRequest these two must not be given.
     """
+    if isinstance(request, SegmentRequest):
+        if device is not None or options is not None:
+            raise TypeError("segment_ct(ct, request): the device and the backends' options come from the "
+                            "SegmentRequest; expected no device= or options=, found "
+                            + ", ".join(n for n, v in (("device", device), ("options", options)) if v is not None))
+        return run_segmenters(ct, make_segmenters(request), prefer)
+    backends = request
     if not backends:
         raise BackendUnavailableError(f"no segmentation backend given; expected one or more of {', '.join(BACKENDS)}")
     options = options or {}
@@ -190,9 +176,16 @@ def segment_ct(ct: CTVolume, backends: Sequence[str | Segmenter], *, device: str
     if unknown_opts:
         raise BackendUnavailableError(f"options given for backends not requested: {sorted(unknown_opts)} "
                                       f"(requested: {[b if isinstance(b, str) else b.name for b in backends]})")
-    segs = [make_segmenter(b, device=device, **options.get(b, {})) if isinstance(b, str) else b for b in backends]
+    segs = [make_segmenter(b, device=device or "auto", **options.get(b, {})) if isinstance(b, str) else b
+            for b in backends]
+    return run_segmenters(ct, segs, prefer)
+
+
+def run_segmenters(ct: CTVolume, segmenters: Sequence[Segmenter],
+                   prefer: Mapping[str, str] | None = None) -> LabelSet:
+    """Run backends already made on ``ct`` (each result checked to be on the CT grid) and merge them."""
     results = []
-    for s in segs:
+    for s in segmenters:
         t0 = time.perf_counter()
         ls = s.segment(ct)
         if tuple(ls.shape) != ct.shape:
@@ -204,15 +197,6 @@ def segment_ct(ct: CTVolume, backends: Sequence[str | Segmenter], *, device: str
 
 
 # --- writing masks ------------------------------------------------------------------------------
-
-def nifti_bytes(arr: np.ndarray, affine: np.ndarray) -> bytes:
-    """A .nii.gz file's bytes (gzip level 1: masks compress well anyway)."""
-    img = nib.Nifti1Image(np.asarray(arr), np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm")
-    img.set_qform(img.affine, code=1)
-    img.set_sform(img.affine, code=1)
-    return gzip.compress(img.to_bytes(), compresslevel=1)
-
 
 def labelset_files(ls: LabelSet, ct: CTVolume, extra: Mapping[str, bytes | str] | None = None) -> dict[str, bytes | str]:
     """Files for a mask folder that ``load_masks`` (and ``radagent analyze --masks``) reads back:
@@ -229,11 +213,3 @@ def labelset_files(ls: LabelSet, ct: CTVolume, extra: Mapping[str, bytes | str] 
     files.update(extra or {})
     return files
 
-
-def relabel(ls: LabelSet, source: str) -> LabelSet:
-    """Copy of ls whose masks' source is ``source`` + the original label suffix (``#5``)."""
-    out = LabelSet(ls.shape, unknown=dict(ls.unknown), warnings=list(ls.warnings))
-    for n, m in ls.masks.items():
-        suffix = m.source[m.source.rfind("#"):] if "#" in m.source else ""
-        out.masks[n] = Mask(m.name, m.shape, m.bbox, m.data, source + suffix)
-    return out

@@ -11,11 +11,17 @@ Exception tree (under perception.errors.RadagentError)::
     +-- DeviceError                   the requested device is not available
     +-- SegmentConfigError            a UniT config file is invalid (names the field)
 
+    radagent.errors.RequestError
+    +-- SegmentRequestError           a SegmentRequest is invalid: each problem names the field (and its
+                                      CLI option), what was expected and what was found
+
 Every one of them is also an InputError: the user can fix it (install, download, choose another
 device), and the CLI turns it into a message and exit code 2.
 """
 
 from __future__ import annotations
+
+from radagent.errors import RequestError
 
 from ..errors import InputError
 
@@ -42,6 +48,14 @@ class DeviceError(SegmentError):
 
 class SegmentConfigError(SegmentError):
     pass
+
+
+class SegmentRequestError(RequestError):
+    """An invalid segmentation request. ``problems``: (field, message) pairs, one per refusal."""
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems)
 
 
 def missing_package_message(what: str, packages: str) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 from .. import registry
 from ..masks import LabelSet, load_multilabel
 from ..volume import CTVolume
-from .base import relabel, select_device
+from .common import relabel, select_device
 from .errors import BackendUnavailableError, SegmentError, WeightsMissingError, missing_package_message
 
 log = logging.getLogger("radagent.segment.totalseg")
@@ -127,6 +127,21 @@ def licence_gated_tasks() -> tuple[str, ...]:
     return tuple(commercial_models)
 
 
+def task_problem(task: str) -> str | None:
+    """Why ``task`` cannot run here (absent from the pinned version, licence-gated, unknown with a
+    "did you mean"), or None for a task of ``TASKS``. Read by TotalSegSegmenter and SegmentRequest."""
+    if task in TASKS:
+        return None
+    if task in UNAVAILABLE:
+        return UNAVAILABLE[task]
+    if task in licence_gated_tasks():
+        return (f"task {task!r} is licence-gated in TotalSegmentator (a commercial model: free academic "
+                f"licence at https://backend.totalsegmentator.com/license-academic/); radagent does not use it. "
+                f"Tasks radagent runs: {', '.join(TASKS)}")
+    close = difflib.get_close_matches(task, list(TASKS) + list(UNAVAILABLE), n=1)
+    return f"unknown task {task!r}; expected one of {', '.join(TASKS)}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
 def available() -> bool:
     import importlib.util
 
@@ -181,20 +196,10 @@ class TotalSegSegmenter:
         self.tasks = tuple(dict.fromkeys(str(t).strip() for t in self.tasks))
         if not self.tasks:
             raise BackendUnavailableError(f"totalseg: no task given; expected one or more of {', '.join(TASKS)}")
-        gated = licence_gated_tasks()
         for t in self.tasks:
-            if t in TASKS:
-                continue
-            if t in UNAVAILABLE:
-                raise BackendUnavailableError(f"totalseg: {UNAVAILABLE[t]}")
-            if t in gated:
-                raise BackendUnavailableError(
-                    f"totalseg: task {t!r} is licence-gated in TotalSegmentator (a commercial model: free academic "
-                    f"licence at https://backend.totalsegmentator.com/license-academic/); radagent does not use it. "
-                    f"Tasks radagent runs: {', '.join(TASKS)}")
-            close = difflib.get_close_matches(t, list(TASKS) + list(UNAVAILABLE), n=1)
-            raise BackendUnavailableError(f"totalseg: unknown task {t!r}; expected one of {', '.join(TASKS)}"
-                                          + (f" (did you mean {close[0]!r}?)" if close else ""))
+            problem = task_problem(t)
+            if problem is not None:
+                raise BackendUnavailableError(f"totalseg: {problem}")
         if not available():
             raise BackendUnavailableError(missing_package_message("the totalseg backend",
                                                                   f"TotalSegmentator=={TOTALSEG_VERSION}, nnunetv2 and torch"))

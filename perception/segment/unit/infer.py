@@ -32,7 +32,7 @@ from ... import registry
 from ...mask import Mask
 from ...masks import LabelSet
 from ...volume import CTVolume
-from ..base import nifti_bytes, select_device
+from ..common import nifti_bytes, select_device
 from ..errors import BackendUnavailableError, missing_package_message
 from .config import UniTConfig
 

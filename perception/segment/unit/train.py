@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..base import select_device
+from ..common import select_device
 from ..errors import CheckpointError
 from .config import UniTConfig
 from .data import PatchStream, collate, find_cases
