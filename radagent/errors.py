@@ -18,6 +18,7 @@ Exception tree::
     |   |   +-- BackendUnavailableError, WeightsMissingError, CheckpointError, DeviceError,
     |   |       SegmentConfigError
     |   +-- RequestError                a request (segmentation, dataset or API settings) is invalid
+    |   |   +-- SegmentRequestError     perception.segment.errors: a SegmentRequest field is invalid
     |   |   +-- DatasetError            agent.dataset.errors: the dataset source/options are invalid
     |   +-- SegmentationUnavailableError  agent.dataset.errors: a case without masks and no --segment
     +-- LLMError                        reasoning.client: the LLM server failed or answered unusably
