@@ -2,8 +2,9 @@
 
 Import it from tests/conftest.py (`from tests.llm_fixtures import vllm_server  # noqa`). It needs
 the server's own venv and the converted test model (`bash scripts/setup_llm_env.sh`, i.e.
-`make llm-env`); without them the tests that use it are skipped, unless RADAGENT_REQUIRE_LLM=1
-(CI), where they fail. Tests using it carry the `llm_server` marker (deselect: -m "not llm_server").
+`make llm-env`); without them the tests that use it skip through require("llm", ...), and fail
+where RADAGENT_REQUIRE names llm (CI; tests/require.py). Tests using it carry the `llm_server`
+marker (deselect: -m "not llm_server"), which also makes them slow (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent import llm_server
+from tests.require import require
 
 SERVED_NAME = llm_server.TEST_SERVED_NAME
 START_TIMEOUT_S = float(os.environ.get("RADAGENT_LLM_START_TIMEOUT", "600"))
@@ -29,10 +31,7 @@ class LLMServer:
 
 
 def _missing(reason: str) -> None:
-    msg = f"{reason}; create it with `{llm_server.SETUP_COMMAND}` (or `make llm-env`)"
-    if os.environ.get("RADAGENT_REQUIRE_LLM") == "1":
-        pytest.fail(f"RADAGENT_REQUIRE_LLM=1 but {msg}", pytrace=False)
-    pytest.skip(msg)
+    require("llm", f"{reason}; create it with `{llm_server.SETUP_COMMAND}` (or `make llm-env`)")
 
 
 @pytest.fixture(scope="session")

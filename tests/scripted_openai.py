@@ -2,6 +2,15 @@
 
 ``ScriptedServer(handler)``: handler(body: dict, n: int) -> dict message (or an int HTTP status).
 Every request body is kept in ``.requests``; ``.max_in_flight`` records concurrency.
+
+``together=k`` proves concurrency without timing anything: the first k requests each wait at a
+``threading.Barrier(k)`` that only opens once all k are in flight at once. A client that never has k
+requests open together cannot pass it: after ``wait_s`` the barrier breaks, those requests get HTTP
+503 and leaving the ``with`` block fails the test with the count seen (it never hangs).
+
+``hold_s`` keeps each request open that long. It proves nothing by itself; it is only for tests of an
+upper bound (a limit can be seen broken, never proven kept, so an over-eager client needs requests
+that stay open long enough to overlap). Use ``together`` to show requests do run concurrently.
 """
 
 from __future__ import annotations
@@ -13,13 +22,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class ScriptedServer:
-    def __init__(self, handler, model: str = "scripted-model", delay_s: float = 0.0):
+    def __init__(self, handler, model: str = "scripted-model", *, together: int = 0, wait_s: float = 60.0,
+                 hold_s: float = 0.0):
+        if together < 0 or wait_s <= 0 or hold_s < 0:
+            raise ValueError(f"together {together!r} >= 0, wait_s {wait_s!r} > 0, hold_s {hold_s!r} >= 0 expected")
         self.handler = handler
         self.model = model
-        self.delay_s = delay_s
+        self.together = together
+        self.wait_s = wait_s
+        self.hold_s = hold_s
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.barrier_error: str | None = None
+        self._barrier = threading.Barrier(together, timeout=wait_s) if together > 1 else None
         self._lock = threading.Lock()
         outer = self
 
@@ -49,9 +65,12 @@ class ScriptedServer:
                     outer.in_flight += 1
                     outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
                 try:
-                    if outer.delay_s:
-                        time.sleep(outer.delay_s)
-                    msg = outer.handler(body, n)
+                    if outer._barrier is not None and n <= outer.together and not outer._meet(n):
+                        msg = 503
+                    else:
+                        if outer.hold_s:
+                            time.sleep(outer.hold_s)
+                        msg = outer.handler(body, n)
                 finally:
                     with outer._lock:
                         outer.in_flight -= 1
@@ -64,6 +83,19 @@ class ScriptedServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
+    def _meet(self, n: int) -> bool:
+        """Request ``n`` waits for the first ``together`` requests to be in flight at once."""
+        try:
+            self._barrier.wait()
+            return True
+        except threading.BrokenBarrierError:
+            with self._lock:
+                if self.barrier_error is None:
+                    self.barrier_error = (f"ScriptedServer(together={self.together}): at most {self.max_in_flight} "
+                                          f"request(s) were in flight at once within {self.wait_s:g} s; expected "
+                                          f"{self.together} together ({len(self.requests)} received in all)")
+            return False
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -72,9 +104,15 @@ class ScriptedServer:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._barrier is not None:
+            self._barrier.abort()  # nobody waits on past the block (a client that sent fewer requests)
         self.httpd.shutdown()
         self.httpd.server_close()
+        if exc_type is None and self.barrier_error:
+            raise AssertionError(self.barrier_error)
+        if exc_type is None and self._barrier is not None and len(self.requests) < self.together:
+            raise AssertionError(f"ScriptedServer(together={self.together}): only {len(self.requests)} request(s) came")
 
 
 def reply(sentences: list[dict]) -> dict:

@@ -16,9 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import re
-import time
 
 import numpy as np
 import pytest
@@ -26,6 +24,7 @@ import pytest
 from reasoning.agent import ChatSession, ChatState, FindingsTools, ask_with_llm, check_reply, resolve
 from reasoning.grounding import Validator
 from tests.cases import build_case
+from tests.require import require
 from tests.scripted_openai import ScriptedServer
 
 HAVE_LANGCHAIN = all(importlib.util.find_spec(m) is not None for m in ("langchain", "langchain_openai"))
@@ -35,10 +34,7 @@ HAVE_LANGCHAIN = all(importlib.util.find_spec(m) is not None for m in ("langchai
 def lc():
     """The LLM path needs the `agent` extra; the deterministic tests run without it."""
     if not HAVE_LANGCHAIN:
-        msg = "langchain / langchain-openai not installed (pip install -e '.[agent]')"
-        if os.environ.get("RADAGENT_REQUIRE_LLM") == "1":
-            pytest.fail(f"RADAGENT_REQUIRE_LLM=1 but {msg}", pytrace=False)
-        pytest.skip(msg)
+        require("llm", "langchain / langchain-openai not installed (pip install -e '.[agent]')")
 
 LESION_KEYS = ("hypo", "hyper", "iso", "kidney_tumor", "kidney_cyst", "pancreas", "aorta", "ivc")
 ORGANS = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right", "duodenum", "stomach", "colon", "small_bowel",
@@ -368,10 +364,8 @@ def test_real_server_tool_call_and_true_answer(lc, vllm_server, findings, case):
     is accepted or the turn falls back, the stated volume is the truth from the masks."""
     truth = case["liver"][0]["volume_ml"]
     s = ChatSession(findings, vllm_server.base_url, vllm_server.model, max_attempts=2, max_tokens=120, timeout_s=300)
-    t0 = time.perf_counter()
     turn = s.ask("What is the volume of the largest liver lesion?")
-    dt = time.perf_counter() - t0
-    print(f"\nreal server turn: engine {turn.engine}, attempts {turn.attempts}, {dt:.1f} s, tools "
+    print(f"\nreal server turn: engine {turn.engine}, attempts {turn.attempts}, tools "
           f"{[(c.name, c.args, c.error) for c in turn.tool_calls]}, errors {turn.grounding_errors}\n{turn.text}")
     assert turn.tool_calls, "the forced first step made no tool call"
     assert turn.model == vllm_server.model and turn.engine in ("llm", "deterministic")

@@ -115,7 +115,8 @@ def test_unreachable_server_falls_back(findings):
 
 
 def test_many_narratives_run_concurrently_with_a_bound(findings):
-    with ScriptedServer(lambda body, n: reply(good_sentences(findings)), delay_s=0.3) as srv:
+    # together=3: the first three requests are answered only once all three are open at once
+    with ScriptedServer(lambda body, n: reply(good_sentences(findings)), together=3) as srv:
         drafts = asyncio.run(llm_drafts([findings] * 6, LLMClient(srv.base_url), concurrency=3))
     assert all(d.engine == "llm" for d in drafts)
-    assert 2 <= srv.max_in_flight <= 3
+    assert len(srv.requests) == 6 and srv.max_in_flight == 3  # concurrent (the barrier) and bounded

@@ -6,19 +6,18 @@ are real.
 
 Needs the seg venv: .cache/seg-venv/bin/pytest tests/test_segment_totalseg.py
 The chained tasks (6 mm crop model first, then liver_segments / liver_vessels / kidney_cysts /
-lung_nodules: ~50 s each on CPU) run with RADAGENT_SLOW_TESTS=1.
+lung_nodules: ~50 s each on CPU) are marked slow: they run with RADAGENT_SLOW_TESTS=1 and in CI.
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("totalsegmentator")
-pytest.importorskip("nnunetv2")
+from tests.require import require_module
+
+for _m in ("torch", "totalsegmentator", "nnunetv2"):
+    require_module(_m, "seg")
 
 from perception.findings import build_findings  # noqa: E402
 from perception.io import load_ct  # noqa: E402
@@ -121,7 +120,7 @@ def test_second_weights_folder_in_one_process_is_refused(total_fast, tmp_path, c
         seg.segment(ct)
 
 
-@pytest.mark.skipif(os.environ.get("RADAGENT_SLOW_TESTS") != "1", reason="chained tasks take ~50 s each; RADAGENT_SLOW_TESTS=1")
+@pytest.mark.slow(reason="chained tasks take ~50 s each on CPU")
 def test_chained_tasks_on_a_crop(ts_home, ct):
     make_fake_weights(ts_home / "nnunet" / "results", [298, 570, 8, 789, 913], patch_size=(32, 48, 48))
     lo = np.array([44, 28, 6])

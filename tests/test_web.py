@@ -3,8 +3,8 @@ with the driver path given, so selenium never downloads anything) against the re
 (uvicorn on a free loopback port): enter the token and a case id, see every lesion's key image
 load, ask a question, see the answer stream in.
 
-Needs /usr/bin/chromium and /usr/bin/chromedriver (scripts/setup_browser.sh installs them); skipped
-without them unless RADAGENT_REQUIRE_BROWSER=1, which turns the skip into a failure (CI).
+Needs /usr/bin/chromium and /usr/bin/chromedriver (scripts/setup_browser.sh installs them); without
+them the tests skip through require("browser", ...), and fail where RADAGENT_REQUIRE names browser (CI).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -21,6 +20,7 @@ import pytest
 
 from agent.api import ServerSettings, create_app
 from tests.cases import VOX, build_case
+from tests.require import require
 
 CHROMIUM = os.environ.get("RADAGENT_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("RADAGENT_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -32,10 +32,7 @@ def _browser_or_skip() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not (Path(p).is_file() and os.access(p, os.X_OK))]
     if not missing:
         return
-    msg = f"headless Chromium not installed ({', '.join(missing)} missing): run scripts/setup_browser.sh"
-    if os.environ.get("RADAGENT_REQUIRE_BROWSER") == "1":
-        pytest.fail(msg + " (RADAGENT_REQUIRE_BROWSER=1)")
-    pytest.skip(msg)
+    require("browser", f"headless Chromium not installed ({', '.join(missing)} missing): run scripts/setup_browser.sh")
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +51,23 @@ def _serve(root, case, settings):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+
+    class Server(uvicorn.Server):
+        """Sets ``startup_done`` when startup is over, started or failed: the test waits on it."""
+
+        startup_done = threading.Event()
+
+        async def startup(self, sockets=None):
+            try:
+                await super().startup(sockets=sockets)
+            finally:
+                self.startup_done.set()
+
+    srv = Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     th = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     th.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 20
-    while not srv.started:
-        assert th.is_alive() and time.time() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    assert srv.startup_done.wait(timeout=20) and srv.started, "uvicorn did not start"
     r = httpx.post(f"{base}/cases/from-path?wait=true", json={"ct": "case1/ct.nii.gz", "masks": "case1"},
                    headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert r.status_code == 201, r.text
