@@ -24,6 +24,8 @@ SLOW_ENV = "RADAGENT_SLOW_TESTS"
 # Slow tests in modules whose owners edit them now (marked here rather than with a decorator there);
 # key: node id without parameters; value: why it is slow (seconds measured on the 2-core dev machine).
 SLOW_ELSEWHERE = {
+    "tests/test_dataset.py::test_local_and_ray_engines_agree": "starts a Ray cluster (15-22 s)",
+    "tests/test_dataset.py::test_ray_engine_llm_stage": "starts a Ray cluster (17-22 s)",
 }
 
 

@@ -38,6 +38,9 @@ from perception.segment.unit.synth import insert_lesion  # noqa: E402
 from perception.segment.unit.train import train_unit  # noqa: E402
 from tests.conftest import data_path  # noqa: E402
 
+# the tests that use the `trained` fixture (the overfit run: 100-170 s on CPU) run with RADAGENT_SLOW_TESTS=1 and in CI
+needs_training = pytest.mark.slow(reason="trains the UniT model first (the `trained` fixture, 100-170 s on CPU)")
+
 OVERFIT_STEPS = 220
 OVERFIT_SECONDS = 150.0
 DICE_BAR = 0.5
@@ -302,6 +305,7 @@ def test_lesion_mask_names_are_registry_lesions():
 
 # --- overfit, inference, CLI, end to end -------------------------------------------------------------------------
 
+@needs_training
 def test_overfit_finds_the_lesions_it_was_trained_on(trained, cases):
     root, truth = cases
     h = trained.history
@@ -328,6 +332,7 @@ def test_overfit_finds_the_lesions_it_was_trained_on(trained, cases):
         assert ls.masks[t["name"]].source.startswith(f"unit:{trained.checkpoint.name}#{t['name']} [instance")
 
 
+@needs_training
 def test_cli_segment_then_analyze_with_its_masks(trained, cases, tmp_path):
     from click.testing import CliRunner
 
@@ -354,6 +359,7 @@ def test_cli_segment_then_analyze_with_its_masks(trained, cases, tmp_path):
     assert r.exit_code == 2 and "checkpoint not found" in r.output
 
 
+@needs_training
 def test_segment_ct_with_both_backends_end_to_end(trained, cases, tmp_path_factory):
     require_module("totalsegmentator", "seg", allow_module_level=False)
     from perception.segment.totalseg_fake import ensure_fake_weights
@@ -396,6 +402,7 @@ def test_train_cli_writes_checkpoints_and_resumes(cases, tmp_path):
     assert r.exit_code == 0 and "queries_per_organ" in r.output
 
 
+@needs_training
 def test_radagent_analyze_without_masks_runs_both_backends(trained, cases, tmp_path_factory):
     """`radagent analyze CT -o OUT` with no --masks: TotalSegmentator (fake weights, real code path)
     and the trained UniT model segment, then findings, key images and a report are written."""
