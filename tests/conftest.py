@@ -62,8 +62,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             why = "the real vLLM server: ~50 s to start, then generation on CPU (minutes on 2 cores)"
         if why and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow(reason=why))
-    # the vLLM server (a session fixture) starts at its first test and spins a CPU core until the session
-    # ends: its tests go last, so that it lives only while they run (a stable sort keeps their order)
+    # the vLLM server (a session fixture: a process of ~3 GB with its own CPU threads) starts at its first
+    # test and lives until the session ends: its tests go last, so that it is up only while they run on a
+    # 2-core machine (a stable sort keeps the order within each group)
     items.sort(key=lambda i: i.get_closest_marker("llm_server") is not None)
     if run_slow(config):
         return

@@ -11,7 +11,9 @@ the data flow
   agent or eval; templates may import reasoning (it renders reasoning's ReportDraft);
 - agent is the only wiring layer: it may import every stage; its imports of eval are listed below
   by name, each with the reason, so that a new one fails here until someone decides;
-- eval may import any stage (a benchmark imports what it measures); no stage imports eval.
+- eval may import any stage (a benchmark imports what it measures); no stage imports eval;
+- reasoning and templates run from findings.json alone: they import no imaging or array library
+  (IMAGING below), so they need no GPU and never read voxels.
 
 Also: no import cycle among the modules' module-level imports (those that run at import time).
 Each failure names the file, the line and the rule.
@@ -28,6 +30,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("radagent", "perception", "reasoning", "templates", "agent", "eval")
+
+# libraries that read or hold images; reasoning and templates (and the error tree) import none of them
+IMAGING = frozenset({"numpy", "scipy", "nibabel", "pydicom", "highdicom", "pylibjpeg", "SimpleITK", "cc3d", "skimage",
+                     "PIL", "torch", "monai", "totalsegmentator", "nnunetv2", "cv2"})
 
 # agent -> eval imports that exist on purpose (module importing, module imported): reason
 AGENT_IMPORTS_OF_EVAL = {
@@ -128,6 +134,8 @@ def _is(name: str, prefix: str) -> bool:
 def rule_violation(imp: Import) -> str | None:
     """The rule ``imp`` breaks, or None."""
     src, dst = _pkg(imp.module), _pkg(imp.target)
+    if dst in IMAGING and src in ("reasoning", "templates", "radagent"):
+        return f"{src} runs from findings.json alone: no imaging or array library ({dst})"
     if dst not in PACKAGES or src == dst:
         return None
     if src == "radagent":
@@ -182,6 +190,9 @@ def test_the_walker_sees_every_package_and_resolves_relative_imports():
     assert rule_violation(Import("radagent.errors", Path("radagent/errors.py"), 1, "perception.errors", False))
     assert rule_violation(Import("agent.x", Path("agent/x.py"), 1, "eval.synthetic", False))
     assert rule_violation(Import("eval.x", Path("eval/x.py"), 1, "agent.cli", False)) is None
+    assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 9, "numpy", False))
+    assert rule_violation(Import("templates.x", Path("templates/x.py"), 9, "PIL.Image", False))
+    assert rule_violation(Import("perception.x", Path("perception/x.py"), 9, "numpy", True)) is None
 
 
 def test_layer_rules():
