@@ -360,7 +360,7 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
             segments=[n for n, f, _ in shares if f > s.segment_min_fraction],
             segment_shares=[SegmentShare(name=n, fraction=round(f, 4), source=src) for n, f, src in shares],
             laterality=laterality, kidney_pole=pole, vessel_contacts=contacts, adjacent_organs=adjacent, touches_edges=edges,
-            recist_measurable=measurable, recist_rule=rule,
+            size_qualifier="lower_bound" if edges else "complete", recist_measurable=measurable, recist_rule=rule,
             staging=lesion_hints(fam, c.kind, size_for_t, contacts, vessels_present, renal_overlap),
         ))
     lesion_rows.sort(key=lambda r: (-r["volume_ml"], r["mask"], r["component_label"]))

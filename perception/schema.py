@@ -11,9 +11,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"
+# every version this reader accepts; older files are upgraded on reading (see Findings._upgrade)
+KNOWN_VERSIONS = ("1.0.0", "1.1.0")
 
 
 class _Model(BaseModel):
@@ -44,6 +46,44 @@ class Check(_Model):
     name: str
     passed: bool
     detail: str
+
+
+class SliceRef(_Model):
+    """An axial slice as a radiologist opens it (never a bare 0-based index in any text)."""
+
+    index: int = Field(ge=0, description="0-based voxel index along the axial axis (for programs, not for text)")
+    image_number: int = Field(ge=1, description="DICOM: InstanceNumber of the slice; NIfTI: 1-based slice number "
+                                               "along the axial axis in file order")
+    table_position_mm: float = Field(description="position of the slice centre along world S-I (RAS z, mm)")
+    sop_instance_uid: str | None = Field(None, description="DICOM input: SOP Instance UID of the slice")
+    instance_number: int | None = Field(None, description="DICOM input: InstanceNumber of the slice")
+
+
+class LesionSearch(_Model):
+    """Whether lesions were searched for in one organ, and by what. 'No lesion' is only ever said of
+    a searched organ, naming what searched it."""
+
+    organ: str
+    searched: bool
+    by: list[str] = Field([], description="what searched it: 'mask <file or label>' or 'model <backend>:<task>'")
+    reason: str | None = Field(None, description="why not searched (no lesion mask or model covers this organ)")
+
+
+class IgnoredMask(_Model):
+    """A mask the user gave that radagent did not interpret (unknown name, label not in the class map)."""
+
+    name: str = Field(description="the name as given (file stem or class-map entry)")
+    source: str
+    reason: str
+    did_you_mean: list[str] = []
+
+
+class Plausibility(_Model):
+    """Whether an organ mask's measurements are plausible for that organ (ranges are data, with sources);
+    nothing is derived from an implausible organ."""
+
+    plausible: bool
+    checks: list[Check]
 
 
 class ContrastPhase(_Model):
@@ -93,6 +133,20 @@ class Organ(_Model):
     lesion_ids: list[str] = []
     flags: list[Flag] = []
     note: str | None = None
+    imaged_volume_ml: float | None = Field(None, description="volume of the imaged part (the mask's voxels), always set "
+                                                             "for a non-empty mask; volume_ml is the complete organ")
+    hu_region: str | None = Field(None, description="the voxels the HU statistics come from (e.g. the mask eroded by "
+                                                    "1 voxel, minus lesions)")
+    plausibility: Plausibility | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Organ":
+        if self.status == Status.measured and self.volume_ml is None:
+            raise ValueError(f"organ {self.name}: status measured but no volume_ml")
+        if self.status != Status.measured and self.volume_ml is not None:
+            raise ValueError(f"organ {self.name}: volume_ml given but status is {self.status.value} (only a completely "
+                             "imaged, measured organ has a volume)")
+        return self
 
 
 class SegmentShare(_Model):
@@ -154,6 +208,21 @@ class Lesion(_Model):
     staging: list[StagingHint]
     key_image: str | None = Field(None, description="PNG (relative to findings.json): axial slice through the long axis, "
                                                     "contour and axes drawn, patient right on image left")
+    size_qualifier: Literal["complete", "lower_bound"] = Field(
+        "complete", description="lower_bound when the lesion reaches the scan edge: its sizes are at least these")
+    key_slice: SliceRef | None = Field(None, description="the long-axis slice as a radiologist opens it")
+    nodule_type: Literal["solid", "part_solid", "ground_glass"] | None = Field(
+        None, description="lung nodules only: by attenuation (rule in the registry)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Lesion":
+        if (self.size_qualifier == "lower_bound") != bool(self.touches_edges):
+            raise ValueError(f"lesion {self.id}: size_qualifier {self.size_qualifier!r} but touches_edges "
+                             f"{self.touches_edges} (lower_bound exactly when the lesion reaches the scan edge)")
+        if self.key_slice is not None and self.key_slice.index != self.axial_slice:
+            raise ValueError(f"lesion {self.id}: key_slice.index {self.key_slice.index} differs from axial_slice "
+                             f"{self.axial_slice}")
+        return self
 
 
 class MeasurementSettings(_Model):
@@ -183,6 +252,48 @@ class Findings(_Model):
     masks: list[MaskInfo]
     dropped_components: int = Field(description="lesion components below the minimum size, not reported as lesions")
     settings: MeasurementSettings
+    lesion_search: list[LesionSearch] = Field([], description="per organ: searched for lesions (by which mask or "
+                                                              "model) or not; empty in files older than 1.1.0")
+    ignored_masks: list[IgnoredMask] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data):
+        """Files of an older known version load: fields they lack get what they implied."""
+        if not isinstance(data, dict):
+            return data
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version not in KNOWN_VERSIONS:
+            raise ValueError(f"findings schema_version {version!r}: expected one of {', '.join(KNOWN_VERSIONS)} "
+                             "(a newer radagent wrote this file?)")
+        if version == "1.0.0":
+            lesions = []
+            for les in data.get("lesions", []):
+                if isinstance(les, dict) and "size_qualifier" not in les:
+                    les = {**les, "size_qualifier": "lower_bound" if les.get("touches_edges") else "complete"}
+                lesions.append(les)
+            data = {**data, "lesions": lesions}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Findings":
+        ids = [les.id for les in self.lesions]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"lesion ids must be unique; repeated: {dup}")
+        known = set(ids)
+        for o in self.organs:
+            missing = [i for i in o.lesion_ids if i not in known]
+            if missing:
+                raise ValueError(f"organ {o.name}: lesion_ids {missing} name no lesion")
+        organs = [s.organ for s in self.lesion_search]
+        if len(organs) != len(set(organs)):
+            raise ValueError("lesion_search: one entry per organ expected")
+        return self
+
+    def search_of(self, organ: str) -> LesionSearch | None:
+        """How lesions were searched for in ``organ`` (None: nothing recorded, absence cannot be stated)."""
+        return next((s for s in self.lesion_search if s.organ == organ), None)
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
