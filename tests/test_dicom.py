@@ -257,8 +257,24 @@ def test_slice_gap_refused():
     assert str(folder) in msg and "202.5" in msg and "1.25" in msg
 
 
-def test_enhanced_multiframe_ct():
-    path = SINGLE / "eCT_Supplemental.dcm"
+def _as_original_hu_ct(src: Path, dst: Path) -> Path:
+    """The enhanced multi-frame sample relabelled as an original CT in HU: the file itself is a derived
+    perfusion map (ImageType DERIVED\\PRIMARY\\PERFUSION\\RCBF, RescaleType US), which the loader refuses
+    (tests/test_derived_images.py); its multi-frame geometry and pixels are what this test reads."""
+    ds = pydicom.dcmread(src)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    for item in (shared, *ds.PerFrameFunctionalGroupsSequence):
+        if "CTImageFrameTypeSequence" in item:
+            item.CTImageFrameTypeSequence[0].FrameType = ["ORIGINAL", "PRIMARY", "AXIAL", "NONE"]
+        if "PixelValueTransformationSequence" in item:
+            item.PixelValueTransformationSequence[0].RescaleType = "HU"
+    ds.save_as(dst)
+    return dst
+
+
+def test_enhanced_multiframe_ct(tmp_path):
+    path = _as_original_hu_ct(SINGLE / "eCT_Supplemental.dcm", tmp_path / "eCT_original_hu.dcm")
     ct = load_dicom_series(path)
     ds = pydicom.dcmread(path)
     n = int(ds.NumberOfFrames)
@@ -280,8 +296,9 @@ def test_enhanced_multiframe_ct():
         expect = frames[idx].T.astype(np.int32) * int(float(pvt.RescaleSlope)) + int(float(pvt.RescaleIntercept))
         np.testing.assert_array_equal(ct.hu[..., k], expect)
     assert ct.meta["slice_thickness_mm"] == 10.0
-    # a derived perfusion map: Rescale Type 'US', which the loader reports
-    assert any("RescaleType" in w for w in ct.warnings)
+    # the file as distributed (a derived perfusion map, Rescale Type 'US') is refused
+    with pytest.raises(ModalityError, match="RescaleType"):
+        load_dicom_series(SINGLE / "eCT_Supplemental.dcm")
 
 
 def test_jpeg2000_vs_uncompressed_pair():

@@ -3,7 +3,9 @@
 Every file's header is read with ``stop_before_pixels``; for native little-endian data the file offset
 where the pixel data element starts is kept, so pass 2 (:mod:`.pixels`) can read pixels straight from
 it. Objects that sit beside a CT series without being part of its image stack (RTSTRUCT, SEG, SR,
-DICOMDIR...) and files that are not DICOM at all are told apart here, as are truncated images.
+DICOMDIR...) and files that are not DICOM at all are told apart here, as are truncated images, and
+CT images whose pixel values are not Hounsfield units (a derived map such as a perfusion map, or a
+RescaleType other than HU) are refused here, like MR, naming the tags and values found.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from ..errors import CTLoadError
+from ..errors import CTLoadError, ModalityError
 
 # Objects that can sit beside a CT series and are not part of its image stack.
 _NON_IMAGE_MODALITIES = frozenset(
@@ -30,6 +32,17 @@ _NON_IMAGE_SOP_PREFIXES = (
     "1.2.840.10008.5.1.4.1.1.11",  # Presentation states
     "1.2.840.10008.5.1.4.1.1.104",  # Encapsulated documents
 )
+# Image Type (0008,0008) / Frame Type (0008,9007) values, after value 1 DERIVED, that mark a derived map
+# whose pixel values are not Hounsfield units. DICOM PS3.3 C.8.16.1 (Enhanced CT/MR Image Type and Frame
+# Type): value 3 defined term PERFUSION; value 4 "Derived Pixel Contrast" defined terms ADDITION,
+# DIVISION, MULTIPLICATION, QUANTITY, STD_DEVIATION, SUBTRACTION (projections MAXIMUM/MINIMUM/MEAN keep HU
+# and are not listed). Vendors write the perfusion parameter in value 4 (e.g. RCBF in the DICOM sample
+# eCT_Supplemental.dcm): the usual CT perfusion parameters are listed too.
+DERIVED_MAP_TERMS = frozenset({
+    "PERFUSION",
+    "ADDITION", "DIVISION", "MULTIPLICATION", "QUANTITY", "STD_DEVIATION", "SUBTRACTION",
+    "CBF", "CBV", "MTT", "TTP", "TMAX", "RCBF", "RCBV", "PS", "PERMEABILITY",
+})
 _NATIVE_LE = frozenset({ImplicitVRLittleEndian, ExplicitVRLittleEndian})
 _PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 
@@ -82,6 +95,59 @@ class _Header:
 
 
 
+def _values(v) -> list[str]:
+    if v is None:
+        return []
+    items = list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "MultiValue" else str(v).split("\\")
+    return [str(x).strip().upper() for x in items]
+
+
+def _first(ds: Dataset, seq: str) -> Dataset | None:
+    s = ds.get(seq)
+    return s[0] if s else None
+
+
+def non_hu_reasons(ds: Dataset) -> list[str]:
+    """Why this CT image's pixel values are not Hounsfield units (empty: nothing says so). Reads
+    Image Type (0008,0008), Frame Type (0008,9007) of the shared / first per-frame functional groups,
+    and Rescale Type (0028,1054) at the top level or in the Pixel Value Transformation Sequence."""
+    reasons: list[str] = []
+    types = [("ImageType (0008,0008)", ds.get("ImageType"))]
+    for fg in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        item = _first(ds, fg)
+        ft = _first(item, "CTImageFrameTypeSequence") if item is not None else None
+        if ft is not None:
+            types.append((f"FrameType (0008,9007) in {fg}", ft.get("FrameType")))
+    for tag, raw in types:
+        vals = _values(raw)
+        hit = [v for v in vals[1:] if v in DERIVED_MAP_TERMS]
+        if vals and vals[0] == "DERIVED" and hit:
+            shown = "\\".join(vals)
+            reasons.append(f"{tag} is {shown}: a derived map ({', '.join(hit)}), not Hounsfield units")
+            break
+    rescale = [("RescaleType (0028,1054)", ds.get("RescaleType"))]
+    for fg in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        item = _first(ds, fg)
+        pvt = _first(item, "PixelValueTransformationSequence") if item is not None else None
+        if pvt is not None:
+            rescale.append((f"RescaleType (0028,1054) in {fg}", pvt.get("RescaleType")))
+    for tag, raw in rescale:
+        v = str(raw or "").strip()
+        if v and v.upper() != "HU":
+            reasons.append(f"{tag} is {v!r}, expected 'HU'")
+            break
+    return reasons
+
+
+def refuse_non_hu(h: "_Header") -> None:
+    """ModalityError when a CT image's header says its values are not HU (see non_hu_reasons)."""
+    reasons = non_hu_reasons(h.ds)
+    if reasons:
+        raise ModalityError(f"{h.path}: expected a CT image in Hounsfield units, found " + "; ".join(reasons)
+                            + ". Derived maps (perfusion, subtraction, ...) and non-HU images are not supported, "
+                              "like MR: give the original CT series.")
+
+
 def _corrupt(path: Path, exc: BaseException, what: str = "a readable DICOM file") -> CTLoadError:
     return CTLoadError(f"{path}: expected {what}, found a corrupt or truncated file ({type(exc).__name__}: {exc})")
 
@@ -130,7 +196,10 @@ def _read_header(path: Path) -> _Header | None:
             raise _corrupt(path, exc) from exc
     if not isinstance(ds, Dataset) or (len(ds) == 0 and not getattr(ds, "file_meta", None)):
         return None
-    return _Header(path, ds, pixel_offset, ts, has_pixels)
+    h = _Header(path, ds, pixel_offset, ts, has_pixels)
+    if h.is_image and h.modality in ("CT", ""):
+        refuse_non_hu(h)
+    return h
 
 
 def _list_files(folder: Path) -> list[Path]:
