@@ -4,7 +4,7 @@ lesions, inference into a LabelSet, the CLI, and `segment_ct` with both backends
 
 Needs the seg venv: .cache/seg-venv/bin/pytest tests/test_segment_unit.py
 
-Overfit bar: trained for at most OVERFIT_STEPS steps / OVERFIT_SECONDS s on three 48x48x24 crops
+Overfit bar: trained for OVERFIT_STEPS steps (no time budget) on three 48x48x24 crops
 (3 mm) of ../shared/data/totalseg/example_ct_sm.nii.gz (two with a hypoattenuating liver tumour,
 one with a splenic cyst, organ masks from example_seg.nii.gz), the model must find each lesion on
 its training case with Dice >= DICE_BAR (0.5), with the right organ and type, segment the host organ
@@ -42,7 +42,6 @@ from tests.conftest import data_path  # noqa: E402
 needs_training = pytest.mark.slow(reason="trains the UniT model first (the `trained` fixture, 100-170 s on CPU)")
 
 OVERFIT_STEPS = 220
-OVERFIT_SECONDS = 150.0
 DICE_BAR = 0.5
 ORGAN_DICE_BAR = 0.6
 
@@ -52,7 +51,7 @@ TINY = {
     "data": {"spacing_mm": [3.0, 3.0, 3.0], "patch_size": [48, 48, 24], "type_of_name": {"liver_tumor": "hypovascular"},
              "patches_per_case": 1},
     "synth": {"probability": 0.0},
-    "train": {"steps": OVERFIT_STEPS, "max_seconds": OVERFIT_SECONDS, "batch_size": 2, "lr": 3e-3, "warmup_steps": 20,
+    "train": {"steps": OVERFIT_STEPS, "max_seconds": None, "batch_size": 2, "lr": 3e-3, "warmup_steps": 20,
               "num_workers": 0, "log_every": 20, "checkpoint_every": 100, "aux_loss": False},
     "infer": {"min_lesion_mm3": 50.0},
 }
@@ -313,7 +312,7 @@ def test_overfit_finds_the_lesions_it_was_trained_on(trained, cases):
     last = float(np.mean([r["loss"] for r in h[-10:]]))
     print(f"\nUniT overfit: {trained.steps} steps in {trained.seconds:.0f} s, {trained.parameters['total']:,} parameters; "
           f"loss {first:.3f} (first 10) -> {last:.3f} (last 10); mask Dice loss {h[-1]['mask_dice']:.3f}")
-    assert trained.steps >= 60, "too few steps in the time budget: the machine is overloaded"
+    assert trained.steps == OVERFIT_STEPS  # a fixed number of steps: the result does not depend on machine speed
     assert last < 0.4 * first
     seg = UniTSegmenter(weights=trained.checkpoint, device="cpu")
     for case, t in truth.items():
