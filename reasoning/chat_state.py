@@ -14,6 +14,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion
 from reasoning import vqa
 from reasoning.chat_tools import find_lesion, ranked_lesions
+from reasoning.limitations import size_phrase, slice_phrase
 from reasoning.vqa import SUBTYPES, Answer, Question
 from reasoning.vqa.parse import _norm, _organs_in
 
@@ -85,7 +86,7 @@ def describe_lesion(f: Findings, les: Lesion) -> str:
         m = re.fullmatch(r"(.+)_(left|right)", les.organ)
         organ = "the " + (f"{m.group(2)} {m.group(1)}" if m else les.organ).replace("_", " ")
     bits = [f"{les.id}: {les.kind} in {organ}",
-            f"{les.long_axis_mm:.1f} x {les.short_axis_mm:.1f} mm on axial slice {les.axial_slice}",
+            f"{size_phrase(les)} on {slice_phrase(les, f.study)}",
             f"volume {les.volume_ml:.3f} mL", f"mean {les.mean_hu:.1f} HU"]
     if les.attenuation:
         bits.append(les.attenuation_term or les.attenuation.value)

@@ -15,6 +15,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Organ, Status
 from reasoning import vqa
 from reasoning.knowledge import lookup_medical_knowledge
+from reasoning.limitations import slice_ref_json
 from reasoning.vqa import SUBTYPES, Answer, Question
 
 SubtypeName = Literal[tuple(SUBTYPES)]  # type: ignore[valid-type]
@@ -118,7 +119,7 @@ class FindingsTools:
         data = _lesion_row(les)
         data.update({
             "rank_in_organ_by_volume": rank, "max_diameter_3d_mm": _r(les.max_diameter_3d_mm, 1),
-            "axial_slice": les.axial_slice, "organ_mean_hu": _r(les.organ_mean_hu, 1),
+            "key_slice": slice_ref_json(les), "size_qualifier": les.size_qualifier, "organ_mean_hu": _r(les.organ_mean_hu, 1),
             "hu_difference": _r(les.hu_difference, 1), "laterality": les.laterality, "kidney_pole": les.kidney_pole,
             "adjacent_organs": les.adjacent_organs, "components": les.components,
             "vessel_contacts": [{"vessel": v.vessel, "category": v.category.value, "max_angle_deg": round(v.max_angle_deg),

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from perception.registry import COUINAUD, ORGANS, VESSELS, organ_family
 from perception.schema import Findings, Lesion, Organ
 
+from .limitations import slice_number
+
 
 @dataclass
 class Fact:
@@ -59,7 +61,7 @@ def _organ_facts(o: Organ) -> IdFacts:
     x.organs.add(organ_family(o.name))
     if o.name.endswith(("_left", "_right")):
         x.laterality.add(o.name.rsplit("_", 1)[1])
-    for v, unit, n in ((o.volume_ml, "mL", "volume_ml"), (o.mean_hu, "HU", "mean_hu"), (o.median_hu, "HU", "median_hu"),
+    for v, unit, n in ((o.volume_ml, "mL", "volume_ml"), (o.imaged_volume_ml, "mL", "imaged_volume_ml"), (o.mean_hu, "HU", "mean_hu"), (o.median_hu, "HU", "median_hu"),
                        (o.sd_hu, "HU", "sd_hu")):
         if v is not None:
             x.numbers.append(Fact(v, unit, n))
@@ -105,7 +107,9 @@ def _lesion_facts(les: Lesion) -> IdFacts:
         x.numbers.append(Fact(vc.contact_length_mm, "mm", f"{vc.vessel}.contact_length_mm"))
     for h in les.staging:
         x.stages.add(h.category)
-    x.slices.add(les.axial_slice)
+    x.slices.add(slice_number(les))  # the image number written in text, never the 0-based index
+    if les.key_slice is not None:
+        x.numbers.append(Fact(les.key_slice.table_position_mm, "mm", "table_position_mm"))
     if les.attenuation:
         x.attenuation.add(les.attenuation.value)
     return x
@@ -132,6 +136,21 @@ def build_facts(f: Findings) -> dict[str, IdFacts]:
     for les in f.lesions:
         facts[les.id] = _lesion_facts(les)
     return facts
+
+
+def quotable(f: Findings) -> set[str]:
+    """Strings of Findings a report may quote verbatim (warnings, ignored masks, lesion-search records,
+    plausibility checks); a quoted one is checked as a quotation, not parsed for claims."""
+    out = set(f.study.warnings)
+    for m in f.ignored_masks:
+        out |= {m.name, m.source, m.reason, *m.did_you_mean}
+    for s in f.lesion_search:
+        out |= set(s.by) | ({s.reason} if s.reason else set())
+    for o in f.organs:
+        if o.plausibility:
+            out |= {c.detail for c in o.plausibility.checks}
+    out |= {m.name for m in f.masks}
+    return {q for q in out if q}
 
 
 def all_ids(f: Findings) -> list[str]:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from perception.schema import Findings
 
-from .facts import IdFacts, build_facts, counts
+from .facts import IdFacts, build_facts, counts, quotable
 
 WORD_NUM = {"no": 0, "zero": 0, "one": 1, "single": 1, "solitary": 1, "two": 2, "three": 3, "four": 4, "five": 5,
             "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
@@ -85,6 +85,7 @@ POLE_RE = re.compile(r"\b(upper|lower|interpolar|mid)[- ]?(pole|polar)?\b", re.I
 PANC_PART_RE = re.compile(r"\b(?:pancreatic\s+(head|neck|body|tail)|(head|neck|body|tail)\s+of\s+the\s+pancreas|uncinate)\b", re.I)
 LESION_ID_RE = re.compile(r"\bL(\d+)\b")
 IGNORE_RE = re.compile(r"RECIST\s*1\.1|AJCC\s*8(?:th)?|AJCC8|\b3D\b|\b2D\b|Couinaud|NCCN|\bW\d+/L-?\d+", re.I)
+QUOTE_RE = re.compile(r"""(["'])(.+?)\1""")
 LIST_MARK_RE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
 
 
@@ -143,6 +144,7 @@ class Validator:
         self.facts = build_facts(findings)
         self.counts = counts(findings)
         self.lesion_ids = {l.id for l in findings.lesions}
+        self.quotable = quotable(findings)
 
     def check_sentence(self, idx: int, text: str, finding_ids: list[str]) -> list[GroundingError]:
         errs: list[GroundingError] = []
@@ -156,6 +158,7 @@ class Validator:
             F.numbers += self.facts["study"].numbers
         t = LIST_MARK_RE.sub("", text)
         t = IGNORE_RE.sub(" ", t)
+        t = self._blank_quotes(t)
 
         for m in LESION_ID_RE.finditer(t):
             lid = f"L{m.group(1)}"
@@ -282,6 +285,17 @@ class Validator:
                 continue
             E("unverifiable_number", f"the number {m.group(1)} has no unit or context that a finding can confirm")
         return errs
+
+    def _blank_quotes(self, t: str) -> str:
+        """Quoted Findings strings (warnings, mask names, search sources) and mask file names are quotations:
+        blanked before parsing, so a warning's own numbers are not read as claims. Anything else stays."""
+        for m in QUOTE_RE.finditer(t):
+            if m.group(2) in self.quotable:
+                t = t[:m.start()] + " " * (m.end() - m.start()) + t[m.end():]
+        for q in sorted(self.quotable, key=len, reverse=True):
+            if ("_" in q or "." in q or ":" in q) and q in t:
+                t = t.replace(q, " " * len(q))
+        return t
 
     def check_report(self, sentences: list[tuple[str, list[str], str]]) -> list[GroundingError]:
         """sentences: (text, finding_ids, section). Sentence checks plus report-level completeness."""

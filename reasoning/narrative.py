@@ -23,6 +23,7 @@ from perception.schema import Findings
 from .client import LLMClient, LLMError, json_schema_format
 from .facts import all_ids
 from .grounding import Validator
+from .limitations import is_lower_bound, slice_number
 from .report import GROUPS, ReportDraft, Sentence, template_draft
 
 PLACEHOLDER_RE = re.compile(r"\{(L\d+|study|organ:[a-z_]+)\.([a-z0-9_]+)\}")
@@ -33,6 +34,8 @@ Rules:
 - Every sentence cites the finding ids it rests on (finding_ids). Mention each lesion in the FINDINGS section.
 - Write numbers as the placeholders shown in the facts, e.g. {L1.long_axis_mm} mm; they are filled in exactly.
 - Organs cut off by the scan edge are 'incompletely imaged', never 'normal'. N and M stages are never stated.
+- Sizes of lesions reaching the scan edge are lower bounds: write 'at least'. Slices are written as 'image <number>'.
+- Never write 'no lesion' for an organ unless the reference draft does (it names what searched that organ).
 - Sections: technique (phase, slice thickness), findings (organ by organ, group = organ group), impression
   (actionable findings first, then counts and totals).
 Answer with JSON only."""
@@ -52,11 +55,11 @@ def placeholder_values(f: Findings) -> dict[str, str]:
                 out[f"{{organ:{o.name}.{field}}}"] = _fmt(v, unit)
     for les in f.lesions:
         for field, unit in (("long_axis_mm", "mm"), ("short_axis_mm", "mm"), ("max_diameter_3d_mm", "mm"),
-                            ("volume_ml", "mL"), ("mean_hu", "HU"), ("organ_mean_hu", "HU"), ("hu_difference", "HU"),
-                            ("axial_slice", "n")):
+                            ("volume_ml", "mL"), ("mean_hu", "HU"), ("organ_mean_hu", "HU"), ("hu_difference", "HU")):
             v = getattr(les, field)
             if v is not None:
-                out[f"{{{les.id}.{field}}}"] = str(v) if unit == "n" else _fmt(v, unit)
+                out[f"{{{les.id}.{field}}}"] = _fmt(v, unit)
+        out[f"{{{les.id}.image_number}}"] = str(slice_number(les))  # the image a radiologist opens, not the 0-based index
         for vc in les.vessel_contacts:
             out[f"{{{les.id}.{vc.vessel}_angle_deg}}"] = _fmt(vc.max_angle_deg, "deg")
             out[f"{{{les.id}.{vc.vessel}_contact_mm}}"] = _fmt(vc.contact_length_mm, "mm")
@@ -77,7 +80,8 @@ def facts_digest(f: Findings) -> str:
         lines.append(f"organ:{o.name}: " + "; ".join(bits))
     for les in f.lesions:
         p = lambda k: f"{{{les.id}.{k}}}"
-        bits = [f"{les.kind} in {les.organ or 'no organ'}", f"size {p('long_axis_mm')} x {p('short_axis_mm')} mm on axial slice {p('axial_slice')}",
+        bits = [f"{les.kind} in {les.organ or 'no organ'}", f"size {'at least ' if is_lower_bound(les) else ''}{p('long_axis_mm')} x {p('short_axis_mm')} mm "
+                f"on image {p('image_number')}" + (" (sizes are lower bounds: the lesion reaches the scan edge)" if is_lower_bound(les) else ""),
                 f"volume {p('volume_ml')} mL", f"mean {p('mean_hu')} HU"]
         if les.organ_mean_hu is not None:
             bits.append(f"{les.attenuation_term}, organ {p('organ_mean_hu')} HU, difference {p('hu_difference')} HU")
@@ -155,7 +159,8 @@ async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, st
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "FACTS (finding id: facts):\n" + facts_digest(f)
          + "\n\nREFERENCE DRAFT (correct but terse; rewrite it as a fluent report, keep every fact):\n"
-         + "\n".join(f"[{s.section}/{s.group or '-'}] ({', '.join(s.finding_ids)}) {s.text}" for s in reference.sentences)},
+         + "\n".join(f"[{s.section}/{s.group or '-'}] ({', '.join(s.finding_ids)}) {s.text}" for s in reference.sentences
+                      if s.section != "limitations")},
     ]
     fmt = json_schema_format("report_draft", output_schema(f))
     errors_seen: list[list[str]] = []
@@ -173,8 +178,11 @@ async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, st
         if sentences:
             errs += [str(e) for e in validator.check_report([(s.text, s.finding_ids, s.section) for s in sentences])]
         if not errs:
+            # the Limitations part is rendered by code, never rewritten by the model
+            lim = [s for s in reference.sentences if s.section == "limitations"]
             return ReportDraft(engine="llm", model=model, style=style, attempts=attempt, validation_errors=errors_seen,
-                               sentences=sentences, seconds=time.perf_counter() - t0)
+                               sentences=[s for s in sentences if s.section != "limitations"] + lim,
+                               seconds=time.perf_counter() - t0)
         errors_seen.append(errs)
         messages += [{"role": "assistant", "content": content or ""},
                      {"role": "user", "content": "Your draft has these errors; fix every one and answer with the full corrected JSON:\n- "

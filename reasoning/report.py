@@ -15,11 +15,16 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Organ
 
 from .facts import counts, couinaud, organ_id, total_volume_ml, vessel_display
+from .limitations import (human, ignored_hint, implausible, is_lower_bound, limitation_texts, size_phrase,
+                          slice_phrase, volume_phrase)
 
-Section = Literal["technique", "findings", "impression"]
-GROUPS = ["liver", "gallbladder", "pancreas", "spleen", "adrenals", "kidneys", "vessels", "other"]
+Section = Literal["technique", "findings", "impression", "limitations"]
+GROUPS = ["liver", "gallbladder", "pancreas", "spleen", "adrenals", "kidneys", "lungs", "vessels", "other"]
 GROUP_TITLES = {"liver": "Liver", "gallbladder": "Gallbladder", "pancreas": "Pancreas", "spleen": "Spleen",
-                "adrenals": "Adrenal glands", "kidneys": "Kidneys", "vessels": "Vessels", "other": "Other"}
+                "adrenals": "Adrenal glands", "kidneys": "Kidneys", "lungs": "Lungs", "vessels": "Vessels", "other": "Other"}
+# organ groups whose absence from the masks the report states ("not assessed")
+ABDOMINAL = ("liver", "gallbladder", "pancreas", "spleen", "adrenals", "kidneys")
+GROUP_FAMILY = {"adrenals": "adrenal", "kidneys": "kidney", "lungs": "lung"}
 
 
 class _Model(BaseModel):
@@ -46,16 +51,11 @@ class ReportDraft(_Model):
 
 def organ_group(name: str | None) -> str:
     fam = organ_family(name) if name else None
-    return {"adrenal": "adrenals", "kidney": "kidneys"}.get(fam, fam) if fam in (
-        "liver", "gallbladder", "pancreas", "spleen", "adrenal", "kidney") else "other"
+    return {"adrenal": "adrenals", "kidney": "kidneys", "lung": "lungs"}.get(fam, fam) if fam in (
+        "liver", "gallbladder", "pancreas", "spleen", "adrenal", "kidney", "lung") else "other"
 
 
-def _human(name: str) -> str:
-    n = name.replace("_", " ")
-    for side in ("left", "right"):
-        if n.endswith(" " + side):
-            n = f"{side} {n[: -len(side) - 1]}"
-    return n.replace("gland", "gland").strip()
+_human = human
 
 
 def _location(les: Lesion) -> str:
@@ -67,24 +67,35 @@ def _location(les: Lesion) -> str:
         if les.segments[0].startswith("pancreas_"):
             return "in the " + " and ".join(f"pancreatic {s.split('_')[1]}" for s in les.segments)
         if les.segments[0].startswith("lung_"):
-            return "in the " + " and ".join(_human(s).replace("lung ", "") + " lobe" for s in les.segments)
+            return "in the " + " and ".join(_human(s) for s in les.segments)
+    if les.organ and organ_family(les.organ) == "lung":
+        side = les.laterality if les.laterality in ("left", "right") else (
+            les.organ.rsplit("_", 1)[1] if les.organ.endswith(("_left", "_right")) else None)
+        return f"in the {side} lung" if side else "in the lung (lobe not determined)"
     if les.kidney_pole:
         return f"in the {les.kidney_pole} pole of the {org}" if les.kidney_pole != "interpolar" else f"in the interpolar {org}"
     return f"in the {org}" if les.organ else "without a host organ mask"
 
 
+_NODULE_TYPES = {"solid": "solid", "part_solid": "part-solid", "ground_glass": "ground-glass"}
+
+
 def _kind(les: Lesion) -> str:
+    if les.nodule_type:
+        return f"{_NODULE_TYPES[les.nodule_type]} nodule"
     return {"pdac": "mass (PDAC mask)", "pnet": "mass (PNET mask)", "tumor": "mass", "nodule": "nodule", "cyst": "cyst"}.get(les.kind, "lesion")
 
 
-def lesion_sentences(les: Lesion) -> list[Sentence]:
+def lesion_sentences(les: Lesion, f: Findings) -> list[Sentence]:
     g = organ_group(les.organ)
     out = []
     att = f"{les.attenuation_term} " if les.attenuation_term else ""
-    trunc = " (at the scan edge: incompletely imaged, sizes are a lower bound)" if les.status.value == "truncated_by_fov" else ""
     out.append(Sentence(section="findings", group=g, finding_ids=[les.id], text=(
-        f"{les.id}: {att}{_kind(les)} {_location(les)}, {les.long_axis_mm:.1f} x {les.short_axis_mm:.1f} mm "
-        f"(long x short axis, axial slice {les.axial_slice}), volume {les.volume_ml:.2f} mL{trunc}.")))
+        f"{les.id}: {att}{_kind(les)} {_location(les)}, {size_phrase(les)} "
+        f"(long x short axis, {slice_phrase(les, f.study)}), volume {volume_phrase(les)}.")))
+    if les.organ and organ_family(les.organ) == "lung" and les.kind == "nodule" and not les.nodule_type:
+        out.append(Sentence(section="findings", group=g, finding_ids=[les.id],
+                            text=f"{les.id} nodule type (solid, part-solid or ground-glass) not determined."))
     if les.organ_mean_hu is not None:
         out.append(Sentence(section="findings", group=g, finding_ids=[les.id], text=(
             f"{les.id} mean attenuation {les.mean_hu:.1f} HU versus {les.organ_mean_hu:.1f} HU in the surrounding "
@@ -115,6 +126,9 @@ def _organ_sentence(o: Organ, group: str) -> list[Sentence]:
     name = _human(o.name)
     if o.status.value == "absent":
         return [Sentence(section="findings", group=group, finding_ids=oid, text=f"The {name} is not seen on the segmentation.")]
+    if implausible(o):
+        return [Sentence(section="findings", group=group, finding_ids=oid,
+                         text=f"The {name} mask is implausible (see Limitations): its measurements are not interpreted.")]
     hu = f", mean attenuation {o.mean_hu:.1f} HU" if o.mean_hu is not None else ""
     if o.status.value == "truncated_by_fov":
         s = [Sentence(section="findings", group=group, finding_ids=oid,
@@ -122,12 +136,41 @@ def _organ_sentence(o: Organ, group: str) -> list[Sentence]:
     else:
         s = [Sentence(section="findings", group=group, finding_ids=oid, text=f"The {name} measures {o.volume_ml:.1f} mL{hu}.")]
     for fl in o.flags:
-        if fl.status == "positive":
+        if fl.status == "positive" and fl.unit == "ratio" and fl.value is not None and fl.value <= 0:
+            s.append(Sentence(section="findings", group=group, finding_ids=oid, text=(
+                f"{fl.name.replace('_', ' ').capitalize()}: not assessed (a ratio of {fl.value:.2f} comes from a negative mean attenuation, "
+                "outside the range the ratio rule is defined for).")))
+        elif fl.status == "positive":
             val = f"{fl.value:.2f}" if fl.unit == "ratio" else f"{fl.value:.1f} {fl.unit}"
             thr = f"{fl.threshold:.2f}" if fl.unit == "ratio" else f"{fl.threshold:.1f} {fl.unit}"
             s.append(Sentence(section="findings", group=group, finding_ids=oid,
                               text=f"{fl.name.replace('_', ' ').capitalize()}: {val} against a threshold of {thr} ({fl.rule})."))
     return s
+
+
+def _search_sentence(f: Findings, o: Organ, group: str, lesions: list[Lesion]) -> list[Sentence]:
+    """'No lesion found in the liver (searched by mask liver_lesion.nii.gz).' only for a searched organ."""
+    if o.status.value == "absent" or implausible(o) or any(l.organ == o.name for l in lesions):
+        return []
+    s = f.search_of(o.name)
+    if s is None or not s.searched:
+        return []
+    by = ", ".join(s.by) if s.by else "a lesion search"
+    edge = " in its imaged part" if o.status.value == "truncated_by_fov" else ""
+    return [Sentence(section="findings", group=group, finding_ids=[organ_id(o.name)],
+                     text=f"No lesion found in the {_human(o.name)}{edge} (searched by {by}).")]
+
+
+def _not_assessed(f: Findings, g: str) -> Sentence:
+    fam = GROUP_FAMILY.get(g, g)
+    hint = ignored_hint(f, fam)
+    word = {"adrenals": "adrenal", "kidneys": "kidney"}.get(g, g)
+    why = f"no {word} mask; {hint}" if hint else "no mask"
+    return Sentence(section="findings", group=g, finding_ids=["study"], text=f"{GROUP_TITLES[g]}: not assessed ({why}).")
+
+
+def limitation_sentences(f: Findings) -> list[Sentence]:
+    return [Sentence(section="limitations", group="", finding_ids=ids, text=t) for t, ids in limitation_texts(f)]
 
 
 def template_draft(f: Findings, style: str = "structured") -> ReportDraft:
@@ -150,17 +193,19 @@ def template_draft(f: Findings, style: str = "structured") -> ReportDraft:
             continue
         for o in organs_by_group.get(g, []):
             S += _organ_sentence(o, g)
+            S += _search_sentence(f, o, g, f.lesions)
         for les in lesions_by_group.get(g, []):
-            for s in lesion_sentences(les):
+            for s in lesion_sentences(les, f):
                 (vessel_sents if s.group == "vessels" else S).append(s)
-        if g in ("liver", "gallbladder", "pancreas", "spleen", "adrenals", "kidneys") and not organs_by_group.get(g) and not lesions_by_group.get(g):
-            S.append(Sentence(section="findings", group=g, finding_ids=["study"], text=f"{GROUP_TITLES[g]}: not assessed (no mask)."))
+        if g in ABDOMINAL and not organs_by_group.get(g) and not lesions_by_group.get(g):
+            S.append(_not_assessed(f, g))
     if vessel_sents:
         S += vessel_sents
     else:
         S.append(Sentence(section="findings", group="vessels", finding_ids=["study"],
                           text="No tumour-vessel contact was assessed (no lesion near a vessel mask)."))
     S += impression(f)
+    S += limitation_sentences(f)
     return ReportDraft(engine="template", style=style, sentences=S)
 
 
@@ -179,11 +224,11 @@ def _actionable_rank(les: Lesion) -> tuple:
 def impression(f: Findings) -> list[Sentence]:
     out = []
     if not f.lesions:
-        out.append(Sentence(section="impression", group="", finding_ids=["study"], text="No lesion on the provided masks."))
+        out.append(_no_lesion_impression(f))
     for les in sorted(f.lesions, key=_actionable_rank):
         stage = "; ".join(f"{h.system} {h.category}" for h in les.staging if h.category != "not assessed")
         out.append(Sentence(section="impression", group="", finding_ids=[les.id], text=(
-            f"{les.id}: {les.long_axis_mm:.1f} x {les.short_axis_mm:.1f} mm {les.attenuation_term + ' ' if les.attenuation_term else ''}"
+            f"{les.id}: {size_phrase(les)} {les.attenuation_term + ' ' if les.attenuation_term else ''}"
             f"{_kind(les)} {_location(les)}" + (f" ({stage})" if stage else "") + ".")))
     if f.lesions:
         c = counts(f)
@@ -191,9 +236,26 @@ def impression(f: Findings) -> list[Sentence]:
         largest = max(f.lesions, key=lambda l: l.long_axis_mm)
         out.append(Sentence(section="impression", group="", finding_ids=["study", largest.id], text=(
             f"{c['total']} lesion{'s' if c['total'] != 1 else ''} in total ({per}), total lesion volume "
-            f"{total_volume_ml(f):.2f} mL; largest {largest.id} at {largest.long_axis_mm:.1f} mm.")))
+            f"{total_volume_ml(f):.2f} mL{' (lesions reaching the scan edge count with lower bounds)' if any(is_lower_bound(l) for l in f.lesions) else ''}; "
+            f"largest {largest.id} at {'at least ' if is_lower_bound(largest) else ''}{largest.long_axis_mm:.1f} mm.")))
     trunc = [o for o in f.organs if o.status.value == "truncated_by_fov"]
     if trunc:
         out.append(Sentence(section="impression", group="", finding_ids=[organ_id(o.name) for o in trunc], text=(
             "Incompletely imaged (cut off by the scan edge, not fully assessable): " + ", ".join(_human(o.name) for o in trunc) + ".")))
     return out
+
+
+def _no_lesion_impression(f: Findings) -> Sentence:
+    """No lesion was measured: say where that was searched for, and where absence cannot be stated."""
+    if not f.lesion_search:
+        return Sentence(section="impression", group="", finding_ids=["study"], text=(
+            "No lesion was measured; lesion-search coverage is not recorded in these findings, so absence of lesions "
+            "cannot be stated for any organ."))
+    searched = [s for s in f.lesion_search if s.searched]
+    if not searched:
+        return Sentence(section="impression", group="", finding_ids=["study"], text=(
+            "No lesion search was run (no lesion mask or tumour model): absence of lesions cannot be stated for any organ."))
+    where = "; ".join(f"{_human(s.organ)} (by {', '.join(s.by) or 'a lesion search'})" for s in searched)
+    rest = " Lesions were not searched for elsewhere (see Limitations)." if len(searched) < len(f.lesion_search) else ""
+    return Sentence(section="impression", group="", finding_ids=["study"],
+                    text=f"No lesion found in the organs searched: {where}.{rest}")

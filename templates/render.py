@@ -18,6 +18,11 @@ def environment() -> jinja2.Environment:
                              autoescape=lambda name: name is not None and ".html" in name,
                              trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters["num"] = lambda v, nd=1: "n/a" if v is None else f"{v:.{nd}f}"
+    from reasoning.limitations import is_lower_bound, size_phrase, slice_phrase
+
+    env.filters["slice_ref"] = slice_phrase  # the image a radiologist opens, never the 0-based index
+    env.filters["size_ref"] = size_phrase
+    env.filters["lower_bound"] = is_lower_bound
     return env
 
 

@@ -61,7 +61,7 @@ def test_accepts_a_grounded_draft_and_fills_placeholders(findings):
 
 def corrupt(findings, kind):
     s = good_sentences(findings, use_placeholders=False)
-    i = next(k for k, x in enumerate(s) if x["finding_ids"] == ["L1"] and "x" in x["text"] and "axial slice" in x["text"])
+    i = next(k for k, x in enumerate(s) if x["finding_ids"] == ["L1"] and "x" in x["text"] and "(long x short axis, image" in x["text"])
     l1 = findings.lesion("L1")
     if kind == "number":
         s[i]["text"] = s[i]["text"].replace(f"{l1.long_axis_mm:.1f} x", f"{l1.long_axis_mm + 7:.1f} x")

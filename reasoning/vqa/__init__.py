@@ -25,9 +25,9 @@ Choices this package makes where the issue leaves them open (thresholds themselv
   (voxel_count x voxel volume) is a lower bound: above the threshold it answers "yes", otherwise
   the answer cannot be determined.
 - "kidney" without a side: volumes add both kidneys (both must be measured); a mean HU needs a side.
-- Lesion presence ("no") needs a lesion mask that covers the organ (an organ-specific lesion mask
-  or a generic ``lesion``/``tumor`` mask, listed in Findings.masks) and the organ imaged; an
-  organ truncated by the scan edge answers for its imaged part, and says so.
+- Lesion presence ("no") needs the organ recorded as searched in ``Findings.lesion_search``
+  (by a lesion mask or a tumour model) and the organ imaged; an organ truncated by the scan edge
+  answers for its imaged part, and says so.
 - Lesion class (existence of kidney cyst/tumour, lesion type classification): the mask type first
   (``kidney_cyst*`` -> cyst, ``*_tumor`` -> tumour); an untyped kidney lesion by the HU rule
   (mean > 34.8 HU -> tumour). Outside the kidney an untyped lesion is a cyst when perception
@@ -52,10 +52,18 @@ Choices this package makes where the issue leaves them open (thresholds themselv
 - Organ aggregation sums organ volumes (default), lesion counts or lesion volumes over the organs.
 - Tumour-organ HU difference is signed (lesion minus host); a multiple-choice option list with
   only non-negative values is matched with the absolute value.
-- Largest lesion slice: the axial slice of the RECIST long axis (``Lesion.axial_slice``, 0-based
-  index along the voxel axis closest to S-I). DeepTumorVQA may use the slice of largest area.
-- Fatty liver: L/S < 1.0; steatosis grade: Kodama, most severe grade whose HU or L/S criterion
-  holds; both, and pancreatic steatosis, require a non-contrast study (else cannot be determined).
+- Largest lesion slice: the image of the RECIST long axis as a radiologist opens it
+  (``Lesion.key_slice``: DICOM InstanceNumber, else the 1-based image number; never the 0-based
+  index). DeepTumorVQA may use the slice of largest area.
+- Fatty liver and steatosis grade are one decision (``handlers.medical_reasoning.liver_fat``):
+  Kodama, the most severe grade whose HU or L/S criterion holds; fatty liver = grade G1 or worse,
+  so "no fatty liver" and a grade above G0 are never both said. Both, and pancreatic steatosis,
+  require a non-contrast study (else cannot be determined). Every organ HU ratio (L/S, P/S, the
+  ratio question) comes from one function and needs both means above 0 HU; ratio questions name
+  the organs used. An implausible organ (Organ.plausibility) answers nothing.
+- Lesion absence and counts of zero read ``Findings.lesion_search`` (as the reports do): "no" only
+  for a searched organ, naming what searched it; an unsearched organ, or findings without the
+  record (older than schema 1.1.0), cannot be determined.
 - Renal mass characterization: simple cyst -10..20 HU (inclusive), indeterminate > 20..70,
   hyperdense cyst > 70 (non-contrast only), fat-containing < -10 HU.
 - Pancreatic cyst questions (resectability, pseudocyst) apply to the largest pancreatic lesion

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from perception.registry import classify, organ_family
+from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Organ, Status
 from reasoning.knowledge import knowledge
+from reasoning.limitations import search_of
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 from reasoning.vqa.vocabulary import _FAMILIES
@@ -46,20 +47,6 @@ def _lesions(f: Findings, organ: str | None) -> list[Lesion]:
     return [l for l in f.lesions if l.organ == organ]
 
 
-def _covering_masks(f: Findings, organ: str) -> list[str]:
-    """Lesion masks that could hold lesions of ``organ`` (organ-specific or generic)."""
-    fam = organ_family(organ)
-    out = []
-    for m in f.masks:
-        if m.category != "lesion":
-            continue
-        st = classify(m.name)
-        mf = st.family if st else None
-        if mf is None or (organ_family(mf) == organ if _is_family(organ) else mf in (organ, fam)):
-            out.append(m.name)
-    return out
-
-
 def _organ_name(organ: str) -> str:
     return organ.replace("_", " ") if not organ.endswith(("_left", "_right")) else \
         f"{organ.rsplit('_', 1)[1]} {organ.rsplit('_', 1)[0].replace('_', ' ')}"
@@ -79,11 +66,12 @@ def _imaged(f: Findings, organ: str) -> tuple[list[Organ], str]:
 
 
 def _require_coverage(f: Findings, organ: str, ids: list[str]) -> list[str]:
-    cov = _covering_masks(f, organ)
-    if not cov:
-        raise _Cannot(f"no lesion mask covers the {_organ_name(organ)} (lesion masks: "
-                      f"{', '.join(m.name for m in f.masks if m.category == 'lesion') or 'none'}): absence cannot be stated", ids)
-    return cov
+    """What searched ``organ`` for lesions (Findings.lesion_search, the one field reports read too);
+    _Cannot when it was not searched, or when coverage is not recorded: absence cannot be stated."""
+    searched, why, _ = search_of(f, organ)
+    if not searched:
+        raise _Cannot(f"lesions were not searched for in the {_organ_name(organ)} ({why}): absence cannot be stated", ids)
+    return [why.removeprefix("searched by ")]
 
 
 def _is_cystic(l: Lesion) -> bool:
@@ -116,7 +104,7 @@ def _pick(f: Findings, q: Question, default_organ: str | None, what: str = "lesi
     les = [l for l in _lesions(f, organ) if keep is None or keep(l)]
     if not les:
         where = f" in the {_organ_name(organ)}" if organ else ""
-        cov = "" if organ is None or _covering_masks(f, organ) else f" (no lesion mask covers the {_organ_name(organ)})"
+        cov = "" if organ is None or search_of(f, organ)[0] else f" (lesions were not searched for in the {_organ_name(organ)})"
         raise _Cannot(f"no {what}{where}{cov}", [_oid(o.name) for o in _members(f, organ)] if organ else [])
     ranked = sorted(les, key=lambda l: -l.volume_ml)  # stable: lowest id first among equal volumes
     if q.rank == 1:
@@ -165,9 +153,24 @@ def _mean_hu(f: Findings, organ: str) -> tuple[float, list[str]]:
     if not mem:
         raise _Cannot(f"no {_organ_name(organ)} mask in this study")
     o = mem[0]
+    if o.plausibility is not None and not o.plausibility.plausible:
+        failed = "; ".join(c.detail for c in o.plausibility.checks if not c.passed)
+        raise _Cannot(f"the {_organ_name(o.name)} mask is implausible ({failed}): nothing is derived from it", [_oid(o.name)])
     if o.mean_hu is None:
         raise _Cannot(f"no {_organ_name(o.name)} HU measured (status {o.status.value})", [_oid(o.name)])
     return o.mean_hu, [_oid(o.name)]
+
+
+def _hu_ratio(f: Findings, a: str, b: str) -> tuple[float, float, float, list[str]]:
+    """(mean a, mean b, a/b, ids): the one place an organ HU ratio is computed. A ratio of mean HU is
+    only defined when both means are above 0 HU (water); otherwise _Cannot, naming both organs."""
+    va, ia = _mean_hu(f, a)
+    vb, ib = _mean_hu(f, b)
+    if va <= 0 or vb <= 0:
+        low = ", ".join(f"{_organ_name(o)} {_fmt(v)} HU" for o, v in ((a, va), (b, vb)) if v <= 0)
+        raise _Cannot(f"{_organ_name(a)}-to-{_organ_name(b)} HU ratio not defined: a mean at or below 0 HU ({low}) means "
+                      "fat, air or a mask outside the organ, where the ratio rules do not apply", ia + ib)
+    return va, vb, va / vb, ia + ib
 
 
 def _require_noncontrast(f: Findings, key: str) -> None:

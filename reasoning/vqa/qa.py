@@ -20,6 +20,9 @@ def _qa_text(spec: Subtype, q: Question) -> str:
     """The subtype's template question with its organ word swapped for the one asked about."""
     text = spec.example
     organ = q.organ
+    if spec.name == "organ HU ratio" and len(q.organs) >= 2:  # the question names the organs the ratio is computed on
+        a, b = (_ORGAN_WORDS.get(o, o.replace("_", " ")) for o in q.organs[:2])
+        return f"What is the {a}-to-{b} HU ratio?"
     if organ and organ != "liver" and re.search(r"\bliver\b", text):
         word = "kidney" if organ == "kidney" else ("lung" if organ == "lung" else _ORGAN_WORDS.get(organ, organ.replace("_", " ")))
         text = re.sub(r"\bliver\b", word, text, count=1)

@@ -66,7 +66,7 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
     _s("tumor organ HU difference", _V, "numeric", "organ lesion_id", "lesion mean HU minus host organ mean HU", "What is the HU difference between the largest liver lesion and the liver?"),
     # medical reasoning
     _s("PDAC vs PNET classification", _MR, "categorical", "lesion_id", "mask type, else attenuation heuristic", "Is the pancreatic lesion more likely PDAC or PNET?"),
-    _s("fatty liver", _MR, "binary", "", "L/S HU ratio < 1.0 on non-contrast CT", "Does the patient have fatty liver?"),
+    _s("fatty liver", _MR, "binary", "", "Kodama steatosis grade G1 or worse (liver < 58 HU or L/S < 1.0) on non-contrast CT, the same decision as steatosis grading", "Does the patient have fatty liver?"),
     _s("hepatic steatosis grading", _MR, "categorical", "", "Kodama grade G0-G3 on non-contrast CT", "What is the grade of hepatic steatosis?"),
     _s("lesion type classification", _MR, "categorical", "organ lesion_id", "kidney lesion: cyst or tumour (mask type, else 34.8 HU)", "Is the kidney lesion a cyst or a tumor?"),
     _s("pancreatic cyst resectability", _MR, "binary", "lesion_id", "cyst volume > 3.0 mL or diameter > 30 mm", "Should the pancreatic cyst be resected?"),

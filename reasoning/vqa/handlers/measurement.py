@@ -4,7 +4,7 @@ tumour burden."""
 from __future__ import annotations
 
 from perception.schema import Findings, Status
-from reasoning.vqa.lookup import (_lesions, _mean_hu, _measured_volume, _organ_name, _pick, _require_coverage, _which,
+from reasoning.vqa.lookup import (_hu_ratio, _lesions, _mean_hu, _measured_volume, _organ_name, _pick, _require_coverage, _which,
                                   _whole)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
@@ -41,13 +41,11 @@ def _h_organ_hu(f: Findings, q: Question) -> _Result:
 
 def _h_hu_ratio(f: Findings, q: Question) -> _Result:
     a, b = q.organs[:2] if len(q.organs) >= 2 else ((q.organs[0], "spleen") if q.organs else ("liver", "spleen"))
-    va, ia = _mean_hu(f, a)
-    vb, ib = _mean_hu(f, b)
-    if vb == 0:
-        raise _Cannot(f"{_organ_name(b)} mean HU is 0: ratio undefined", ia + ib)
-    r = round(va / vb, 4)
-    return _Result(r, "ratio", ia + ib, "organ mean_hu ratio",
-                   f"{_organ_name(a)} {_fmt(va)} HU / {_organ_name(b)} {_fmt(vb)} HU = {r:.4f}")
+    va, vb, r, ids = _hu_ratio(f, a, b)
+    r = round(r, 4)
+    return _Result(r, "ratio", ids, f"organ mean_hu ratio ({_organ_name(a)}/{_organ_name(b)})",
+                   f"{_organ_name(a)}-to-{_organ_name(b)} HU ratio: {_organ_name(a)} {_fmt(va)} HU / "
+                   f"{_organ_name(b)} {_fmt(vb)} HU = {r:.4f}")
 
 
 def _h_organ_volume(f: Findings, q: Question) -> _Result:

@@ -8,7 +8,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Status
 from reasoning.knowledge import knowledge
 from reasoning.vqa.handlers.recognition import _h_splenomegaly
-from reasoning.vqa.lookup import _is_cystic, _lesion_class, _mean_hu, _oid, _pick, _require_noncontrast, _voxel_ml, _whole
+from reasoning.vqa.lookup import _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast, _voxel_ml, _whole
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -29,38 +29,33 @@ def _h_pdac_vs_pnet(f: Findings, q: Question) -> _Result:
                    f"imaging pattern of {cat} (heuristic, not histology)")
 
 
-def _ls_ratio(f: Findings) -> tuple[float, float, float, list[str]]:
-    lv, li = _mean_hu(f, "liver")
-    sv, si = _mean_hu(f, "spleen")
-    if sv == 0:
-        raise _Cannot("spleen mean HU is 0: L/S ratio undefined", li + si)
-    return lv, sv, lv / sv, li + si
+def liver_fat(f: Findings) -> tuple[str, bool, float, float, float, list[str], str]:
+    """The one liver-fat decision every answer reads (fatty liver, steatosis grade; the L/S ratio comes
+    from the same ``_hu_ratio``): (Kodama grade, fatty, liver HU, spleen HU, L/S, ids, why).
+    Fatty liver = grade G1 or worse, so 'fatty liver: no' and a steatosis grade above G0 cannot both be said."""
+    _require_noncontrast(f, "kodama_steatosis_grade")
+    hu0, hu1, hu2, r0, r1, r2 = knowledge("kodama_steatosis_grade").values  # 58 51 39 / 1.0 0.8 0.5
+    lv, sv, r, ids = _hu_ratio(f, "liver", "spleen")
+    for g, hu, rr in (("G3 (severe)", hu2, r2), ("G2 (moderate)", hu1, r1), ("G1 (mild)", hu0, r0)):
+        hits = ([f"liver {_fmt(lv)} HU < {_fmt(hu)} HU"] if lv < hu else []) + ([f"L/S {r:.3f} < {_fmt(rr)}"] if r < rr else [])
+        if hits:
+            return g, True, lv, sv, r, ids, " and ".join(hits)
+    return ("G0 (normal)", False, lv, sv, r, ids,
+            f"liver {_fmt(lv)} HU >= {_fmt(hu0)} HU and L/S {r:.3f} >= {_fmt(r0)}")
 
 
 def _h_fatty_liver(f: Findings, q: Question) -> _Result:
-    _require_noncontrast(f, "liver_spleen_ratio")
-    thr = knowledge("liver_spleen_ratio").values[0]
-    lv, sv, r, ids = _ls_ratio(f)
-    pos = r < thr
-    return _Result("yes" if pos else "no", None, ids, "liver_spleen_ratio",
-                   f"L/S = {_fmt(lv)} / {_fmt(sv)} HU = {r:.3f} {'<' if pos else '>='} {_fmt(thr)} on non-contrast CT: "
-                   f"{'fatty liver' if pos else 'no fatty liver'}")
+    g, fatty, lv, sv, r, ids, why = liver_fat(f)
+    return _Result("yes" if fatty else "no", None, ids, "kodama_steatosis_grade",
+                   f"liver {_fmt(lv)} HU, spleen {_fmt(sv)} HU, L/S {r:.3f} on non-contrast CT: {why}: steatosis grade {g}, "
+                   f"{'fatty liver' if fatty else 'no fatty liver'} (fatty liver = Kodama grade G1 or worse)")
 
 
 def _h_steatosis_grade(f: Findings, q: Question) -> _Result:
-    _require_noncontrast(f, "kodama_steatosis_grade")
-    hu0, hu1, hu2, r0, r1, r2 = knowledge("kodama_steatosis_grade").values  # 58 51 39 / 1.0 0.8 0.5
-    lv, sv, r, ids = _ls_ratio(f)
-    if lv < hu2 or r < r2:
-        g = "G3 (severe)"
-    elif lv < hu1 or r < r1:
-        g = "G2 (moderate)"
-    elif lv < hu0 or r < r0:
-        g = "G1 (mild)"
-    else:
-        g = "G0 (normal)"
+    g, fatty, lv, sv, r, ids, why = liver_fat(f)
     return _Result(g, None, ids, "kodama_steatosis_grade",
-                   f"liver {_fmt(lv)} HU, L/S {r:.3f} (spleen {_fmt(sv)} HU): {g}, the most severe grade whose HU or L/S criterion holds")
+                   f"liver {_fmt(lv)} HU, L/S {r:.3f} (spleen {_fmt(sv)} HU): {why}: {g}, the most severe grade whose HU or "
+                   f"L/S criterion holds ({'fatty liver' if fatty else 'no fatty liver'})")
 
 
 def _h_lesion_type(f: Findings, q: Question) -> _Result:
@@ -115,13 +110,9 @@ def _h_t_stage(f: Findings, q: Question) -> _Result:
 def _h_pancreatic_steatosis(f: Findings, q: Question) -> _Result:
     _require_noncontrast(f, "pancreatic_steatosis_ps_ratio")
     thr = knowledge("pancreatic_steatosis_ps_ratio").values[0]
-    pv, pi = _mean_hu(f, "pancreas")
-    sv, si = _mean_hu(f, "spleen")
-    if sv == 0:
-        raise _Cannot("spleen mean HU is 0: P/S ratio undefined", pi + si)
-    r = pv / sv
+    pv, sv, r, ids = _hu_ratio(f, "pancreas", "spleen")
     pos = r < thr
-    return _Result("yes" if pos else "no", None, pi + si, "pancreatic_steatosis_ps_ratio",
+    return _Result("yes" if pos else "no", None, ids, "pancreatic_steatosis_ps_ratio",
                    f"P/S = {_fmt(pv)} / {_fmt(sv)} HU = {r:.3f} {'<' if pos else '>='} {_fmt(thr)} on non-contrast CT")
 
 

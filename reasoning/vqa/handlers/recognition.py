@@ -33,7 +33,7 @@ def _existence(f: Findings, organ: str, kind: str | None = None) -> _Result:
     cov = _require_coverage(f, organ, ids)
     dropped = f" ({f.dropped_components} component(s) below the minimum size dropped study-wide)" if f.dropped_components else ""
     return _Result("no", None, ids, "lesion masks",
-                   f"no {what}lesion component in the {_organ_name(organ)}{note}; lesion masks {', '.join(cov)}{dropped}")
+                   f"no {what}lesion component in the {_organ_name(organ)}{note}; searched by {', '.join(cov)}{dropped}")
 
 
 def _h_exist_fixed(organ: str, kind: str | None = None):

@@ -9,6 +9,7 @@ import math
 from perception.registry import SUBSEGMENTS, organ_family
 from perception.schema import Findings, Lesion
 from reasoning.knowledge import knowledge
+from reasoning.limitations import slice_number, slice_phrase
 from reasoning.vqa.lookup import (_imaged, _lesions, _measured_volume, _oid, _organ_name, _pick, _require_coverage,
                                   _volume_threshold, _which, _whole)
 from reasoning.vqa.question import Question
@@ -127,7 +128,7 @@ def _h_diameter(f: Findings, q: Question) -> _Result:
     v = getattr(l, field_)
     return _Result(v, "mm", [l.id], f"lesion {field_}",
                    f"{l.id} ({_which(q)}) {name} {_fmt(v, 1)} mm"
-                   + (f" on axial slice {l.axial_slice}" if q.diameter != "3d" else ""))
+                   + (f" on {slice_phrase(l, f.study)}" if q.diameter != "3d" else ""))
 
 
 def _h_location(f: Findings, q: Question) -> _Result:
@@ -149,9 +150,12 @@ def _h_location(f: Findings, q: Question) -> _Result:
 
 def _h_slice(f: Findings, q: Question) -> _Result:
     l = _pick(f, q, q.organ)
-    return _Result(l.axial_slice, "slice", [l.id], "lesion axial_slice (slice of the RECIST long axis)",
-                   f"{l.id}: long axis {_fmt(l.long_axis_mm, 1)} mm on axial slice {l.axial_slice} "
-                   f"(0-based index along voxel axis {f.study.axial_axis})")
+    n = slice_number(l)
+    how = ("DICOM InstanceNumber" if l.key_slice is not None and l.key_slice.instance_number is not None else
+           "volume slice in position order, InstanceNumber not recorded" if f.study.source_format == "dicom" and l.key_slice is None
+           else "1-based image number along the axial axis in file order")
+    return _Result(n, "slice", [l.id], "lesion key_slice (image of the RECIST long axis)",
+                   f"{l.id}: long axis {_fmt(l.long_axis_mm, 1)} mm on {slice_phrase(l, f.study)} ({how})")
 
 
 def _h_count_location(f: Findings, q: Question) -> _Result:
