@@ -9,7 +9,11 @@ import numpy as np
 from scipy import ndimage
 
 from . import __version__, registry
-from .location import adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares
+from .characterize import (HostRegion, composition, fatty_reason, host_region, implausible_reason, lung_side_from_midline,
+                           nodule_type, plausibility, ratio_reason)
+from .coverage import ignored_masks, lesion_search
+from .location import (adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares,
+                       slice_ref)
 from .mask import Mask, expand, intersect, union
 from .masks import LabelSet, merge
 from .measure import axial_diameters, feret_3d, hu_stats, world, section
@@ -32,10 +36,12 @@ class Settings:
     segment_min_fraction: float = 0.10  # sub-segments holding > 10 % are listed
     geometry_tolerance_mm: float = 0.01  # mask vs CT affine tolerance
     vessel_search_mm: float = 20.0  # vessels whose box is within this distance are assessed
+    sop_instance_uids: bool = True  # DICOM input: key slices carry the SOP Instance UID (an instance identifier)
 
     def schema(self) -> MeasurementSettings:
         d = asdict(self)
         d.pop("vessel_search_mm")
+        d.pop("sop_instance_uids")
         return MeasurementSettings(**d)
 
 
@@ -241,6 +247,7 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
 
     # organs
     organ_stats: dict[str, tuple] = {}
+    host_info: dict[str, tuple[HostRegion, str | None]] = {}  # organ -> (HU region, implausible reason)
     organ_out: list[Organ] = []
     lesion_union_by_organ: dict[str, list[Mask]] = {}
     for c, o in zip(comps, comp_organ):
@@ -262,21 +269,29 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         touching = [l for l in lesion_masks_all if intersect(l.bbox, box) is not None]
         host = full.crop(box) if outside else (m.data.copy() if touching else m.data)
         host = _without_lesions(host, box, touching)
-        st = hu_stats(hu[sl][host]) if host.any() else None
+        region = host_region(hu[sl], host, spacing, lesions_removed=bool(touching))
+        st = region.stats
         edges = full.touches_edges()
         status = Status.truncated_by_fov if edges else Status.measured
         n_full = full.voxel_count
         vol = n_full * vox_mm3 / 1000.0
+        plaus = plausibility(name, st, vol if status == Status.measured else None, vol)
         organ_stats[name] = (st, vol if status == Status.measured else None)
+        host_info[name] = (region, implausible_reason(name, plaus))
         organ_out.append(Organ(
             name=name, status=status, mask=m.source, voxel_count=n_full,
             volume_ml=round(vol, 3) if status == Status.measured else None,
             mean_hu=round(st.mean, 2) if st else None, median_hu=round(st.median, 2) if st else None,
-            sd_hu=round(st.sd, 2) if st else None, touches_edges=edges,
+            sd_hu=round(st.sd, 2) if st else None, touches_edges=edges, imaged_volume_ml=round(vol, 3),
+            hu_region=region.region, plausibility=plaus,
             note=(f"mask reaches the scan edge ({', '.join(edges)}): organ incompletely imaged, volume not measured" if edges else None)))
 
     # lesions
     vessels_present = set(vessels)
+    midline = {}
+    for n, mm in ls.masks.items():
+        if not mm.empty and (n in registry.LATERALITY_MIDLINE_STRUCTURES or n.startswith("vertebrae_")):
+            midline[n] = np.argwhere(mm.data)[::50].astype(np.float64) + np.array([a for a, _ in mm.bbox])
     lesion_rows = []
     for c, organ in zip(comps, comp_organ):
         m = c.mask
@@ -288,12 +303,25 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         idx = np.argwhere(m.data).astype(np.float64) + np.array([a for a, _ in m.bbox])
         cvox = idx.mean(axis=0)
         cmm = world(cvox[None], affine)[0]
-        host_st = organ_stats.get(organ, (None, None))[0] if organ else None
-        if organ and organ not in organ_stats and organ in hosts_for_lesions:
+        fam = registry.organ_family(organ) if organ else None
+        if organ and organ not in host_info and organ in hosts_for_lesions:
             hm = hosts_for_lesions[organ]
             hs = tuple(slice(a, b) for a, b in hm.bbox)
             hv = _without_lesions(hm.data.copy(), hm.bbox, lesion_masks_all)
-            host_st = hu_stats(hu[hs][hv]) if hv.any() else None
+            host_info[organ] = (host_region(hu[hs], hv, spacing, lesions_removed=True), None)
+        region, implausible = host_info.get(organ, (None, None)) if organ else (None, None)
+        host_st = region.stats if region else None
+        att_reason = None
+        if organ is None:
+            att_reason = "no host organ: nothing to compare with"
+        elif fam == "lung":
+            att_reason = "lung lesions are typed by their own attenuation (nodule_type), not compared with aerated lung"
+        elif host_st is None:
+            att_reason = f"no {organ} HU (no host voxels)"
+        else:
+            att_reason = implausible or fatty_reason(organ, region)
+        if att_reason:
+            host_st = None
         diff = st.mean - host_st.mean if host_st else None
         if diff is None:
             att = None
@@ -307,24 +335,23 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         if att is not None:
             stem = {"hypoattenuating": "hypo", "isoattenuating": "iso", "hyperattenuating": "hyper"}[att.value]
             term = stem + ("enhancing" if contrast else "attenuating")
-        components = []
-        th = registry.THRESHOLDS
-        if st.mean < th["fat_max_hu"]["value"]:
-            components.append(f"fat: mean {st.mean:.0f} HU < {th['fat_max_hu']['value']:.0f}")
-        elif st.mean < th["cystic_max_hu"]["value"] and st.sd <= 20.0:
-            components.append(f"cystic: mean {st.mean:.0f} HU < 20 and SD {st.sd:.0f} <= 20")
-        calc = float(np.mean(vals > th["calcified_min_hu"]["value"]))
-        if calc >= 0.05:
-            components.append(f"calcified: {100 * calc:.0f} % of voxels > 130 HU")
+        components, comp_rule = composition(fam, vals, st)
+        ntype = ntype_rule = None
+        if fam == "lung":
+            ntype, ntype_rule = nodule_type(hu[sl], m.data, axial, diam.long_axis_mm, ct.slice_thickness_mm)
 
-        fam = registry.organ_family(organ) if organ else None
         fam_segs = {n: sm for n, sm in subsegs.items() if registry.SUBSEGMENTS.get(n) == fam}
         shares = segment_shares(m, fam_segs, spacing) if fam_segs else []
-        laterality = pole = None
+        laterality = pole = lat_rule = None
         if organ and organ.endswith(("_left", "_right")):
             laterality = organ.rsplit("_", 1)[1]
+            lat_rule = f"{laterality}: host organ mask {organ}"
         elif fam == "lung" and shares:
             laterality = shares[0][0].rsplit("_", 1)[1]
+            lat_rule = f"{laterality}: lobe mask {shares[0][0]} holds {100 * shares[0][1]:.0f} % of the lesion"
+        elif fam == "lung":
+            laterality, lat_rule = lung_side_from_midline(cvox, midline, affine)
+            lat_rule = lat_rule or "side not determined: no lung, lobe or midline-structure mask"
         if fam == "kidney" and organ in present_organs:
             pole = kidney_pole(cvox, present_organs[organ], affine)
 
@@ -356,7 +383,10 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
             short_axis_endpoints_voxel=tuple(tuple(round(v, 2) for v in p) for p in diam.short_endpoints),
             max_diameter_3d_mm=round(feret, 2), mean_hu=round(st.mean, 2), median_hu=round(st.median, 2), sd_hu=round(st.sd, 2),
             organ_mean_hu=round(host_st.mean, 2) if host_st else None, hu_difference=round(diff, 2) if diff is not None else None,
-            attenuation=att, attenuation_term=term, components=components,
+            attenuation=att, attenuation_term=term, components=components, attenuation_reason=att_reason,
+            composition_rule=comp_rule, nodule_type=ntype, nodule_type_rule=ntype_rule, laterality_rule=lat_rule,
+            key_slice=slice_ref(diam.slice_index, affine, ct.shape, axial, ct.source_format, ct.meta.get("slices"),
+                                with_uid=s.sop_instance_uids),
             segments=[n for n, f, _ in shares if f > s.segment_min_fraction],
             segment_shares=[SegmentShare(name=n, fraction=round(f, 4), source=src) for n, f, src in shares],
             laterality=laterality, kidney_pole=pole, vessel_contacts=contacts, adjacent_organs=adjacent, touches_edges=edges,
@@ -377,22 +407,31 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
     def mean(n):
         o = next((o for o in organ_out if o.name == n), None)
         return o.mean_hu if o and o.mean_hu is not None else None
+    def implausible(n):
+        return host_info.get(n, (None, None))[1]
+
+    def ratio(n, d):
+        """(value, reason): an HU ratio only from plausible organs whose means lie where a ratio means something."""
+        why = implausible(n) or implausible(d) or ratio_reason(n, mean(n), d, mean(d))
+        return (None, why) if why else (mean(n) / mean(d), None)
+
     final_organs = []
     for o in organ_out:
         flags = []
         trunc_reason = "organ incompletely imaged (truncated by the scan edge)" if o.status == Status.truncated_by_fov else None
+        bad = implausible(o.name)  # nothing is derived from an implausible organ
         if o.name == "spleen" and o.status != Status.absent:
-            flags.append(_flag("splenomegaly", o.volume_ml, "splenomegaly_volume_ml", lambda v, t: v > t, trunc_reason))
+            flags.append(_flag("splenomegaly", o.volume_ml, "splenomegaly_volume_ml", lambda v, t: v > t, bad or trunc_reason))
         if o.name == "liver" and o.status != Status.absent:
-            flags.append(_flag("hepatomegaly", o.volume_ml, "hepatomegaly_volume_ml", lambda v, t: v > t, trunc_reason))
-            flags.append(_flag("hepatic_steatosis", o.mean_hu, "liver_steatosis_hu", lambda v, t: v < t, noncon_reason))
-            ls_ratio = o.mean_hu / mean("spleen") if mean("spleen") and o.mean_hu is not None else None
+            flags.append(_flag("hepatomegaly", o.volume_ml, "hepatomegaly_volume_ml", lambda v, t: v > t, bad or trunc_reason))
+            flags.append(_flag("hepatic_steatosis", o.mean_hu, "liver_steatosis_hu", lambda v, t: v < t, bad or noncon_reason))
+            ls_ratio, why = ratio("liver", "spleen")
             flags.append(_flag("liver_spleen_ratio_low", ls_ratio, "liver_spleen_ratio", lambda v, t: v < t,
-                               noncon_reason or (None if ls_ratio is not None else "no spleen HU")))
+                               noncon_reason or why))
         if o.name == "pancreas" and o.status != Status.absent:
-            ps = o.mean_hu / mean("spleen") if mean("spleen") and o.mean_hu is not None else None
+            ps, why = ratio("pancreas", "spleen")
             flags.append(_flag("pancreatic_steatosis", ps, "pancreatic_steatosis_ps_ratio", lambda v, t: v < t,
-                               noncon_reason or (None if ps is not None else "no spleen HU")))
+                               noncon_reason or why))
         final_organs.append(o.model_copy(update={"flags": flags, "lesion_ids": by_organ.get(o.name, [])}))
 
     study = Study(
@@ -405,5 +444,6 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         st = registry.classify(n)
         masks.append(MaskInfo(name=n, source=m.source, category=st.category if st else "unknown", voxel_count=m.voxel_count))
     findings = Findings(radagent_version=__version__, study=study, organs=final_organs, lesions=lesions,
-                        staging=study_hints(), masks=masks, dropped_components=dropped, settings=s.schema())
+                        staging=study_hints(), masks=masks, dropped_components=dropped, settings=s.schema(),
+                        lesion_search=lesion_search(ls.masks), ignored_masks=ignored_masks(ls))
     return findings, lesion_masks

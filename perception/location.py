@@ -9,6 +9,7 @@ from scipy import ndimage
 from . import registry
 from .mask import BBox, Mask, expand, intersect, to_slices
 from .measure import world, section
+from .schema import SliceRef
 
 SEGMENT_FILL_MARGIN_MM = 10.0
 
@@ -138,3 +139,29 @@ def adjacent_structures(lesion: Mask, candidates: dict[str, Mask], spacing, adja
             if d <= adjacency_mm:
                 out.append((d, n))
     return [n for _, n in sorted(out)]
+
+
+def slice_ref(index: int, affine: np.ndarray, shape: tuple[int, int, int], axial: int, source_format: str,
+              slices: list[dict] | None = None, with_uid: bool = True) -> SliceRef:
+    """The axial slice ``index`` (0-based along ``axial``) as a radiologist opens it.
+
+    ``table_position_mm``: world S (RAS z, mm; equal to DICOM LPS z) of the slice centre through the affine.
+    NIfTI: ``image_number`` = index + 1 (file order). DICOM, when the axial axis is the stacking axis of the
+    series: ``instance_number`` and ``sop_instance_uid`` of that slice (``ct.meta["slices"]``, sorted order);
+    ``image_number`` = its InstanceNumber (an enhanced multi-frame file: the 1-based frame number), else
+    index + 1. A reformatted axial plane of a non-axial series has no DICOM image: index + 1 only.
+    """
+    centre = np.array([(n - 1) / 2.0 for n in shape], dtype=np.float64)
+    centre[axial] = index
+    z = float(world(centre[None], affine)[0, 2])
+    image_number, inst, uid = index + 1, None, None
+    if source_format == "dicom" and slices and axial == 2 and len(slices) == shape[2]:
+        s = slices[index]
+        inst = s.get("instance_number")
+        uid = s.get("sop_instance_uid") if with_uid else None
+        if s.get("frame") is not None:
+            image_number = int(s["frame"])
+        elif inst is not None and inst >= 1:
+            image_number = int(inst)
+    return SliceRef(index=int(index), image_number=int(image_number), table_position_mm=round(z, 3),
+                    sop_instance_uid=uid, instance_number=inst)

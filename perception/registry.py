@@ -223,3 +223,119 @@ WINDOWS = {
     "liver": (150.0, 60.0), "lung": (1500.0, -600.0), "bone": (2000.0, 500.0),
     "default": (400.0, 40.0),
 }
+
+
+# --- lesion-search coverage ---------------------------------------------------------------------
+# A lesion mask (or a model task writing one) searches the organs of its family: ``liver_lesion`` the
+# liver, ``kidney_lesion`` both kidneys, ``kidney_cyst_left`` the left kidney, ``lung_nodules`` both
+# lungs. Generic masks (``lesion``, ``tumor``, ``gtv``) name no organ and establish no search. Search
+# units are organ names; the whole-lung ``lung`` mask and the lobes count as ``lung_left``/``lung_right``.
+SEARCH_UNITS: dict[str, tuple[str, ...]] = {
+    # family -> the organs a family-wide lesion mask searches
+    "kidney": ("kidney_left", "kidney_right"), "adrenal": ("adrenal_gland_left", "adrenal_gland_right"),
+    "lung": ("lung_left", "lung_right"),
+}
+
+
+def lesion_host_families() -> frozenset[str]:
+    """Organ families some lesion mask names: the organs that can be searched for lesions."""
+    return frozenset(organ_family(org) for org, _ in LESIONS.values() if org is not None)
+
+
+def search_units_of(organ_or_family: str) -> tuple[str, ...]:
+    """The search units an organ, sub-segment or family name stands for."""
+    if organ_or_family in SUBSEGMENTS:
+        fam = SUBSEGMENTS[organ_or_family]
+        if fam == "lung":
+            return (f"lung_{organ_or_family.rsplit('_', 1)[1]}",)
+        return (fam,)
+    if organ_or_family == "lung":
+        return SEARCH_UNITS["lung"]
+    if organ_or_family in ORGANS:
+        return (organ_or_family,)
+    return SEARCH_UNITS.get(organ_or_family, (organ_or_family,))
+
+
+def lesion_mask_searches(name: str) -> tuple[str, ...]:
+    """Search units a lesion mask (canonical name) covers; () for a generic mask naming no organ."""
+    st = classify(name)
+    if st is None or st.category != "lesion" or st.family is None:
+        return ()
+    return search_units_of(st.family)
+
+
+# --- organ-aware characterization (where each rule applies, with its source) ---------------------
+COMPOSITION_RULES: dict[str, dict] = {
+    # rule -> the lesion host families it applies to; elsewhere it is not assessed, saying why
+    "fat": {"applies_to": ("kidney", "adrenal", "liver", "pancreas", "spleen"),
+            "why_not": "macroscopic-fat rule applies to solid abdominal organs only (partial volume with air or bowel gas "
+                       "mimics fat elsewhere)",
+            "source": "renal angiomyolipoma / adrenal myelolipoma: macroscopic fat below -10 HU (Bosniak et al., AJR 1988)"},
+    "cystic": {"applies_to": ("kidney", "liver", "pancreas", "spleen", "adrenal"),
+               "why_not": "simple-cyst rule applies to solid abdominal organs only",
+               "source": "simple cyst -9..20 HU, homogeneous (Bosniak classification v2019, Silverman et al., Radiology 2019)"},
+    "calcified": {"applies_to": ("kidney", "adrenal", "liver", "pancreas", "spleen"),
+                  "why_not": "calcification rule applies to solid abdominal organs only (lung nodule masks share voxels "
+                             "with chest wall and vessels; nodule calcification needs its own reading)",
+                  "source": "calcification > 130 HU (Agatston threshold)"},
+}
+# A lesion with no host organ (generic mask outside every organ mask, e.g. a soft-tissue sarcoma GTV) keeps
+# the generic rules: fat, cystic and calcified all apply (there is no air-filled host to mimic them).
+COMPOSITION_NO_HOST = ("fat", "cystic", "calcified")
+
+NODULE_TYPE = {
+    "solid_min_hu": -400.0,  # solid component: voxels at or above this
+    "aerated_max_hu": -750.0,  # aerated lung: below this, the mask's partial volume with lung (not nodule)
+    "rim_pixels": 2,  # ground-glass-range voxels within this many in-plane pixels of solid voxels: its edge
+    "solid_min_share": 0.5,  # solid share of non-aerated voxels (rim excluded) >= this: solid
+    "ground_glass_max_share": 0.05,  # <= this: ground glass; between: part-solid
+    "min_long_axis_mm": 6.0,  # smaller nodules (or < 3 slice thicknesses) are not typed
+    "min_slices": 3.0,
+    "rule": "solid component >= -400 HU; ground-glass -750..-400 HU (aerated lung below -750 HU and the ground-glass "
+            "rim within 2 pixels of solid voxels excluded as partial volume); solid share >= 50 % solid, <= 5 % "
+            "ground-glass, else part-solid; typed only when long axis >= 6 mm and >= 3 slice thicknesses",
+    "source": "solid-component threshold -400 HU: Lee et al., PLoS One 2018 (e0205490, low threshold); types and the "
+              "6 mm size limit: Fleischner Society 2017 (MacMahon et al., Radiology 2017); shares and rim: radagent defaults",
+}
+
+LATERALITY_MIDLINE_STRUCTURES = ("spinal_cord", "trachea", "sternum", "esophagus")  # + vertebrae_*
+LATERALITY_MIN_OFFSET_MM = 10.0
+
+# HU host region: the organ mask minus all lesions, eroded by a box of >= 2 mm (>= 1 voxel) per axis, so
+# boundary fat and partial volume do not decide attenuation; organs eroded to fewer voxels keep the mask.
+HOST_EROSION_MM = 2.0
+HOST_MIN_ERODED_VOXELS = 20
+
+FATTY_HOST = {
+    "fat_hu": (-190.0, -30.0), "max_fraction": 0.10,
+    "rule": "host voxels at -190..-30 HU (adipose tissue) > 10 %: no attenuation call against a fat/parenchyma mean",
+    "source": "adipose tissue -190..-30 HU (Yoshizumi et al., Radiology 1999); 10 %: radagent default",
+}
+
+# Plausibility of an organ mask: mean HU of its HU region, SD, volume of a completely imaged organ. Bounds are
+# set wide of published reference values (every contrast phase, steatosis, iron overload) so that only a failed
+# or misregistered segmentation trips them; nothing is derived from an implausible organ.
+PLAUSIBILITY: dict[str, dict] = {
+    "liver": {"mean_hu": (-50.0, 250.0), "max_sd_hu": 120.0, "volume_ml": (300.0, 6000.0)},
+    "spleen": {"mean_hu": (-20.0, 250.0), "max_sd_hu": 120.0, "volume_ml": (10.0, 4000.0)},
+    "pancreas": {"mean_hu": (-80.0, 250.0), "max_sd_hu": 120.0, "volume_ml": (10.0, 400.0)},
+    "kidney_left": {"mean_hu": (-20.0, 400.0), "max_sd_hu": 150.0, "volume_ml": (20.0, 5000.0)},
+    "kidney_right": {"mean_hu": (-20.0, 400.0), "max_sd_hu": 150.0, "volume_ml": (20.0, 5000.0)},
+    "adrenal_gland_left": {"mean_hu": (-100.0, 200.0), "max_sd_hu": 120.0, "volume_ml": (0.5, 300.0)},
+    "adrenal_gland_right": {"mean_hu": (-100.0, 200.0), "max_sd_hu": 120.0, "volume_ml": (0.5, 300.0)},
+    "gallbladder": {"mean_hu": (-30.0, 250.0), "max_sd_hu": 150.0, "volume_ml": (1.0, 500.0)},
+    "lung_left": {"mean_hu": (-1000.0, -300.0), "max_sd_hu": 400.0, "volume_ml": (300.0, 6000.0)},
+    "lung_right": {"mean_hu": (-1000.0, -300.0), "max_sd_hu": 400.0, "volume_ml": (300.0, 6000.0)},
+}
+PLAUSIBILITY_SOURCE = ("radagent bounds set wide of reference values: unenhanced liver ~55 HU, lower with steatosis, up to "
+                       "~130 HU with iron overload (Boll & Merkle, RadioGraphics 2009), +50-100 HU with contrast; spleen and "
+                       "pancreas 40-60 HU unenhanced (Kim et al., AJR 2014); adult liver 1.2-1.8 L, spleen < 314.5 mL "
+                       "(Linguraru et al., AJR 2013), polycystic kidneys up to several litres")
+
+# HU ratios are read only where both means are positive soft-tissue values (a ratio with a mean <= 0 or a
+# near-zero denominator has no meaning); outside these ranges the flag is "not assessed", saying why.
+RATIO_OPERAND_HU = {
+    "numerator": (0.0, 150.0), "denominator": (20.0, 150.0),
+    "source": "radagent: the published L/S and P/S thresholds were derived on unenhanced parenchyma of positive HU "
+              "(spleen 40-60 HU: Kim et al., AJR 2014)",
+}

@@ -67,6 +67,8 @@ class LesionSearch(_Model):
     searched: bool
     by: list[str] = Field([], description="what searched it: 'mask <file or label>' or 'model <backend>:<task>'")
     reason: str | None = Field(None, description="why not searched (no lesion mask or model covers this organ)")
+    kinds: list[str] = Field([], description="lesion kinds the searches looked for, from the mask names (lesion, tumor, "
+                                             "cyst, nodule, ...): a search for cysts alone does not exclude a tumour")
 
 
 class IgnoredMask(_Model):
@@ -213,6 +215,13 @@ class Lesion(_Model):
     key_slice: SliceRef | None = Field(None, description="the long-axis slice as a radiologist opens it")
     nodule_type: Literal["solid", "part_solid", "ground_glass"] | None = Field(
         None, description="lung nodules only: by attenuation (rule in the registry)")
+    nodule_type_rule: str | None = Field(None, description="lung nodules: the typing rule that fired, or why not typed")
+    laterality_rule: str | None = Field(None, description="how laterality was decided (organ mask, lobe mask, midline "
+                                                          "geometry), or why it was not")
+    attenuation_reason: str | None = Field(None, description="why attenuation was not called (no host, host implausible "
+                                                             "or fatty), null when it was")
+    composition_rule: str | None = Field(None, description="which composition rules (fat, cystic, calcified) applied to "
+                                                           "this lesion's host and why the others did not")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Lesion":

@@ -24,6 +24,23 @@ from .pixels import _load_pixels
 _TILT_REPORT_DEG = 0.01
 
 
+def _slice_refs(frames) -> list[dict[str, Any]]:
+    """Per slice, in the sorted order of the voxel array's slice axis: the image a radiologist opens.
+
+    ``instance_number`` (InstanceNumber, None when absent), ``frame`` (1-based frame number in an enhanced
+    multi-frame file, else None) and ``sop_instance_uid`` (an instance identifier, no patient identifier)."""
+    out = []
+    for fr in frames:
+        ds = fr.header.ds
+        try:
+            inst = int(ds.get("InstanceNumber")) if ds.get("InstanceNumber") not in (None, "") else None
+        except (TypeError, ValueError):
+            inst = None
+        out.append({"sop_instance_uid": str(ds.get("SOPInstanceUID", "") or "").strip() or None,
+                    "instance_number": inst, "frame": None if fr.index is None else fr.index + 1})
+    return out
+
+
 def load_dicom_series(path: Path) -> CTVolume:
     """Load one CT series from a folder (searched recursively) or one enhanced multi-frame CT file.
 
@@ -153,5 +170,6 @@ def load_dicom_series(path: Path) -> CTVolume:
         "transfer_syntax": sorted({h.ts.name for h in hs}),
         "slice_step_mm": step_len,
         "gantry_tilt_deg": tilt if tilt > _TILT_REPORT_DEG else 0.0,
+        "slices": _slice_refs(frames),
     }
     return CTVolume(hu=hu, affine=affine, source=where, source_format="dicom", meta=meta, warnings=tuple(warnings))
