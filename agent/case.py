@@ -3,7 +3,7 @@
 The CLI (agent/cli.py), the HTTP API (agent/api/) and the dataset builder (agent/dataset/) only
 parse their input, call these functions, and render what comes back::
 
-    case = analyze(ct, masks, class_map=..., settings=..., segment=SegmentRequest(...))
+    case = analyze(ct, masks, class_map=..., mask_label=..., settings=..., segment=SegmentRequest(...))
     rep = report(case, llm=None | LLMSettings(url, model), style="structured")
     write(case, rep, out)                      # atomic: the folder appears complete or not at all
     session = chat(case.findings, llm=None)    # one chat engine, with or without an LLM
@@ -102,16 +102,26 @@ class Report:
 
 # --- analyze ---------------------------------------------------------------------------------------
 def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str | Path | None = None,
-            settings: Settings | None = None, segment: SegmentRequest | None = None, key_images: bool = True,
-            strict_masks: bool = False, timings: Timings | None = None) -> AnalyzedCase:
+            mask_label: str | None = None, settings: Settings | None = None, segment: SegmentRequest | None = None,
+            key_images: bool = True, strict_masks: bool = False, timings: Timings | None = None) -> AnalyzedCase:
     """Load the CT, obtain its masks (the user's ``masks``, else ``segment``), check geometry,
     measure, and render each lesion's key image. Nothing is written.
 
-    Without ``masks`` and without ``segment`` the CT is segmented by TotalSegmentator's default
-    request. ``strict_masks`` refuses unknown mask names (InputError) instead of warning."""
+    ``masks`` follow one intake rule on every surface (perception.masks.load_masks): a multilabel map
+    needs ``class_map`` or a TotalSegmentator multilabel file name; a single binary mask is named by
+    ``mask_label`` or by its file name (an unknown name is refused). Without ``masks`` and without
+    ``segment`` the CT is segmented by TotalSegmentator's default request. ``strict_masks`` refuses
+    any mask given but not interpreted (unknown name, label not in the class map) instead of
+    recording it as ignored with a warning."""
     from perception.findings import Settings, build_findings_with_masks
     from perception.io import load_ct
 
+    if mask_label is not None:
+        from perception.masks import check_mask_label
+
+        if masks is None:
+            raise InputError(f"mask label {mask_label!r} names a mask file, but no masks were given")
+        check_mask_label(mask_label)  # before the CT is read: a typo fails at once
     tm = timings if timings is not None else Timings()
     s = settings or Settings()
     with tm.stage("load_ct"):
@@ -120,7 +130,8 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
         from perception.masks import load_masks
 
         with tm.stage("load_masks"):
-            labels = load_masks(masks, vol, class_map, tol_mm=s.geometry_tolerance_mm)
+            labels = load_masks(masks, vol, class_map, tol_mm=s.geometry_tolerance_mm, mask_label=mask_label,
+                                strict=strict_masks)
     else:
         from perception.segment import segment_ct
         from perception.segment.request import SegmentRequest
@@ -129,10 +140,6 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
             labels = segment_ct(vol, segment or SegmentRequest.build())
     with tm.stage("measure"):
         findings, lesion_masks = build_findings_with_masks(vol, labels, s)
-    if strict_masks:
-        unknown = [w for w in findings.study.warnings if w.startswith("unknown mask name")]
-        if unknown:
-            raise InputError(f"{masks}: " + "; ".join(unknown))
     images: dict[str, bytes] = {}
     if key_images and findings.lesions:
         from perception.keyimages import render_key_images
@@ -143,9 +150,11 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
 
 
 def measure(ct: str | Path, masks: str | Path | None = None, class_map: str | Path | None = None,
-            settings: Settings | None = None, timings: Timings | None = None) -> Findings:
+            settings: Settings | None = None, timings: Timings | None = None, *, mask_label: str | None = None
+            ) -> Findings:
     """The Python API's shortest path: Findings of ``ct`` with ``masks`` (no key images, nothing written)."""
-    return analyze(ct, masks, class_map=class_map, settings=settings, key_images=False, timings=timings).findings
+    return analyze(ct, masks, class_map=class_map, mask_label=mask_label, settings=settings, key_images=False,
+                   timings=timings).findings
 
 
 def findings_location(path: str | Path) -> Path:

@@ -48,20 +48,27 @@ def main(verbose: int) -> None:
 @main.command()
 @click.argument("ct", type=click.Path(path_type=Path))
 @click.option("--masks", "masks", default=None, type=click.Path(path_type=Path),
-              help="Folder of per-structure NIfTI masks (TotalSegmentator / AbdomenAtlas names) or a multilabel NIfTI. "
+              help="Folder of per-structure binary NIfTI masks (TotalSegmentator / AbdomenAtlas names), a multilabel "
+                   "NIfTI (with --class-map, or named like TotalSegmentator output: segmentations.nii.gz, total.nii.gz, "
+                   "*_seg.nii.gz), or one binary mask named after its structure (or with --mask-label). "
                    "Without it the CT is segmented (--backend).")
 @click.option("--class-map", type=click.Path(path_type=Path), default=None,
-              help="JSON {label id: name} for a multilabel mask (default: TotalSegmentator 'total').")
+              help="JSON {label id: name} for a multilabel mask (default for TotalSegmentator-named files: that task's ids).")
+@click.option("--mask-label", default=None, metavar="NAME",
+              help="What a single binary mask file holds (a registry name such as liver_lesion, lung_nodule, gtv), "
+                   "when its file name does not say it.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
-@click.option("--strict-masks", is_flag=True, help="Refuse unknown mask names instead of warning.")
+@click.option("--strict-masks", is_flag=True,
+              help="Refuse masks that would be ignored (unknown names, labels not in the class map) instead of warning.")
 @click.option("--no-key-images", is_flag=True, help="Skip rendering the key image of each lesion.")
 @click.option("--report", "with_report", is_flag=True, help="Also write report.md / report.json / report.html.")
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
 @segment_request_options
-def analyze(ct: Path, masks: Path | None, class_map: Path | None, out: Path, force: bool, strict_masks: bool,
+def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
+            strict_masks: bool,
             no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str,
             **segment: object) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
@@ -78,7 +85,7 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, out: Path, for
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
         request = None if masks is not None else segment_request_from_options(**segment)
         with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
-            analyzed = case_service.analyze(ct, masks, class_map=class_map, segment=request,
+            analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
                                             key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
         rep = _report(analyzed, llm_url, model, style, con) if with_report else None
         case_service.write(analyzed, rep, out, force=force)

@@ -1,5 +1,21 @@
 """LabelSet: the named masks of one CT, from a folder of binary masks or a multilabel NIfTI.
 
+Mask intake, one rule for the CLI, the HTTP API and the dataset builder (``load_masks``):
+
+- A file is a multilabel map only when its values and a class map agree: an explicit class map
+  (``--class-map``), or a file named like TotalSegmentator's multilabel output (``<task>.nii.gz`` for
+  a TotalSegmentator task such as ``total.nii.gz``, or a name holding the word ``seg`` /
+  ``segmentation(s)`` / ``multilabel``: ``segmentations.nii.gz``, ``example_seg.nii.gz``) that holds
+  several labels, all of them ids of that task. With an explicit class map, labels present in the
+  file but absent from the map are recorded as ignored.
+- Otherwise the file is one binary mask (values 0 and one other integer). Its structure is the
+  ``mask_label`` the user gives (``--mask-label``, API ``mask_label``, manifest column ``mask_label``)
+  or its file name, which must be a registry name; an unknown name is refused (MaskError) with
+  "did you mean" and how to name it. Non-integer (soft / probability) values are always refused, and
+  several values without a class map are refused.
+- In a folder of binary masks, files with unknown names are kept as warnings (refused with
+  ``strict``); every mask given but not interpreted is recorded in ``LabelSet.ignored``.
+
 Mask geometry is checked against the CT before anything is measured. A mask stored on the
 same voxel grid in another axis order (e.g. LAS vs LPS) is reoriented losslessly; anything
 else that differs in shape or affine is refused, printing both geometries.
@@ -8,6 +24,7 @@ else that differs in shape or affine is refused, printing both geometries.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +39,14 @@ from .io import is_nifti, raw_data, read_nifti
 from .mask import Mask, bbox_of, to_slices
 from .volume import CTVolume, axcodes
 
+# Words in a file name that mark TotalSegmentator-style multilabel output (its docs write
+# `-o segmentations --ml` -> segmentations.nii.gz; its reference files are example_seg*.nii.gz).
+MULTILABEL_NAME_WORDS = frozenset({"seg", "segs", "segmentation", "segmentations", "multilabel"})
+
+HOW_TO_NAME = ("rename the file to the structure it holds (a TotalSegmentator / AbdomenAtlas name such as "
+               "liver_lesion.nii.gz, pancreas.nii.gz), or say what it is with --mask-label NAME (HTTP API: "
+               "mask_label; dataset manifest: a mask_label column)")
+
 
 @dataclass
 class LabelSet:
@@ -31,6 +56,12 @@ class LabelSet:
     masks: dict[str, Mask] = field(default_factory=dict)
     unknown: dict[str, list[str]] = field(default_factory=dict)  # raw name -> did-you-mean
     warnings: list[str] = field(default_factory=list)
+    # every mask given but not interpreted: {name, source, reason, did_you_mean} (Findings.ignored_masks)
+    ignored: list[dict] = field(default_factory=list)
+
+    def ignore(self, name: str, source: str, reason: str, did_you_mean: list[str] | None = None) -> None:
+        self.ignored.append({"name": name, "source": source, "reason": reason,
+                             "did_you_mean": list(did_you_mean or [])})
 
     def add(self, mask: Mask) -> None:
         if mask.name in self.masks and not self.masks[mask.name].empty:
@@ -89,17 +120,77 @@ def align_to_ct(arr: np.ndarray, affine: np.ndarray, ct: CTVolume, path: Path, t
         f"  mask ({path}): {_geometry(arr.shape, affine)}")
 
 
+def nifti_stem(p: Path) -> str:
+    return p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem
+
+
 def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarray, str | None]:
+    """The mask's integer label array on the CT grid. Non-finite, non-integer (soft) and negative
+    values are refused: no threshold is chosen for the user."""
     try:
         img = read_nifti(path, "mask")
     except CTLoadError as e:
         raise MaskError(str(e)) from e
     arr = raw_data(img)
-    if arr.dtype.kind == "f":
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    elif arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise MaskError(f"{path}: expected a label mask, found NaN/inf values")
-        arr = np.rint(arr).astype(np.int32)
+        frac = arr != np.rint(arr)
+        if frac.any():
+            ex = float(arr[frac].flat[0])
+            raise MaskError(f"{path}: expected a label mask with integer values, found {int(np.count_nonzero(frac))} "
+                            f"non-integer voxels (e.g. {ex:.4g}): a soft or probability mask. Threshold it first; "
+                            "radagent does not choose a threshold")
+        arr = arr.astype(np.int32)
+    elif arr.dtype.kind not in "iu":
+        raise MaskError(f"{path}: expected a label mask of integers, found data type {arr.dtype}")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise MaskError(f"{path}: expected non-negative label ids, found minimum {int(arr.min())}")
     return align_to_ct(arr, img.affine, ct, path, tol_mm)
+
+
+def label_values(arr: np.ndarray) -> list[int]:
+    """The non-zero values present (sorted)."""
+    mx = int(arr.max()) if arr.size else 0
+    if mx == 0:
+        return []
+    if mx <= 1 << 16:
+        counts = np.bincount(np.asarray(arr).ravel(), minlength=mx + 1)
+        return [int(v) for v in np.flatnonzero(counts[1:]) + 1]
+    return [int(v) for v in np.unique(arr) if v != 0]
+
+
+def _fmt_values(vals: list[int], n: int = 12) -> str:
+    return ", ".join(map(str, vals[:n])) + (f", ... ({len(vals)} values)" if len(vals) > n else "")
+
+
+def multilabel_task(path: Path) -> str | None:
+    """The TotalSegmentator task whose class map reads a file of this name as a multilabel map
+    (``<task>.nii.gz``; ``total`` for names holding the word seg / segmentation(s) / multilabel), or None."""
+    stem = nifti_stem(path).lower()
+    maps = registry.totalseg_class_maps()
+    if stem in maps:
+        return stem
+    if MULTILABEL_NAME_WORDS & set(re.split(r"[^a-z0-9]+", stem)):
+        return "total"
+    return None
+
+
+def check_mask_label(label: str) -> str:
+    """The canonical structure name of a user's ``mask_label``; MaskError with "did you mean" when
+    the registry does not know it."""
+    if not isinstance(label, str) or not label.strip():
+        raise MaskError(f"mask label {label!r}: expected a structure name (e.g. liver_lesion, gtv)")
+    name = registry.canonical_name(label)
+    if registry.classify(name) is None:
+        sugg = registry.did_you_mean(name)
+        raise MaskError(f"mask label {label!r} (--mask-label / mask_label): not a structure name radagent knows"
+                        + (f"; did you mean {', '.join(repr(x) for x in sugg)}?" if sugg else "")
+                        + " Names are TotalSegmentator / AbdomenAtlas names and their aliases (perception/registry.py),"
+                          " e.g. liver, pancreas, liver_lesion, pancreatic_lesion, lung_nodule, gtv")
+    return name
 
 
 def read_class_map(path: str | Path | None) -> dict[int, str]:
@@ -129,11 +220,22 @@ def read_class_map(path: str | Path | None) -> dict[int, str]:
 def _register(ls: LabelSet, raw_name: str, mask_arr_or_mask, source: str) -> None:
     name = registry.canonical_name(raw_name)
     if registry.classify(name) is None:
-        ls.unknown[raw_name] = registry.did_you_mean(name)
+        sugg = registry.did_you_mean(name)
+        ls.unknown[raw_name] = sugg
+        ls.ignore(raw_name, source, "unknown structure name (kept, not interpreted)", sugg)
     mask = mask_arr_or_mask if isinstance(mask_arr_or_mask, Mask) else Mask.from_dense(name, mask_arr_or_mask, source)
     if mask.name != name:
         mask = Mask(name, mask.shape, mask.bbox, mask.data, source)
     ls.add(mask)
+
+
+def _binary_or_refuse(arr: np.ndarray, path: Path, what: str) -> None:
+    vals = label_values(arr)
+    if len(vals) > 1:
+        raise MaskError(f"{path}: expected a binary mask ({what}: values 0 and one label), found {len(vals)} label "
+                        f"values ({_fmt_values(vals)}). A multilabel map needs a class map (--class-map JSON "
+                        "{\"1\": \"liver\", ...}; API and manifest: class_map) or a TotalSegmentator multilabel file "
+                        "name (segmentations.nii.gz, <task>.nii.gz such as total.nii.gz, *_seg.nii.gz)")
 
 
 def load_mask_folder(folder: Path, ct: CTVolume, tol_mm: float = 0.01) -> LabelSet:
@@ -144,29 +246,34 @@ def load_mask_folder(folder: Path, ct: CTVolume, tol_mm: float = 0.01) -> LabelS
         raise MaskError(f"{folder}: expected binary NIfTI masks (*.nii.gz / *.nii), found none")
     ls = LabelSet(ct.shape)
     for p in files:
-        stem = p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem
         arr, note = _load_mask_array(p, ct, tol_mm)
+        _binary_or_refuse(arr, p, "one file per structure in a folder of masks")
         if note:
             ls.warnings.append(note)
-        _register(ls, stem, arr, str(p))
+        _register(ls, nifti_stem(p), arr, str(p))
     return ls
 
 
-def load_multilabel(path: Path, ct: CTVolume, class_map: dict[int, str], tol_mm: float = 0.01) -> LabelSet:
-    arr, note = _load_mask_array(path, ct, tol_mm)
+def load_multilabel(path: Path, ct: CTVolume, class_map: dict[int, str], tol_mm: float = 0.01,
+                    arr: np.ndarray | None = None, note: str | None = None) -> LabelSet:
+    """A multilabel map read with ``class_map``; labels present but absent from the map are recorded
+    in ``ignored`` (and warned), labels of the map with no voxels are "absent" masks."""
+    if arr is None:
+        arr, note = _load_mask_array(path, ct, tol_mm)
     ls = LabelSet(ct.shape)
     if note:
         ls.warnings.append(note)
-    if arr.dtype.kind not in "iu":
-        arr = arr.astype(np.int32)
-    if arr.min() < 0:
-        raise MaskError(f"{path}: expected non-negative label ids, found minimum {int(arr.min())}")
-    objs = ndimage.find_objects(arr)
+    objs = ndimage.find_objects(arr) if arr.max() <= 1 << 16 else None
+    if objs is None:
+        objs = [None] * int(arr.max())
+        for lab in label_values(arr):
+            objs[lab - 1] = ndimage.find_objects((arr == lab).astype(np.uint8))[0]
     for lab, sl in enumerate(objs, start=1):
         if sl is None:
             continue
         if lab not in class_map:
             ls.warnings.append(f"{path.name}: label {lab} is not in the class map; ignored")
+            ls.ignore(f"label {lab}", f"{path}#{lab}", "label id not in the class map")
             continue
         data = arr[sl] == lab
         bb = tuple((s.start, s.stop) for s in sl)
@@ -179,23 +286,75 @@ def load_multilabel(path: Path, ct: CTVolume, class_map: dict[int, str], tol_mm:
     return ls
 
 
-def load_masks(path: str | Path, ct: CTVolume, class_map: str | Path | None = None, tol_mm: float = 0.01) -> LabelSet:
-    """Masks from a folder of per-structure NIfTI files, or one multilabel / single-structure NIfTI."""
+def _refuse_ignored(ls: LabelSet, where: Path) -> None:
+    if ls.ignored:
+        items = []
+        for x in ls.ignored:
+            dym = x.get("did_you_mean") or []
+            items.append(f"{x['reason'].split(' (')[0]} {x['name']!r} ({x['source']})"
+                         + (f"; did you mean {', '.join(repr(v) for v in dym)}?" if dym else ""))
+        raise MaskError(f"{where}: --strict-masks: {len(items)} mask(s) given but not interpreted: " + "; ".join(items)
+                        + f". To use a mask, {HOW_TO_NAME}")
+
+
+def load_masks(path: str | Path, ct: CTVolume, class_map: str | Path | None = None, tol_mm: float = 0.01,
+               *, mask_label: str | None = None, strict: bool = False) -> LabelSet:
+    """Masks from a folder of per-structure NIfTI files, or one NIfTI file: a multilabel map (with
+    ``class_map``, or named like TotalSegmentator's multilabel output and holding several labels) or
+    one binary mask named by ``mask_label`` or by its file name. See the module docstring for the
+    rules; ``strict`` refuses any mask that would be ignored (unknown name, label not in the map)."""
     p = Path(path)
     if not p.exists():
         raise MaskError(f"{p}: masks not found (expected a folder of NIfTI masks or a multilabel NIfTI)")
+    label = check_mask_label(mask_label) if mask_label is not None else None
     if p.is_dir():
-        return load_mask_folder(p, ct, tol_mm)
+        if label is not None:
+            raise MaskError(f"{p}: --mask-label {mask_label!r} names the structure of one mask file, but the masks are "
+                            "a folder (its files are named by structure)")
+        ls = load_mask_folder(p, ct, tol_mm)
+    else:
+        ls = _load_mask_file(p, ct, class_map, tol_mm, label, mask_label)
+    if strict:
+        _refuse_ignored(ls, p)
+    return ls
+
+
+def _load_mask_file(p: Path, ct: CTVolume, class_map: str | Path | None, tol_mm: float, label: str | None,
+                    given_label: str | None) -> LabelSet:
     if not is_nifti(p):
         raise MaskError(f"{p}: expected a .nii/.nii.gz mask file or a folder of them, found {p.suffix!r}")
-    stem = registry.canonical_name(p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem)
-    if class_map is None and registry.classify(stem) is not None:
-        # a single binary structure file named after its structure (e.g. liver_lesion.nii.gz)
-        arr, note = _load_mask_array(p, ct, tol_mm)
-        if set(np.unique(arr[::2, ::2, ::2]).tolist()) <= {0, 1}:
-            ls = LabelSet(ct.shape)
-            if note:
-                ls.warnings.append(note)
-            _register(ls, stem, arr, str(p))
-            return ls
-    return load_multilabel(p, ct, read_class_map(class_map), tol_mm)
+    if label is not None and class_map is not None:
+        raise MaskError(f"{p}: both --mask-label {given_label!r} (one binary structure) and a class map (a multilabel "
+                        "map) were given; give one")
+    cmap = read_class_map(class_map) if class_map is not None else None  # a bad class map fails before the mask is read
+    arr, note = _load_mask_array(p, ct, tol_mm)
+    vals = label_values(arr)
+    if cmap is not None:
+        return load_multilabel(p, ct, cmap, tol_mm, arr, note)
+    stem = nifti_stem(p)
+    task = multilabel_task(p) if label is None else None
+    if task is not None and len(vals) > 1:
+        tmap = registry.totalseg_class_maps()[task]
+        foreign = [v for v in vals if v not in tmap]
+        if foreign:
+            raise MaskError(f"{p}: named like TotalSegmentator's {task!r} multilabel output, but labels "
+                            f"{_fmt_values(foreign)} are not ids of that task (1-{max(tmap)}): its values and the class "
+                            "map do not agree. Pass the class map that wrote it (--class-map JSON {\"1\": \"liver\", ...})")
+        return load_multilabel(p, ct, tmap, tol_mm, arr, note)
+    name = label if label is not None else registry.canonical_name(stem)
+    if label is None and registry.classify(name) is None:
+        sugg = registry.did_you_mean(name)
+        multi = (f"; it holds {len(vals)} label values ({_fmt_values(vals)}): for a multilabel map pass --class-map"
+                 if len(vals) > 1 else "")
+        one = " (a file named like a multilabel map that holds a single label is read as one binary mask)" \
+            if task is not None and len(vals) <= 1 else ""
+        raise MaskError(f"{p}: expected a mask named after the structure it holds, found the name {stem!r}, which is "
+                        "no structure name radagent knows" + (f" (did you mean {', '.join(repr(x) for x in sugg)}?)"
+                                                               if sugg else "") + one + multi + f". To use it, {HOW_TO_NAME}")
+    _binary_or_refuse(arr, p, f"one structure, {name!r}")
+    ls = LabelSet(ct.shape)
+    if note:
+        ls.warnings.append(note)
+    mask = Mask.from_dense(name, arr, str(p))
+    ls.add(mask)
+    return ls

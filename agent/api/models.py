@@ -17,7 +17,8 @@ class CaseInfo(BaseModel):
     id: str
     status: CaseStatus
     source: Literal["upload", "path"]
-    inputs: dict[str, str] = Field(description="role (ct, masks, class_map) -> upload file name or path in the data root")
+    inputs: dict[str, str] = Field(description="role (ct, masks, class_map) -> upload file name or path in the data "
+                                               "root; mask_label -> the structure named for a single mask file")
     created: str = Field(description="UTC, ISO 8601")
     error: str | None = None
     error_kind: Literal["input", "internal"] | None = None
@@ -35,6 +36,7 @@ class CaseRecord(BaseModel):
     info: CaseInfo
     paths: dict[str, str]
     display: dict[str, str] = Field(description="server path -> the name shown for it")
+    mask_label: str | None = Field(None, description="what a single mask file holds (as radagent analyze --mask-label)")
 
 
 class PathCaseRequest(BaseModel):
@@ -45,6 +47,26 @@ class PathCaseRequest(BaseModel):
     ct: str = Field(description="CT .nii/.nii.gz file or DICOM folder, relative to the data root (or absolute inside it)")
     masks: str = Field(description="folder of binary NIfTI masks, or a multilabel NIfTI")
     class_map: str | None = Field(None, description="JSON {label id: name} for a multilabel mask")
+    mask_label: str | None = Field(None, description="what a single binary mask file holds, when its file name does not "
+                                                     "say it (a registry name such as liver_lesion, lung_nodule, gtv; "
+                                                     "as radagent analyze --mask-label)")
+
+    @field_validator("mask_label")
+    @classmethod
+    def _label(cls, v: str | None) -> str | None:
+        return None if v is None else validate_mask_label(v)
+
+
+def validate_mask_label(v: str) -> str:
+    """The label as given, when the registry knows it (ValueError with "did you mean" otherwise)."""
+    from perception.errors import MaskError
+    from perception.masks import check_mask_label
+
+    try:
+        check_mask_label(v)
+    except MaskError as e:
+        raise ValueError(str(e)) from None
+    return v
 
 
 class LesionSummary(BaseModel):

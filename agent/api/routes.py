@@ -24,12 +24,13 @@ from starlette.concurrency import run_in_threadpool
 
 from perception.schema import Findings
 
-from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest)
+from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest,
+                     validate_mask_label)
 from .security import REPORT_CSP, refuse, resolve_in_root
 from .sessions import Sessions
 from .settings import LESION_ID_PATTERN, MiB, ServerSettings
 from .store import CaseStore, now, run_analysis
-from .uploads import place_uploads, receive_upload
+from .uploads import form_value, place_uploads, receive_upload
 
 log = logging.getLogger("radagent.api")
 
@@ -113,7 +114,10 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
                 "ct": {"type": "string", "format": "binary", "description": "CT, .nii or .nii.gz"},
                 "masks": {"type": "string", "format": "binary",
                           "description": "multilabel .nii/.nii.gz, or a .zip of binary mask files named by structure"},
-                "class_map": {"type": "string", "format": "binary", "description": "JSON {label id: name}"}}}}}}})
+                "class_map": {"type": "string", "format": "binary", "description": "JSON {label id: name}"},
+                "mask_label": {"type": "string", "description": "what a single binary mask file holds, when its file "
+                                                                "name does not say it (as radagent analyze --mask-label)"}
+                }}}}}})
     async def create_case_upload(request: Request, wait: bool = wait_q) -> JSONResponse:
         """Create a case from uploaded files (multipart/form-data) and analyze it."""
         cl = request.headers.get("content-length")
@@ -123,12 +127,21 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         cid, staging = store.new_staging()
         try:
             uploads = await receive_upload(request, staging, limit)
+            mask_label = form_value(uploads, "mask_label")
+            if mask_label is not None:
+                try:
+                    validate_mask_label(mask_label)
+                except ValueError as e:
+                    raise refuse(422, str(e)) from None
             paths, display, inputs = await run_in_threadpool(place_uploads, uploads, staging, max_unzipped)
+            if mask_label is not None:
+                inputs["mask_label"] = mask_label
             display[str(store.root / cid)] = "<case>"
             display[str(staging)] = "<case>"
             rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="upload", inputs=inputs, created=now()),
                               paths={k: v.replace(str(staging), str(store.root / cid), 1) for k, v in paths.items()},
-                              display={k.replace(str(staging), str(store.root / cid), 1): v for k, v in display.items()})
+                              display={k.replace(str(staging), str(store.root / cid), 1): v for k, v in display.items()},
+                              mask_label=mask_label)
             store.commit(staging, rec)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -146,11 +159,13 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
             if given is not None:
                 paths[role] = str(await run_in_threadpool(resolve_in_root, root, given, role, forbidden))
         inputs = {k: str(Path(v).relative_to(root)) for k, v in paths.items()}
+        if req.mask_label is not None:
+            inputs["mask_label"] = req.mask_label
         cid, staging = store.new_staging()
         try:
             display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
             rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="path", inputs=inputs, created=now()),
-                              paths=paths, display=display)
+                              paths=paths, display=display, mask_label=req.mask_label)
             store.commit(staging, rec)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -12,6 +12,7 @@ SESSION_ID_RE = re.compile(r"[0-9a-f]{32}")
 LESION_ID_PATTERN = r"^L[0-9]{1,5}$"
 MiB = 1024 * 1024
 UPLOAD_FIELDS = {"ct": (".nii.gz", ".nii"), "masks": (".nii.gz", ".nii", ".zip"), "class_map": (".json",)}
+VALUE_FIELDS = {"mask_label": 200}  # plain-text form fields and their largest size in bytes
 MAX_ZIP_MEMBERS = 5000
 MAX_PATH_ENTRIES = 20000
 CHUNK = 1 << 20

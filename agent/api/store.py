@@ -156,7 +156,7 @@ def run_analysis(store: CaseStore, cid: str) -> None:
     tm = case_service.Timings()
     try:
         analyzed = case_service.analyze(rec.paths["ct"], rec.paths["masks"], class_map=rec.paths.get("class_map"),
-                                        timings=tm)
+                                        mask_label=rec.mask_label, timings=tm)
         findings = Findings.model_validate(redact(analyzed.findings.model_dump(mode="json"), rec.display))
         analyzed = analyzed.with_findings(findings)
         with lock:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from radagent.errors import InputError
 
 from .security import refuse
-from .settings import CHUNK, MAX_ZIP_MEMBERS, UPLOAD_FIELDS, MiB
+from .settings import CHUNK, MAX_ZIP_MEMBERS, UPLOAD_FIELDS, VALUE_FIELDS, MiB
 
 
 def client_name(filename: str | None) -> str:
@@ -39,18 +39,47 @@ class Upload:
         self.fh = open(path, "wb")
 
 
-async def receive_upload(request: Request, staging: Path, limit: int) -> dict[str, Upload]:
-    """Stream a multipart/form-data body into ``staging`` (one file per field), counting bytes as
-    they arrive: 413 past ``limit``, 400 for unknown or repeated fields, 415 for another body type."""
+class FormValue:
+    """A plain-text form field (``mask_label``), kept in memory up to its size limit."""
+
+    def __init__(self, field: str, limit: int):
+        self.field, self.limit, self.data = field, limit, bytearray()
+
+    def write(self, b: bytes) -> None:
+        self.data += b
+        if len(self.data) > self.limit:
+            raise refuse(400, f"form field {self.field!r}: expected at most {self.limit} bytes")
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def text(self) -> str:
+        try:
+            return self.data.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise InputError(f"form field {self.field!r}: expected UTF-8 text") from None
+
+
+def form_value(uploads: dict, field: str) -> str | None:
+    """Remove the plain-text field ``field`` from ``uploads``; its text (None when absent or empty)."""
+    v = uploads.pop(field, None)
+    return (v.text or None) if v is not None else None
+
+
+async def receive_upload(request: Request, staging: Path, limit: int) -> dict[str, Upload | FormValue]:
+    """Stream a multipart/form-data body into ``staging`` (one file per field; the plain-text fields of
+    VALUE_FIELDS in memory), counting bytes as they arrive: 413 past ``limit``, 400 for unknown or
+    repeated fields, 415 for another body type."""
     from python_multipart import MultipartParser
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import parse_options_header
 
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or not params.get(b"boundary"):
-        raise refuse(415, f"expected a multipart/form-data body with fields {', '.join(UPLOAD_FIELDS)}, "
+        raise refuse(415, f"expected a multipart/form-data body with fields {', '.join([*UPLOAD_FIELDS, *VALUE_FIELDS])}, "
                            f"found content type {ctype.decode(errors='replace') or 'none'!r}")
-    uploads: dict[str, Upload] = {}
+    uploads: dict[str, Upload | FormValue] = {}
     cur: dict[str, Any] = {}
 
     def on_part_begin() -> None:
@@ -70,10 +99,15 @@ async def receive_upload(request: Request, staging: Path, limit: int) -> dict[st
     def on_headers_finished() -> None:
         _, disp = parse_options_header(cur["headers"].get("content-disposition", b""))
         name = disp.get(b"name", b"").decode("utf-8", "replace")
-        if name not in UPLOAD_FIELDS:
-            raise refuse(400, f"unexpected form field {name[:64]!r}; expected {', '.join(UPLOAD_FIELDS)}")
+        if name not in UPLOAD_FIELDS and name not in VALUE_FIELDS:
+            raise refuse(400, f"unexpected form field {name[:64]!r}; expected {', '.join([*UPLOAD_FIELDS, *VALUE_FIELDS])}")
         if name in uploads:
             raise refuse(400, f"form field {name!r} given twice")
+        if name in VALUE_FIELDS:
+            if b"filename" in disp:
+                raise refuse(400, f"form field {name!r}: expected a plain value, found a file")
+            uploads[name] = cur["upload"] = FormValue(name, VALUE_FIELDS[name])
+            return
         if b"filename" not in disp:
             raise refuse(400, f"form field {name!r}: expected a file, found a plain value")
         up = Upload(name, client_name(disp[b"filename"].decode("utf-8", "replace")), staging / f"upload-{name}")
@@ -82,11 +116,14 @@ async def receive_upload(request: Request, staging: Path, limit: int) -> dict[st
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         up = cur["upload"]
+        if isinstance(up, FormValue):
+            up.write(data[start:end])
+            return
         up.fh.write(data[start:end])
         up.size += end - start
 
     def on_part_end() -> None:
-        if cur.get("upload") is not None:
+        if cur.get("upload") is not None and isinstance(cur["upload"], Upload):
             cur["upload"].fh.close()
 
     parser = MultipartParser(params[b"boundary"], {
@@ -106,7 +143,8 @@ async def receive_upload(request: Request, staging: Path, limit: int) -> dict[st
         raise refuse(400, f"malformed multipart body ({e})") from None
     finally:
         for up in uploads.values():
-            up.fh.close()
+            if isinstance(up, Upload):
+                up.fh.close()
     return uploads
 
 
