@@ -95,7 +95,8 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
           llm_concurrency: int, qa: bool, retry_failed: bool, style: str, no_key_images: bool,
           ray_address: str | None, no_progress: bool, **segment: object) -> None:
     """Build (or resume) a dataset from SOURCE: a folder of cases (CASE/ct.nii.gz + CASE/segmentations/)
-    or a manifest .csv/.parquet (case_id, ct, masks, [class_map], metadata columns such as phase).
+    or a manifest .csv/.parquet (case_id, ct, masks, [class_map], [mask_label], [split: train|val|test],
+    metadata columns such as phase or patient_id).
     Cases without masks are segmented with --segment BACKEND (repeat; the segment extra; the other
     segmentation options as for `radagent analyze`); without it they are recorded as errors."""
     from agent.dataset import BuildOptions, build_dataset

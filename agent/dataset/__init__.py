@@ -6,9 +6,13 @@ Typed API behind ``radagent dataset build`` (agent/dataset_cli.py)::
 
 SOURCE is a folder of cases (AbdomenAtlas layout ``CASE/ct.nii.gz`` + ``CASE/segmentations/*.nii.gz``,
 a DICOM series folder per case, or loose ``*.nii.gz`` CTs) or a manifest (``.csv`` / ``.parquet``)
-with columns ``case_id``, ``ct``, optional ``masks``, ``class_map``, and any metadata columns (e.g.
-``phase``), which are carried to the outputs as ``meta_<column>``. Relative paths in a manifest are
-relative to the manifest's folder.
+with columns ``case_id``, ``ct``, optional ``masks``, ``class_map``, ``mask_label`` (what a single
+mask file holds, as ``radagent analyze --mask-label``; part of the input hash), ``split`` (train /
+val / test, patient-level: with a ``patient_id`` column one patient's cases share one split), and any
+metadata columns (e.g. ``phase``), which are carried to the outputs as ``meta_<column>``. Relative
+paths in a manifest are relative to the manifest's folder; dataset.parquet gives paths relative to
+the source folder (or the manifest's folder) where inside it, and the provenance of every mask
+(``mask_sources``: file, model task and version, synthetic).
 
 Modules (one job each): ``sources`` (cases of a folder or manifest), ``hashing`` (input content
 hashes), ``options`` (BuildOptions, CaseConfig, the settings document and its hash), ``case`` (one
@@ -31,7 +35,7 @@ Layout of OUT::
 Resumability and atomicity
 - A case is *done* when ``cases/<id>/case.json`` records the current input hash (sha256 of the
   bytes of every input file: CT file or every file of a DICOM folder, every mask NIfTI, the class
-  map, plus the manifest metadata) and the current settings hash (radagent and findings-schema
+  map, plus the manifest metadata and mask_label) and the current settings hash (radagent and findings-schema
   versions, measurement settings, report engine/model/style, key images, QA generator, the
   SegmentRequest of cases without masks). Hashing
   reads bytes, but each file once: digests are cached by (real path, size, mtime_ns). Done cases

@@ -25,7 +25,7 @@ from .hashing import HashCache, input_hash
 from .options import (CARD_FILE, CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, HASHES_FILE, LOCK_FILE, QA_FILE,
                       BuildOptions, CaseConfig, State, fingerprint, settings_document)
 from .outputs import columns, dataset_card, dataset_rows, write_parquet
-from .sources import CaseSpec, discover_cases, require_pyarrow
+from .sources import CaseSpec, discover_cases, require_pyarrow, source_root
 
 log = logging.getLogger("radagent")
 
@@ -175,7 +175,7 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
-            _finalize(out, specs, state, cfg, opts, sdoc, cache, summary)
+            _finalize(out, specs, state, cfg, opts, sdoc, cache, summary, source_root(src))
     return summary
 
 
@@ -267,12 +267,12 @@ _PARENT_PID: int | None = None  # set in local-engine workers
 
 
 def _finalize(out: Path, specs, state: State, cfg: CaseConfig, opts: BuildOptions, sdoc: dict, cache: HashCache,
-              summary: BuildSummary) -> None:
+              summary: BuildSummary, root: Path | None = None) -> None:
     cache.save()
     failed = {s.case_id for s in specs if state.status.get(s.case_id) == "failed"}
     lines = [json.dumps(state.errors[c]) + "\n" for c in sorted(failed) if c in state.errors]
     atomic_write_bytes(out / ERRORS_FILE, "".join(lines).encode())
-    rows, qa_rows = dataset_rows(specs, out, state, cfg.settings_hash)
+    rows, qa_rows = dataset_rows(specs, out, state, cfg.settings_hash, root)
     meta_keys = sorted({k for s in specs for k in s.metadata})
     write_parquet(rows, out / DATASET_FILE, columns(require_pyarrow(), meta_keys))
     if opts.qa:

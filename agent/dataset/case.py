@@ -78,7 +78,8 @@ def run_case(task: CaseTask, cfg: CaseConfig, finish: bool = True) -> CaseOutcom
                 cache = HashCache()
                 o.input_hash = input_hash(spec, cache)
                 o.file_hashes = cache.new
-        o.case = case_service.analyze(spec.ct, spec.masks, class_map=spec.class_map, settings=cfg.settings,
+        o.case = case_service.analyze(spec.ct, spec.masks, class_map=spec.class_map, mask_label=spec.mask_label,
+                                      settings=cfg.settings,
                                       segment=cfg.segment, key_images=cfg.key_images, timings=tm)
     except Exception as e:  # noqa: BLE001 - a bad case is recorded, the build goes on
         return failure(o, tm.current or "analyze", e)
@@ -113,7 +114,8 @@ def finish_case(o: CaseOutcome, cfg: CaseConfig) -> CaseOutcome:
             record = {
                 "case_id": o.case_id, "status": "done", "layout_version": LAYOUT_VERSION,
                 "input_hash": o.input_hash, "settings_hash": cfg.settings_hash, "radagent_version": __version__,
-                "inputs": {"ct": spec.ct, "masks": spec.masks, "class_map": spec.class_map},
+                "inputs": {"ct": spec.ct, "masks": spec.masks, "class_map": spec.class_map,
+                           "mask_label": spec.mask_label},
                 "metadata": spec.metadata,
                 "timings_s": {k: round(v, 6) for k, v in o.timings.items()},
                 "files": names,

@@ -86,6 +86,8 @@ def input_hash(spec: CaseSpec, cache: HashCache) -> str:
             d = "missing"
         h.update(f"{role}\0{d}\n".encode())
     h.update(json.dumps(spec.metadata, sort_keys=True).encode())
+    if spec.mask_label is not None:  # what a single mask file holds changes the findings
+        h.update(f"mask_label\0{spec.mask_label}\n".encode())
     return h.hexdigest()[:40]
 
 

@@ -18,7 +18,7 @@ from perception.schema import SCHEMA_VERSION, Findings
 
 from .options import (CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, QA_FILE, STAGES, BuildOptions,
                       CaseConfig, State, generator_name)
-from .sources import CaseSpec, require_pyarrow
+from .sources import CaseSpec, relative_to_root, require_pyarrow
 
 log = logging.getLogger("radagent")
 
@@ -29,7 +29,7 @@ TIMING_COLUMNS = [f"t_{s}_s" for s in STAGES] + ["t_total_s"]
 def columns(pa, meta_keys: list[str]) -> list[tuple[str, Any]]:
     s, f, i, ls = pa.string(), pa.float64(), pa.int64(), pa.list_(pa.string())
     cols = [("case_id", s), ("status", s), ("input_hash", s), ("settings_hash", s), ("radagent_version", s),
-            ("ct", s), ("masks", s), ("class_map", s),
+            ("ct", s), ("masks", s), ("class_map", s), ("mask_label", s), ("split", s), ("mask_sources", ls),
             ("error_stage", s), ("error_type", s), ("error_message", s),
             ("source_format", s), ("shape", pa.list_(i)), ("spacing_mm", pa.list_(f)), ("slice_thickness_mm", f),
             ("orientation", s), ("phase", s), ("phase_source", s), ("phase_estimated", s), ("aorta_hu", f),
@@ -50,21 +50,55 @@ def columns(pa, meta_keys: list[str]) -> list[tuple[str, Any]]:
     return cols
 
 
-def _base_row(spec: CaseSpec, status: str, key: str | None, settings_hash: str) -> dict:
+def _model_version(backend: str) -> str | None:
+    if backend == "totalseg":
+        try:
+            from perception.segment.totalseg import TOTALSEG_VERSION
+        except ImportError:
+            return None
+        return f"TotalSegmentator {TOTALSEG_VERSION}"
+    if backend == "unit":
+        return f"radagent UniT {__version__}"
+    return None
+
+
+MODEL_BACKENDS = ("totalseg", "unit")
+
+
+def mask_source(name: str, source: str, root: Path | None) -> str:
+    """``name=kind:detail`` for one mask of findings.json: ``file:<path relative to the source root>[#label]``
+    (the user's file), ``model:<backend>:<task>[/fast] (<model and version>)`` (a segmentation backend),
+    ``synthetic:<detail>`` (a mask written by a synthesis step, source ``synthetic:...``)."""
+    backend = source.split(":", 1)[0] if ":" in source else ""
+    if backend == "synthetic":
+        return f"{name}={source}"
+    if backend in MODEL_BACKENDS:
+        what = source.split("#", 1)[0]
+        ver = _model_version(backend)
+        return f"{name}=model:{what}" + (f" ({ver})" if ver else "")
+    path, _, label = source.partition("#")
+    return f"{name}=file:{relative_to_root(path, root)}" + (f"#{label}" if label else "")
+
+
+def _base_row(spec: CaseSpec, status: str, key: str | None, settings_hash: str, root: Path | None = None) -> dict:
     row = {"case_id": spec.case_id, "status": status, "input_hash": key, "settings_hash": settings_hash,
-           "radagent_version": __version__, "ct": spec.ct, "masks": spec.masks, "class_map": spec.class_map}
+           "radagent_version": __version__, "ct": relative_to_root(spec.ct, root),
+           "masks": relative_to_root(spec.masks, root), "class_map": relative_to_root(spec.class_map, root),
+           "mask_label": spec.mask_label, "split": spec.split}
     row.update({f"meta_{k}": v for k, v in spec.metadata.items()})
     if "phase" in spec.metadata:
         row["phase"], row["phase_source"] = spec.metadata["phase"], "manifest"
     return row
 
 
-def case_row(spec: CaseSpec, folder: Path) -> tuple[dict, list[dict]]:
-    """The dataset row of a done case and its QA rows, read back from the case folder only."""
+def case_row(spec: CaseSpec, folder: Path, root: Path | None = None) -> tuple[dict, list[dict]]:
+    """The dataset row of a done case and its QA rows, read back from the case folder only (paths
+    relative to the source ``root`` where inside it)."""
     rec = json.loads((folder / CASE_JSON).read_text())
     f = Findings.model_validate_json((folder / "findings.json").read_text())
     report = json.loads((folder / "report.json").read_text())
-    row = _base_row(spec, "done", rec["input_hash"], rec["settings_hash"])
+    row = _base_row(spec, "done", rec["input_hash"], rec["settings_hash"], root)
+    row["mask_sources"] = [mask_source(m.name, m.source, root) for m in f.masks]
     st = f.study
     row.update(source_format=st.source_format, shape=list(st.shape), spacing_mm=[round(v, 6) for v in st.spacing_mm],
                slice_thickness_mm=st.slice_thickness_mm, orientation=st.orientation,
@@ -114,20 +148,21 @@ def case_row(spec: CaseSpec, folder: Path) -> tuple[dict, list[dict]]:
     return row, qa_rows
 
 
-def dataset_rows(specs: list[CaseSpec], out: Path, state: State, settings_hash: str) -> tuple[list[dict], list[dict]]:
+def dataset_rows(specs: list[CaseSpec], out: Path, state: State, settings_hash: str, root: Path | None = None
+                 ) -> tuple[list[dict], list[dict]]:
     rows, qa_rows = [], []
     for spec in specs:
         status = state.status.get(spec.case_id, "pending")
         if status == "done":
             try:
-                r, q = case_row(spec, out / CASES_DIR / spec.case_id)
+                r, q = case_row(spec, out / CASES_DIR / spec.case_id, root)
                 rows.append(r)
                 qa_rows += q
                 continue
             except (OSError, ValueError, KeyError) as e:  # a folder damaged by hand since it was written
                 log.warning("%s: case folder unreadable (%s); listed as pending", spec.case_id, e)
                 status = "pending"
-        row = _base_row(spec, status, state.keys.get(spec.case_id), settings_hash)
+        row = _base_row(spec, status, state.keys.get(spec.case_id), settings_hash, root)
         if status == "failed":
             err = state.errors.get(spec.case_id, {})
             row.update(error_stage=err.get("stage"), error_type=err.get("error_type"), error_message=err.get("message"))
@@ -205,6 +240,26 @@ def dataset_card(rows: list[dict], qa_rows: list[dict], sdoc: dict, cfg: CaseCon
         by_organ.setdefault(x["organ"] or "(no organ)", []).append(x)
     for organ, xs in sorted(by_organ.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         L.append(f"| {organ} | {len(xs)} | {_q([x['long_axis_mm'] for x in xs])} | {_q([x['volume_ml'] for x in xs])} |")
+    L += ["", "## Label provenance", "",
+          "Column `mask_sources` lists every mask of a case as `name=kind:detail`: `file:<path>` (a mask file given "
+          "with the case, `#<id>` for a label of a multilabel map), `model:<backend>:<task> (<model version>)` (a "
+          "segmentation model's output), `synthetic:<detail>` (a synthesised mask). Paths (`ct`, `masks`, "
+          "`class_map`, `mask_sources`) are relative to the source folder or the manifest's folder when inside it.", "",
+          "| kind | masks | cases |", "|---|---|---|"]
+    kinds: Counter = Counter()
+    kind_cases: dict[str, set] = {}
+    for r in done:
+        for ms in r.get("mask_sources") or []:
+            k = ms.split("=", 1)[1].split(":", 1)[0]
+            kinds[k] += 1
+            kind_cases.setdefault(k, set()).add(r["case_id"])
+    L += [f"| {k} | {n} | {len(kind_cases[k])} |" for k, n in sorted(kinds.items())] or ["| - | 0 | 0 |"]
+    splits = Counter(r.get("split") or "(none)" for r in rows)
+    if any(r.get("split") for r in rows):
+        L += ["", "## Splits", "", "Patient-level split from the manifest's `split` column (train / val / test; with a "
+              "`patient_id` column, one patient's cases share one split).", "", "| split | cases | done |", "|---|---|---|"]
+        L += [f"| {sp} | {n} | {sum(1 for r in done if (r.get('split') or '(none)') == sp)} |"
+              for sp, n in sorted(splits.items())]
     L += ["", "## Contrast phase", "", "| phase | source | cases |", "|---|---|---|"]
     L += [f"| {p} | {s} | {n} |" for (p, s), n in sorted(Counter((r.get("phase"), r.get("phase_source")) for r in done).items(),
                                                           key=lambda kv: -kv[1])]
@@ -228,7 +283,8 @@ def dataset_card(rows: list[dict], qa_rows: list[dict], sdoc: dict, cfg: CaseCon
           "date, study/series dates or UIDs (the CT loader keeps none). File paths and manifest metadata columns "
           "(`meta_*`) are copied as given: they must not contain identifiers.", "",
           "## Files", "",
-          f"- `{DATASET_FILE}`: one row per case (status, key findings, organ volumes, report text, stage timings `t_*_s`)",
+          f"- `{DATASET_FILE}`: one row per case (status, inputs relative to the source, `mask_label`, `split`, "
+          "`mask_sources`, key findings, organ volumes, report text, stage timings `t_*_s`)",
           f"- `cases/<case_id>/`: findings.json (schema {SCHEMA_VERSION}), findings.md, report.md/.json/.html, "
           "key_images/, case.json" + (", qa.json" if opts.qa else ""),
           f"- `{ERRORS_FILE}`: one line per failed case", ""]

@@ -13,17 +13,22 @@ from typing import Any
 from .errors import DatasetError
 
 CASE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+SPLITS = ("train", "val", "test")  # values of the manifest's optional `split` column
+RESERVED_COLUMNS = ("case_id", "ct", "masks", "class_map", "mask_label", "split")
 
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """One case of the source: where its CT and masks are, and its metadata (strings)."""
+    """One case of the source: where its CT and masks are, what a single mask file holds
+    (``mask_label``, as ``radagent analyze --mask-label``), its split and its metadata (strings)."""
 
     case_id: str
     ct: str
     masks: str | None = None
     class_map: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    mask_label: str | None = None
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.case_id, str) or not CASE_ID_RE.match(self.case_id):
@@ -31,6 +36,19 @@ class CaseSpec:
                                "with a letter or digit (it names the case's output folder)")
         if not self.ct:
             raise DatasetError(f"case {self.case_id}: no CT path")
+        if self.split is not None and self.split not in SPLITS:
+            raise DatasetError(f"case {self.case_id}: split {self.split!r}: expected one of {', '.join(SPLITS)} "
+                               "(or an empty cell)")
+        if self.mask_label is not None:
+            from perception.errors import MaskError
+            from perception.masks import check_mask_label
+
+            if self.masks is None:
+                raise DatasetError(f"case {self.case_id}: mask_label {self.mask_label!r} without masks")
+            try:
+                check_mask_label(self.mask_label)
+            except MaskError as e:
+                raise DatasetError(f"case {self.case_id}: {e}") from None
 
 
 
@@ -131,8 +149,9 @@ def _manifest_specs(rows: list[dict[str, Any]], path: Path) -> list[CaseSpec]:
     cols = list(rows[0].keys()) if rows else []
     missing = [c for c in ("case_id", "ct") if c not in cols]
     if missing:
-        raise DatasetError(f"{path}: manifest needs columns case_id and ct (optional: masks, class_map, metadata "
-                           f"such as phase); missing {', '.join(missing)}; found {', '.join(map(str, cols)) or 'no rows'}")
+        raise DatasetError(f"{path}: manifest needs columns case_id and ct (optional: masks, class_map, mask_label, "
+                           f"split, metadata such as phase or patient_id); missing {', '.join(missing)}; found "
+                           f"{', '.join(map(str, cols)) or 'no rows'}")
     base = path.parent
 
     def where(v: str | None) -> str | None:
@@ -147,14 +166,47 @@ def _manifest_specs(rows: list[dict[str, Any]], path: Path) -> list[CaseSpec]:
             cid, ct = _cell(row.get("case_id")), _cell(row.get("ct"))
             if cid is None or ct is None:
                 raise DatasetError("empty case_id or ct")
-            meta = {str(k): c for k, v in row.items() if k not in ("case_id", "ct", "masks", "class_map")
+            meta = {str(k): c for k, v in row.items() if k not in RESERVED_COLUMNS
                     and (c := _cell(v)) is not None}
-            specs.append(CaseSpec(cid, where(ct), where(_cell(row.get("masks"))), where(_cell(row.get("class_map"))), meta))
+            split = _cell(row.get("split"))
+            specs.append(CaseSpec(cid, where(ct), where(_cell(row.get("masks"))), where(_cell(row.get("class_map"))), meta,
+                                  mask_label=_cell(row.get("mask_label")), split=split.lower() if split else None))
         except DatasetError as e:
             problems.append(f"row {i}: {e}")
     if problems:
         raise DatasetError(f"{path}: {len(problems)} unusable manifest row(s):\n  " + "\n  ".join(problems[:20]))
+    _check_patient_splits(specs, path)
     return specs
+
+
+def _check_patient_splits(specs: list[CaseSpec], path: Path) -> None:
+    """The split is patient-level: with a ``patient_id`` column, one patient's cases share one split."""
+    by_patient: dict[str, set[str]] = {}
+    for s in specs:
+        pid = s.metadata.get("patient_id")
+        if pid is not None and s.split is not None:
+            by_patient.setdefault(pid, set()).add(s.split)
+    leaks = {p: sorted(v) for p, v in by_patient.items() if len(v) > 1}
+    if leaks:
+        shown = "; ".join(f"patient {p!r} in {', '.join(v)}" for p, v in sorted(leaks.items())[:10])
+        raise DatasetError(f"{path}: expected one split per patient (column patient_id), found {len(leaks)} patient(s) "
+                           f"in several splits: {shown}")
+
+
+def source_root(source: str | Path) -> Path:
+    """The folder paths in dataset.parquet are relative to: the source folder, or the manifest's folder."""
+    src = Path(source).absolute()
+    return src if src.is_dir() else src.parent
+
+
+def relative_to_root(p: str | None, root: Path | None) -> str | None:
+    """``p`` relative to ``root`` when it lies inside it (POSIX separators), else as given (absolute)."""
+    if p is None or root is None:
+        return p
+    try:
+        return Path(p).relative_to(root).as_posix() or "."
+    except ValueError:
+        return p
 
 
 # ------------------------------------------------------------------------------------------------
