@@ -250,7 +250,16 @@ class Validator:
             organ = ORGAN_WORDS.get((m.group(2) or "").lower())
             expected = self.counts.get(organ, 0) if organ else self.counts["total"]
             per_lesion = n == 1 and bool(set(cited) & self.lesion_ids)
-            if n != expected and not per_lesion:
+            # "no lesion found in the <organ>": zero lesions in each cited organ (the search is named in the sentence)
+            cited_organs = [i.split(":", 1)[1] for i in cited if i.startswith("organ:")]
+            zero_in_cited = n == 0 and not organ and cited_organs and all(
+                not any(l.organ == o for l in self.findings.lesions) for o in cited_organs)
+            if zero_in_cited and not all((s := self.findings.search_of(o)) is not None and s.searched for o in cited_organs):
+                E("count", f"says no {m.group(3)} in {', '.join(cited_organs)}, which lesion_search does not record as "
+                  "searched (absence cannot be stated)")
+                consumed.append(m.span())
+                continue
+            if n != expected and not per_lesion and not zero_in_cited:
                 E("count", f"says {n} {(m.group(2) or '') + ' ' if m.group(2) else ''}{m.group(3)}; findings have {expected}")
             consumed.append(m.span())
         t3 = _blank(t2, consumed)
@@ -265,7 +274,9 @@ class Validator:
         for w, fam in sorted(ORGAN_WORDS.items(), key=lambda kv: -len(kv[0])):
             if re.search(r"\b" + re.escape(w) + r"\b", low3):
                 low3 = re.sub(r"\b" + re.escape(w) + r"\b", " ", low3)
-                if F.organs and fam not in F.organs:
+                # a study-level sentence may name an organ it says was not assessed / not searched (no claim about it)
+                not_assessed = cited == ["study"] and re.search(r"\bnot (assessed|searched|recognised)\b", low)
+                if F.organs and fam not in F.organs and not not_assessed:
                     E("organ", f"mentions the {w}, but the cited findings are about {', '.join(sorted(F.organs))}")
                 elif not F.organs and cited != [] and set(cited) - {"study"}:
                     E("organ", f"mentions the {w}, which the cited findings do not locate")

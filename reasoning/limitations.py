@@ -52,7 +52,7 @@ def slice_phrase(les: Lesion, study: Study, table: bool = True) -> str:
     """'image 283 (table position -120.5 mm)'; never the 0-based index."""
     ks = les.key_slice
     if ks is not None:
-        where = f" (table position {ks.table_position_mm:.1f} mm)" if table else ""
+        where = f", table position {ks.table_position_mm:.1f} mm" if table else ""
         return f"image {slice_number(les)}{where}"
     if study.source_format == "dicom":
         return (f"volume slice {slice_number(les)} (counted in slice-position order; DICOM InstanceNumber not "
@@ -157,7 +157,8 @@ def _quote(s: str) -> str:
 
 def ignored_sentence(m: IgnoredMask) -> str:
     dym = f"; did you mean {', '.join(repr(d) for d in m.did_you_mean)}?" if m.did_you_mean else ""
-    return f"Mask '{m.name}' ({m.source}) was not used: {_quote(m.reason)}{dym}"
+    src = m.source.replace("\\", "/").rsplit("/", 1)[-1]
+    return f"Mask '{m.name}' ({src}) was not used: {_quote(m.reason)}{dym}"
 
 
 def implausible(o: Organ) -> bool:
@@ -198,5 +199,5 @@ def limitation_texts(f: Findings) -> list[tuple[str, list[str]]]:
                 hint = ignored_hint(f, organ_family(s.organ))
                 names.append(human(s.organ) + (f" ({hint})" if hint else ""))
             out.append(("Lesions were not searched for in: " + ", ".join(names)
-                        + " (no lesion mask or tumour model covers them).", ["study"]))
+                        + " (not covered by any lesion mask or tumour model).", ["study"]))
     return out
