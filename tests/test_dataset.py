@@ -326,6 +326,9 @@ def test_dicom_outputs_carry_no_patient_identifiers(tmp_path):
         blob = p.read_bytes()
         if p.suffix == ".parquet":
             blob += json.dumps(pq.read_table(p).to_pylist(), default=str).encode()
+        # deliberate (issue 10): a lesion's key slice names the image a radiologist opens, its SOP Instance UID
+        # (an instance identifier) in `"sop_instance_uid"`; that field alone may hold one, every other place none
+        blob = re.sub(rb'"sop_instance_uid": ?"[0-9.]*"', b"", blob)
         found = [s for s in secrets if s.encode() in blob]
         assert not found, f"{p.relative_to(out)} contains DICOM identifiers {found}"
 
