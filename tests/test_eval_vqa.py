@@ -21,7 +21,9 @@ def test_eval_vqa_writes_benchmark_results(tmp_path):
     # gold from the masks: kidney lesions (components of both kidney lesion masks), spleen host mean HU
     n_kidney = sum(ndimage.label(m[k], structure=np.ones((3, 3, 3)))[1] for k in ("kidney_lesion", "kidney_cyst_right"))
     all_les = np.any([m[k] for k in m if k.endswith(("lesion", "tumor", "cyst_right", "tumor_aorta"))], axis=0)
-    spleen_hu = float(hu[m["spleen"] & ~all_les].mean())
+    host = m["spleen"] & ~all_les  # host HU region (README): organ minus lesions, eroded by one 3 mm voxel
+    core = ndimage.binary_erosion(host, structure=np.ones((3, 3, 3), bool), border_value=0)
+    spleen_hu = float(hu[core if core.sum() >= 20 else host].mean())
     qs = {"questions": [
         {"qid": "1", "image_id": "case01", "question": "How many lesions are in the kidneys?", "answer": str(n_kidney),
          "mc_question": f"How many lesions are in the kidneys? A) {n_kidney + 2} B) {n_kidney} C) {n_kidney + 1} D) 0",

@@ -140,7 +140,11 @@ class Truth:
         return self.full[o].sum() * VOX_ML
 
     def host_mean(self, o: str) -> float:
-        return float(self.hu[self.m[o] & ~self.all_les].mean())
+        """Host parenchyma HU as README defines it: organ minus all lesions, eroded by one voxel
+        (>= 2 mm at 3 mm voxels; outside the grid counts as outside), uneroded when < 20 voxels remain."""
+        host = self.m[o] & ~self.all_les
+        core = ndimage.binary_erosion(host, structure=np.ones((3, 3, 3), bool), border_value=0)
+        return float(self.hu[core if core.sum() >= 20 else host].mean())
 
     # lesion level
     def lesions(self, organ: str | None) -> list[Comp]:
@@ -230,7 +234,10 @@ def generate(T: Truth, case_name: str) -> list[Item]:
     yn("PDAC existence", {}, "yes" if pdac else (CANNOT if untyped else "no"),
        "Does the pancreas show a pancreatic ductal adenocarcinoma (PDAC)?")
     yn("PNET existence", {}, CANNOT if untyped else "no", "Is there a pancreatic neuroendocrine tumor in this scan?")
-    yn("colon lesion existence", {}, "yes" if T.lesions("colon") else "no", "Is there any lesion in the colon?")
+    # "no" only where a search covered the colon (a generic `tumor` mask searches no named organ)
+    colon_searched = bool((cs := f.search_of("colon")) and cs.searched)
+    yn("colon lesion existence", {}, "yes" if T.lesions("colon") else ("no" if colon_searched else CANNOT),
+       "Is there any lesion in the colon?")
     for organ, text in ((None, "Are there any cysts in the kidneys?"), ("kidney_left", "Is there a cyst in the left kidney?")):
         les = T.lesions(organ or "kidney")
         yn("kidney cyst existence", {"organ": organ} if organ else {},
@@ -593,9 +600,10 @@ def test_all_42_subtypes_covered_and_answered(results):
     st = results["status"]
     assert set(DEEPTUMORVQA_SUBTYPES) <= set(st), sorted(set(DEEPTUMORVQA_SUBTYPES) - set(st))
     unanswered = [s for s in DEEPTUMORVQA_SUBTYPES if "answered" not in st[s].values()]
-    # the cases' pancreas masks hold fat (mean below 0 HU): P/S is undefined there; answered on edited findings
-    # in test_rules_on_edited_findings
-    assert unanswered in ([], ["pancreatic steatosis"]), unanswered
+    # the cases' pancreas masks hold fat (mean below 0 HU): P/S is undefined there; no lesion search covers the
+    # colon (only the generic `tumor` mask reaches it): both answered on edited findings in
+    # test_rules_on_edited_findings / test_colon_absence_only_where_searched
+    assert set(unanswered) <= {"pancreatic steatosis", "colon lesion existence"}, unanswered
     groups = {SUBTYPES[s].group for s in DEEPTUMORVQA_SUBTYPES}
     assert groups == {"recognition", "measurement", "visual reasoning", "medical reasoning"}
     assert [sum(SUBTYPES[s].group == g for s in DEEPTUMORVQA_SUBTYPES) for g in
@@ -613,6 +621,21 @@ def test_cannot_be_determined_says_why(case_a, results):
     # the MC form keeps the computed value when no option matches, and never picks one
     m = answer(fa, "What is the volume of the gallbladder? A) 1 mL B) 2 mL C) 3 mL D) 4 mL")
     assert m.status == CANNOT and m.answer is None and m.value == fa.organ("gallbladder").volume_ml
+
+
+def test_colon_absence_only_where_searched(case_a):
+    """'No lesion in the colon' only where a search covered the colon; else cannot be determined, saying why."""
+    from perception.schema import LesionSearch
+
+    f = case_a["findings"]
+    assert not any(l.organ == "colon" for l in f.lesions)
+    q = Question(subtype="colon lesion existence")
+    a = answer(f, q)
+    assert a.status == CANNOT and a.answer is None and a.reason
+    rows = [r for r in f.lesion_search if r.organ != "colon"]
+    rows.append(LesionSearch(organ="colon", searched=True, by=["mask colon_lesion.nii.gz"]))
+    b = answer(f.model_copy(update={"lesion_search": rows}), q)
+    assert b.status == "answered" and b.answer == "no"
 
 
 def test_unmapped_question(case_a):
