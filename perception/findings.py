@@ -14,7 +14,7 @@ from .characterize import (HostRegion, composition, fatty_reason, host_region, i
 from .coverage import ignored_masks, lesion_search
 from .location import (adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares,
                        slice_ref)
-from .mask import Mask, expand, intersect, union
+from .mask import Mask, intersect
 from .masks import LabelSet, merge
 from .measure import axial_diameters, feret_3d, hu_stats, world, section
 from .schema import (Attenuation, Check, ContrastPhase, Findings, Flag, Lesion, MaskInfo, MeasurementSettings,

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from . import registry
-from .mask import BBox, Mask, expand, intersect, to_slices
+from .mask import BBox, Mask, expand, intersect
 from .measure import world, section
 from .schema import SliceRef
 

@@ -28,7 +28,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from nibabel import orientations as ornt
 from scipy import ndimage
@@ -36,7 +35,7 @@ from scipy import ndimage
 from . import registry
 from .errors import GeometryMismatchError, MaskError, CTLoadError
 from .io import is_nifti, raw_data, read_nifti
-from .mask import Mask, bbox_of, to_slices
+from .mask import Mask
 from .volume import CTVolume, axcodes
 
 # Words in a file name that mark TotalSegmentator-style multilabel output (its docs write

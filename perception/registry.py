@@ -95,7 +95,7 @@ ALIASES = {
     "kidney_r": "kidney_right", "adrenal_gland_l": "adrenal_gland_left", "adrenal_gland_r": "adrenal_gland_right",
     "lung_tumors": "lung_tumor", "liver_tumors": "liver_tumor", "pancreatic_tumors": "pancreatic_tumor",
     "kidney_tumors": "kidney_tumor", "kidney_cysts": "kidney_cyst", "kidney_lesions": "kidney_lesion",
-    "pancreatic_lesions": "pancreatic_lesion", "ct_mask": "gtv", "mask": "lesion",
+    "pancreatic_lesions": "pancreatic_lesion",
 }
 
 # Everything else TotalSegmentator knows (bones, muscles, ...) is accepted as "other".

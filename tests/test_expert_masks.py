@@ -116,7 +116,7 @@ def sts(request):
     case = request.param
     ct_file = data_path("ibsi_sts", case, "CT_image.nii.gz")
     mask_file = data_path("ibsi_sts", case, "CT_mask.nii.gz")
-    f = measure(ct_file, mask_file)  # CT_mask.nii.gz: one binary file, alias of "gtv"
+    f = measure(ct_file, mask_file, mask_label="gtv")  # CT_mask.nii.gz names no structure: the user says what it is
     return case, f, independent_truth(ct_file, mask_file)
 
 
@@ -177,7 +177,7 @@ def test_sts_019_dicom_equals_nifti():
     dcm = data_path("ibsi_sts", "STS_019", "dicom", "image")
     nii = data_path("ibsi_sts", "STS_019", "CT_image.nii.gz")
     mask = data_path("ibsi_sts", "STS_019", "CT_mask.nii.gz")
-    a, b = measure(nii, mask), measure(dcm, mask)
+    a, b = measure(nii, mask, mask_label="gtv"), measure(dcm, mask, mask_label="gtv")
     assert b.study.source_format == "dicom" and a.study.source_format == "nifti"
     assert tuple(a.study.shape) == tuple(b.study.shape)
     assert np.allclose(np.array(a.study.affine), np.array(b.study.affine), atol=1e-3)

@@ -74,9 +74,11 @@ Engines
   key_images, llm, report, qa, write, or worker), set before each stage runs.
 
 De-identification: outputs carry measurements, file paths and mask names only. The CT loader keeps
-no DICOM patient identifiers (name, IDs, birth date, study/series dates, UIDs); findings carry the
-CT path as given (``study.source``) and mask paths, and manifest metadata columns are copied as
-given, so neither file names nor manifest columns may hold identifiers.
+no DICOM patient identifiers (name, IDs, birth date, study/series dates, study/series UIDs); the one
+UID kept is each lesion's key slice SOP Instance UID (``Lesion.key_slice.sop_instance_uid``), so a
+radiologist can open that image (perception.findings.Settings.sop_instance_uids=False leaves it out).
+Findings carry the CT path as given (``study.source``) and mask paths, and manifest metadata columns
+are copied as given, so neither file names nor manifest columns may hold identifiers.
 """
 
 from .build import BuildObserver, BuildSummary, build_dataset, read_errors

@@ -280,7 +280,7 @@ def dataset_card(rows: list[dict], qa_rows: list[dict], sdoc: dict, cfg: CaseCon
     L += [f"| engine | {opts.engine} |", "",
           "## De-identification", "",
           "Outputs hold measurements, mask names and input file paths only: no DICOM patient name, IDs, birth "
-          "date, study/series dates or UIDs (the CT loader keeps none). File paths and manifest metadata columns "
+          "date, study/series dates or study/series UIDs (the CT loader keeps none; the key slice of each lesion keeps its SOP Instance UID). File paths and manifest metadata columns "
           "(`meta_*`) are copied as given: they must not contain identifiers.", "",
           "## Files", "",
           f"- `{DATASET_FILE}`: one row per case (status, inputs relative to the source, `mask_label`, `split`, "

@@ -62,7 +62,7 @@ def select_device(requested: str = "auto") -> str:
 
 def relabel(ls: LabelSet, source: str) -> LabelSet:
     """Copy of ls whose masks' source is ``source`` + the original label suffix (``#5``)."""
-    out = LabelSet(ls.shape, unknown=dict(ls.unknown), warnings=list(ls.warnings))
+    out = LabelSet(ls.shape, unknown=dict(ls.unknown), warnings=list(ls.warnings), ignored=list(ls.ignored))
     for n, m in ls.masks.items():
         suffix = m.source[m.source.rfind("#"):] if "#" in m.source else ""
         out.masks[n] = Mask(m.name, m.shape, m.bbox, m.data, source + suffix)
