@@ -59,6 +59,10 @@ class SliceRef(_Model):
     instance_number: int | None = Field(None, description="DICOM input: InstanceNumber of the slice")
 
 
+# lesion kinds whose search covers lesions of every kind ("tumor" or "cyst" masks are annotated for that kind only)
+GENERAL_LESION_KINDS = ("lesion", "nodule")
+
+
 class LesionSearch(_Model):
     """Whether lesions were searched for in one organ, and by what. 'No lesion' is only ever said of
     a searched organ, naming what searched it."""
@@ -69,6 +73,17 @@ class LesionSearch(_Model):
     reason: str | None = Field(None, description="why not searched (no lesion mask or model covers this organ)")
     kinds: list[str] = Field([], description="lesion kinds the searches looked for, from the mask names (lesion, tumor, "
                                              "cyst, nodule, ...): a search for cysts alone does not exclude a tumour")
+
+    def covers(self, kind: str | None = None) -> bool:
+        """Whether this search can ground an absence: of any lesion (``kind`` None: only a search for lesions
+        of every kind, i.e. kinds holding 'lesion' or, for the lungs, 'nodule'), or of one ``kind`` (a
+        search for that kind, or for lesions of every kind). Empty kinds: recorded before kinds existed,
+        read as a search for lesions of every kind."""
+        if not self.searched:
+            return False
+        if not self.kinds or any(k in GENERAL_LESION_KINDS for k in self.kinds):
+            return True
+        return kind is not None and kind in self.kinds
 
 
 class IgnoredMask(_Model):

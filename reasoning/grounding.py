@@ -254,7 +254,11 @@ class Validator:
             cited_organs = [i.split(":", 1)[1] for i in cited if i.startswith("organ:")]
             zero_in_cited = n == 0 and not organ and cited_organs and all(
                 not any(l.organ == o for l in self.findings.lesions) for o in cited_organs)
-            if zero_in_cited and not all((s := self.findings.search_of(o)) is not None and s.searched for o in cited_organs):
+            noun = m.group(3).lower()
+            kind = "cyst" if noun.startswith("cyst") else "nodule" if noun.startswith("nodule") else \
+                "tumor" if noun.startswith("tumo") else None
+            if zero_in_cited and not all((s := self.findings.search_of(o)) is not None and s.covers(kind)
+                                         for o in cited_organs):
                 E("count", f"says no {m.group(3)} in {', '.join(cited_organs)}, which lesion_search does not record as "
                   "searched (absence cannot be stated)")
                 consumed.append(m.span())

@@ -93,22 +93,31 @@ def _members(f: Findings, organ: str) -> list[str]:
     return names or [organ]
 
 
-def search_of(f: Findings, organ: str) -> tuple[bool, str, list[str]]:
-    """(searched, why, finding ids) for an organ or organ family: searched only when every member is.
-    ``why`` names what searched it, or why absence cannot be stated."""
+def search_of(f: Findings, organ: str, kind: str | None = None) -> tuple[bool, str, list[str]]:
+    """(searched, why, finding ids) for an organ or organ family: searched only when every member's
+    search covers ``kind`` (None: lesions of every kind; LesionSearch.covers). ``why`` names what
+    searched it, or why absence cannot be stated."""
     if not f.lesion_search:
         return False, NOT_RECORDED, ["study"]
     members = _members(f, organ)
     found = [(m, f.search_of(m)) for m in members]
     missing = [m for m, s in found if s is None]
-    unsearched = [(m, s) for m, s in found if s is not None and not s.searched]
+    unsearched = [(m, s) for m, s in found if s is not None and not s.covers(kind)]
     if missing or unsearched:
-        bits = [f"{human(m)}: not searched ({s.reason or 'no lesion mask or tumour model covers it'})" for m, s in unsearched]
+        bits = [f"{human(m)}: " + (f"searched for {kinds_phrase(s)} only ({', '.join(s.by)})" if s.searched else
+                                   f"not searched ({s.reason or 'no lesion mask or tumour model covers it'})")
+                for m, s in unsearched]
         bits += [f"{human(m)}: no lesion-search record" for m in missing]
         hint = ignored_hint(f, organ)
         return False, "; ".join(bits) + (f"; {hint}" if hint else ""), ["study"]
     by = sorted({b for _, s in found for b in s.by})
     return True, "searched by " + ", ".join(by), ["study"]
+
+
+def kinds_phrase(s: LesionSearch) -> str:
+    """'cysts', 'tumours and cysts': what a partial search looked for."""
+    words = {"cyst": "cysts", "tumor": "tumours", "pdac": "PDAC", "pnet": "PNET", "nodule": "nodules", "lesion": "lesions"}
+    return " and ".join(words.get(k, k) for k in s.kinds) or "lesions"
 
 
 def searched_phrase(s: LesionSearch) -> str:
@@ -200,4 +209,13 @@ def limitation_texts(f: Findings) -> list[tuple[str, list[str]]]:
                 names.append(human(s.organ) + (f" ({hint})" if hint else ""))
             out.append(("Lesions were not searched for in: " + ", ".join(names)
                         + " (not covered by any lesion mask or tumour model).", ["study"]))
+        for s in partial_searches(f):
+            out.append((f"The {human(s.organ)} was searched for {kinds_phrase(s)} only ({', '.join(s.by)}): other "
+                        "lesions were not searched for there.", ["study"]))
     return out
+
+
+def partial_searches(f: Findings) -> list[LesionSearch]:
+    """Searches for some lesion kinds only (e.g. TotalSegmentator's kidney cyst labels): they ground the
+    absence of those kinds, never 'no lesion'."""
+    return [s for s in f.lesion_search if s.searched and not s.covers()]

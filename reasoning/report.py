@@ -15,7 +15,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Organ
 
 from .facts import counts, couinaud, organ_id, total_volume_ml, vessel_display
-from .limitations import (human, ignored_hint, implausible, is_lower_bound, limitation_texts, size_phrase,
+from .limitations import (human, ignored_hint, implausible, is_lower_bound, kinds_phrase, limitation_texts, size_phrase,
                           slice_phrase, volume_phrase)
 
 Section = Literal["technique", "findings", "impression", "limitations"]
@@ -157,8 +157,10 @@ def _search_sentence(f: Findings, o: Organ, group: str, lesions: list[Lesion]) -
         return []
     by = ", ".join(s.by) if s.by else "a lesion search"
     edge = " in its imaged part" if o.status.value == "truncated_by_fov" else ""
+    what = "lesion" if s.covers() else kinds_phrase(s).removesuffix("s")  # a cyst-only search says "no cyst"
+    only = "" if s.covers() else f" for {kinds_phrase(s)} only"
     return [Sentence(section="findings", group=group, finding_ids=[organ_id(o.name)],
-                     text=f"No lesion found in the {_human(o.name)}{edge} (searched by {by}).")]
+                     text=f"No {what} found in the {_human(o.name)}{edge} (searched{only} by {by}).")]
 
 
 def _not_assessed(f: Findings, g: str) -> Sentence:
@@ -251,11 +253,15 @@ def _no_lesion_impression(f: Findings) -> Sentence:
         return Sentence(section="impression", group="", finding_ids=["study"], text=(
             "No lesion was measured; lesion-search coverage is not recorded in these findings, so absence of lesions "
             "cannot be stated for any organ."))
-    searched = [s for s in f.lesion_search if s.searched]
+    searched = [s for s in f.lesion_search if s.covers()]
+    partial = [s for s in f.lesion_search if s.searched and not s.covers()]
+    part = " ".join(f"No {kinds_phrase(s).removesuffix('s')} found in the {_human(s.organ)} (searched for "
+                    f"{kinds_phrase(s)} only, by {', '.join(s.by)})." for s in partial)
     if not searched:
         return Sentence(section="impression", group="", finding_ids=["study"], text=(
-            "No lesion search was run (no lesion mask or tumour model): absence of lesions cannot be stated for any organ."))
+            (part + " " if part else "") + "No search for lesions of every kind was run (no general lesion mask or tumour "
+            "model): absence of lesions cannot be stated for any organ."))
     where = "; ".join(f"{_human(s.organ)} (by {', '.join(s.by) or 'a lesion search'})" for s in searched)
     rest = " Lesions were not searched for elsewhere (see Limitations)." if len(searched) < len(f.lesion_search) else ""
     return Sentence(section="impression", group="", finding_ids=["study"],
-                    text=f"No lesion found in the organs searched: {where}.{rest}")
+                    text=f"No lesion found in the organs searched: {where}.{(' ' + part) if part else ''}{rest}")

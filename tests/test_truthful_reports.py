@@ -83,6 +83,29 @@ def test_obs2_searched_organ_names_its_source(base):
     assert answer(f, "Is there a lesion in the spleen?").status == CANNOT
 
 
+def test_a_cyst_only_search_never_reads_as_no_lesion(base):
+    """TotalSegmentator's `total` labels kidney cysts only: that search grounds 'no cyst', never 'no lesion'."""
+    search = [LesionSearch(organ=o.name, searched=True, by=["mask seg.nii.gz#24 (kidney_cyst_right)"], kinds=["cyst"])
+              if o.name == "kidney_right" else
+              LesionSearch(organ=o.name, searched=False, reason="no lesion mask or tumour model covers it") for o in base.organs]
+    f = no_lesions(base, search)
+    md, js, html = render(f)
+    for text in (md, html, json.dumps(js)):
+        assert not re.search(r"no lesion found", text, re.I), text
+    assert re.search(r"No cyst found in the right kidney( in its imaged part)? \(searched for cysts only by mask "
+                     r"seg\.nii\.gz#24 \(kidney_cyst_right\)\)\.", md)
+    assert "The right kidney was searched for cysts only" in md
+    assert "absence of lesions cannot be stated for any organ" in md
+    a = answer(f, "Is there evidence of a lesion in the right kidney?")
+    assert a.status == CANNOT and "cysts only" in a.reason
+    c = answer(f, "Is there a cyst in the right kidney?")
+    assert c.status == "answered" and c.answer == "no"
+    # a sentence claiming no lesion there is an error for the checker; "no cyst" is not
+    v = Validator(f)
+    assert v.check_report([("No lesion found in the right kidney.", ["organ:kidney_right"], "findings")])
+    assert not v.check_report([("No cyst found in the right kidney.", ["organ:kidney_right"], "findings")])
+
+
 # --- observation 4: warnings and ignored masks reach the report -------------------------------------
 def test_obs4_warnings_and_ignored_masks_in_every_report_file(base):
     warnings = ["gantry tilt 12.0 degrees: slices resampled", "missing SeriesInstanceUID", "RescaleType 'US': not HU"]

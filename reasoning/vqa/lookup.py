@@ -65,10 +65,11 @@ def _imaged(f: Findings, organ: str) -> tuple[list[Organ], str]:
     return present, note
 
 
-def _require_coverage(f: Findings, organ: str, ids: list[str]) -> list[str]:
-    """What searched ``organ`` for lesions (Findings.lesion_search, the one field reports read too);
-    _Cannot when it was not searched, or when coverage is not recorded: absence cannot be stated."""
-    searched, why, _ = search_of(f, organ)
+def _require_coverage(f: Findings, organ: str, ids: list[str], kind: str | None = None) -> list[str]:
+    """What searched ``organ`` for lesions (of ``kind``; None: of every kind) (Findings.lesion_search, the
+    one field reports read too); _Cannot when it was not so searched, or when coverage is not recorded:
+    absence cannot be stated."""
+    searched, why, _ = search_of(f, organ, kind)
     if not searched:
         raise _Cannot(f"lesions were not searched for in the {_organ_name(organ)} ({why}): absence cannot be stated", ids)
     return [why.removeprefix("searched by ")]

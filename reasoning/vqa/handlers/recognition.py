@@ -23,7 +23,7 @@ def _existence(f: Findings, organ: str, kind: str | None = None) -> _Result:
         if hit:
             return _Result("yes", None, [l.id for l, _ in hit], "lesion class (mask type, else attenuation rule)",
                            f"{len(hit)} {kind}(s) in the {_organ_name(organ)}: " + "; ".join(w for _, w in hit))
-        _require_coverage(f, organ, ids)
+        _require_coverage(f, organ, ids, kind)
         why = "; ".join(w for _, _, w in classed)
         return _Result("no", None, ids + [l.id for l in les], "lesion class (mask type, else attenuation rule)",
                        f"no {kind} in the {_organ_name(organ)}{note}" + (f": {why}" if why else ": no lesion"))
