@@ -291,6 +291,14 @@ class Findings(_Model):
             raise ValueError(f"findings schema_version {version!r}: expected one of {', '.join(KNOWN_VERSIONS)} "
                              "(a newer radagent wrote this file?)")
         if version == "1.0.0":
+            # the imaged volume of each organ, which 1.1.0 records so that readers never re-derive geometry
+            a = (data.get("study") or {}).get("affine")
+            if a:
+                det = abs(a[0][0] * (a[1][1] * a[2][2] - a[1][2] * a[2][1]) - a[0][1] * (a[1][0] * a[2][2] - a[1][2] * a[2][0])
+                          + a[0][2] * (a[1][0] * a[2][1] - a[1][1] * a[2][0]))
+                data = {**data, "organs": [
+                    {**o, "imaged_volume_ml": round(o.get("voxel_count", 0) * det / 1000.0, 3) if o.get("voxel_count") else None}
+                    if isinstance(o, dict) and "imaged_volume_ml" not in o else o for o in data.get("organs", [])]}
             lesions = []
             for les in data.get("lesions", []):
                 if isinstance(les, dict) and "size_qualifier" not in les:

@@ -51,6 +51,8 @@ def test_old_1_0_0_file_loads(findings):
     assert old.schema_version == "1.0.0" and old.lesion_search == [] and len(old.lesions) == len(findings.lesions)
     assert all(l.size_qualifier == ("lower_bound" if l.touches_edges else "complete") for l in old.lesions)
     assert old.search_of("liver") is None  # nothing recorded: absence cannot be stated
+    # the imaged volume is filled on reading (voxel count x voxel volume from the affine): readers never re-derive it
+    assert [o.imaged_volume_ml for o in old.organs] == [o.imaged_volume_ml for o in findings.organs]
 
 
 def test_refuses_unknown_version(findings):

@@ -660,7 +660,7 @@ def test_rules_on_edited_findings(case_a):
         assert answer(f3, Question(subtype="splenomegaly grading")).answer == g, v
         assert answer(f3, Question(subtype="splenomegaly detection")).answer == ("yes" if v > 314.5 else "no")
     # a truncated spleen whose imaged part already exceeds the threshold answers "yes" from the lower bound
-    sp = f.organ("spleen").model_copy(update={"voxel_count": 20000})  # 540 mL at 27 mm3
+    sp = f.organ("spleen").model_copy(update={"voxel_count": 20000, "imaged_volume_ml": 540.0})  # 540 mL at 27 mm3
     f4 = f.model_copy(update={"organs": [sp if o.name == "spleen" else o for o in f.organs]})
     a = answer(f4, "Does the patient have splenomegaly?")
     assert a.answer == "yes" and "imaged part alone" in a.explanation

@@ -19,14 +19,6 @@ def _oid(name: str) -> str:
     return f"organ:{name}"
 
 
-def _voxel_ml(f: Findings) -> float:
-    a = f.study.affine
-    m = [[a[i][j] for j in range(3)] for i in range(3)]
-    det = (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-           + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
-    return abs(det) / 1000.0
-
-
 def _is_family(name: str) -> bool:
     return name in _FAMILIES and not name.endswith(("_left", "_right"))
 
@@ -142,7 +134,7 @@ def _measured_volume(f: Findings, organ: str) -> tuple[float, list[str]]:
         if o.status != Status.measured or o.volume_ml is None:
             edges = ", ".join(o.touches_edges)
             raise _Cannot(f"the {_organ_name(o.name)} reaches the scan edge ({edges}): incompletely imaged, volume not measured "
-                          f"(imaged part {o.voxel_count * _voxel_ml(f):.1f} mL, a lower bound)", ids)
+                          f"(imaged part {o.imaged_volume_ml or 0.0:.1f} mL, a lower bound)", ids)
     return round(sum(o.volume_ml for o in mem), 4), ids
 
 
@@ -200,7 +192,7 @@ def _volume_threshold(f: Findings, organ: str, thr: float, key: str, what: str) 
         return _Result("yes" if pos else "no", None, ids, key,
                        f"{_organ_name(o.name)} volume {_fmt(o.volume_ml, 1)} mL {'>' if pos else '<='} {_fmt(thr, 1)} mL: "
                        f"{what if pos else 'not ' + what}")
-    lb = o.voxel_count * _voxel_ml(f)
+    lb = o.imaged_volume_ml or 0.0  # the imaged part (Findings records it; readers never re-derive geometry)
     if lb > thr:
         return _Result("yes", None, ids, key, f"{_organ_name(o.name)} truncated by the scan edge, but its imaged part alone is "
                                               f"{lb:.1f} mL > {_fmt(thr, 1)} mL: {what}")

@@ -8,7 +8,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Status
 from reasoning.knowledge import knowledge
 from reasoning.vqa.handlers.recognition import _h_splenomegaly
-from reasoning.vqa.lookup import _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast, _voxel_ml, _whole
+from reasoning.vqa.lookup import _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast, _whole
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -174,7 +174,7 @@ def _h_spleno_grade(f: Findings, q: Question) -> _Result:
     if o.status == Status.measured and o.volume_ml is not None:
         g = grade(o.volume_ml)
         return _Result(g, None, ids, key, f"spleen volume {_fmt(o.volume_ml, 1)} mL: {g} ({knowledge(key).rule})")
-    lb = o.voxel_count * _voxel_ml(f)
+    lb = o.imaged_volume_ml or 0.0  # the imaged part, as Findings records it
     if lb > severe:
         return _Result("severe", None, ids, key, f"spleen truncated, imaged part alone {lb:.1f} mL > {_fmt(severe)} mL: severe")
     raise _Cannot(f"the spleen reaches the scan edge ({', '.join(o.touches_edges)}): volume unknown (imaged part {lb:.1f} mL, "
