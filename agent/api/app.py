@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from radagent.errors import InputError
 
-from .routes import ApiContext, ChatFactory, add_routes, default_chat_factory
+from .routes import ApiContext, Capacity, ChatFactory, add_routes, default_chat_factory
 from .security import PAGE_CSP, WEB_ASSETS, Guard, redact_text, refuse, require_token
 from .sessions import Sessions
 from .settings import MiB, ServerSettings
@@ -43,7 +43,8 @@ def create_app(settings: ServerSettings, chat_factory: ChatFactory | None = None
     executor = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="radagent-analyze")
     ctx = ApiContext(settings=settings, store=store, sessions=Sessions(settings.max_chat_sessions), executor=executor,
                      make_chat=chat_factory or default_chat_factory, upload_limit=int(settings.max_upload_mb * MiB),
-                     max_unzipped=int((settings.max_unzipped_mb or 4 * settings.max_upload_mb) * MiB))
+                     max_unzipped=int((settings.max_unzipped_mb or 2 * settings.max_upload_mb) * MiB),
+                     capacity=Capacity(settings.workers + settings.max_queued))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

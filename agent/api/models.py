@@ -21,7 +21,7 @@ class CaseInfo(BaseModel):
                                                "root; mask_label -> the structure named for a single mask file")
     created: str = Field(description="UTC, ISO 8601")
     error: str | None = None
-    error_kind: Literal["input", "internal"] | None = None
+    error_kind: Literal["input", "internal", "timeout"] | None = None
     n_lesions: int | None = None
     n_organs: int | None = None
     warnings: list[str] = []

@@ -11,12 +11,13 @@ import json
 import logging
 import re
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ValidationError
@@ -29,7 +30,7 @@ from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest,
 from .security import REPORT_CSP, refuse, resolve_in_root
 from .sessions import Sessions
 from .settings import LESION_ID_PATTERN, MiB, ServerSettings
-from .store import CaseStore, now, run_analysis
+from .store import CaseStore, failed_status, now, run_analysis
 from .uploads import form_value, place_uploads, receive_upload
 
 log = logging.getLogger("radagent.api")
@@ -71,6 +72,26 @@ def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, default=_jsonable, ensure_ascii=False)}\n\n".encode()
 
 
+class Capacity:
+    """Analyses admitted and not yet ended (queued, running, or past their deadline but still in a
+    worker thread): at most workers + max_queued; past it new cases are refused with 503."""
+
+    def __init__(self, limit: int):
+        self.limit, self.n, self._lock = limit, 0, threading.Lock()
+
+    def take(self) -> None:
+        with self._lock:
+            if self.n >= self.limit:
+                raise HTTPException(503, f"the server is busy: {self.n} analyses running or queued (limit "
+                                         f"{self.limit}: workers + max_queued); try again later",
+                                    headers={"Retry-After": "30"})
+            self.n += 1
+
+    def give(self, *_: Any) -> None:
+        with self._lock:
+            self.n -= 1
+
+
 @dataclass(frozen=True)
 class ApiContext:
     """What the routes share: settings, case storage, chat sessions, the analysis executor."""
@@ -82,6 +103,7 @@ class ApiContext:
     make_chat: ChatFactory
     upload_limit: int
     max_unzipped: int
+    capacity: Capacity
 
 
 def add_routes(api: APIRouter, ctx: ApiContext) -> None:
@@ -89,16 +111,29 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
     settings, store, sessions, executor, make_chat = ctx.settings, ctx.store, ctx.sessions, ctx.executor, ctx.make_chat
     limit, max_unzipped = ctx.upload_limit, ctx.max_unzipped
 
+    capacity = ctx.capacity
+
     # --- cases
     async def _start(cid: str, wait: bool, status_code_done: int = 201) -> JSONResponse:
-        fut = executor.submit(run_analysis, store, cid)
+        """Queue the analysis (a capacity slot was taken by the caller; the worker gives it back when its
+        thread ends, even past the deadline)."""
+        try:
+            fut = executor.submit(run_analysis, store, cid, settings.analysis_timeout_s)
+        except BaseException:
+            capacity.give()
+            raise
+        fut.add_done_callback(capacity.give)
         if not wait:
             return JSONResponse(store.load(cid).info.model_dump(mode="json"), status_code=202)
-        await asyncio.wrap_future(fut)
-        rec = store.load(cid)
+        wrapped = asyncio.wrap_future(fut)
+        while True:  # ends with the worker, or earlier when the deadline marks the case failed
+            await asyncio.wait({wrapped}, timeout=0.25)
+            rec = await run_in_threadpool(store.load, cid)
+            if rec.info.status not in ("queued", "running"):
+                break
         if rec.info.status == "failed":
             await run_in_threadpool(store.delete, cid)
-            return JSONResponse({"detail": rec.info.error}, status_code=422 if rec.info.error_kind == "input" else 500)
+            return JSONResponse({"detail": rec.info.error}, status_code=failed_status(rec.info.error_kind))
         return JSONResponse(rec.info.model_dump(mode="json"), status_code=status_code_done)
 
     wait_q = Query(False, description="answer when the analysis has ended (201, or 422 with the input error and the "
@@ -106,6 +141,7 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
     created = {201: {"model": CaseInfo, "description": "analyzed (wait=true)"},
                202: {"model": CaseInfo, "description": "queued"},
                413: {"description": "body larger than --max-upload-mb"},
+               503: {"description": "too many analyses running or queued (Retry-After)"},
                422: {"description": "unusable input, the file named"}}
 
     @api.post("/cases", tags=["cases"], status_code=202, responses=created, openapi_extra={
@@ -124,7 +160,12 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         if cl is not None and cl.isdigit() and int(cl) > limit:
             raise refuse(413, f"upload of {int(cl) / MiB:.1f} MiB is larger than the server's limit of "
                                f"{limit / MiB:.3g} MiB (--max-upload-mb)")
-        cid, staging = store.new_staging()
+        capacity.take()
+        try:
+            cid, staging = store.new_staging()
+        except BaseException:
+            capacity.give()
+            raise
         try:
             uploads = await receive_upload(request, staging, limit)
             mask_label = form_value(uploads, "mask_label")
@@ -144,6 +185,7 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
                               mask_label=mask_label)
             store.commit(staging, rec)
         except BaseException:
+            capacity.give()
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return await _start(cid, wait)
@@ -161,13 +203,19 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         inputs = {k: str(Path(v).relative_to(root)) for k, v in paths.items()}
         if req.mask_label is not None:
             inputs["mask_label"] = req.mask_label
-        cid, staging = store.new_staging()
+        capacity.take()
+        try:
+            cid, staging = store.new_staging()
+        except BaseException:
+            capacity.give()
+            raise
         try:
             display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
             rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="path", inputs=inputs, created=now()),
                               paths=paths, display=display, mask_label=req.mask_label)
             store.commit(staging, rec)
         except BaseException:
+            capacity.give()
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return await _start(cid, wait)

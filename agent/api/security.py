@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,27 @@ def resolve_in_root(root: Path, given: str, what: str, forbidden: tuple[Path, ..
     for f in forbidden:
         if real.is_relative_to(f):
             raise refuse(403, f"{what} {given!r}: inside the server's case storage, which cannot be referenced")
-    if not real.exists():
-        raise InputError(f"{what} {given!r}: not found in the data root")
-    if real.is_dir():
+    try:
+        st = real.stat()
+    except FileNotFoundError:
+        raise InputError(f"{what} {given!r}: not found in the data root") from None
+    except OSError as e:
+        raise refuse(400, f"{what} {given!r}: cannot be read ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        if what == "class_map":
+            raise InputError(f"{what} {given!r}: expected a file, found a folder")
         check_tree(real, root, forbidden, what, given)
+    elif not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{what} {given!r}: expected a regular file or a folder, found {file_kind(st.st_mode)}")
     return real
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def check_tree(top: Path, root: Path, forbidden: tuple[Path, ...], what: str, given: str) -> None:
@@ -76,8 +93,18 @@ def check_tree(top: Path, root: Path, forbidden: tuple[Path, ...], what: str, gi
                                        "data root; refused")
                 if target.is_dir():
                     stack.append(target)
+                try:
+                    tst = target.stat()
+                except OSError:
+                    continue  # dangling: nothing to read there; the loader decides
+                if not (stat.S_ISREG(tst.st_mode) or stat.S_ISDIR(tst.st_mode)):
+                    raise InputError(f"{what} {given!r}: {str(path.relative_to(top))!r} leads to "
+                                     f"{file_kind(tst.st_mode)}; expected regular files")
             elif e.is_dir(follow_symlinks=False):
                 stack.append(path)
+            elif not e.is_file(follow_symlinks=False):
+                raise InputError(f"{what} {given!r}: {str(path.relative_to(top))!r} is "
+                                 f"{file_kind(e.stat(follow_symlinks=False).st_mode)}; expected regular files")
 
 
 def redact_text(s: str, display: dict[str, str]) -> str:

@@ -27,12 +27,18 @@ class ServerSettings(BaseModel):
     token: str = Field(repr=False, description="bearer token every API call must send")
     cases_dir: Path | None = Field(None, validate_default=True,
                                    description="where case folders are kept (default: DATA_ROOT/.radagent-cases)")
-    max_upload_mb: float = Field(1024.0, gt=0, description="largest request body accepted (MiB)")
+    max_upload_mb: float = Field(256.0, gt=0, description="largest request body accepted (MiB); a 512x512x1000 "
+                                                           "CT .nii.gz with its masks is well under it")
     max_unzipped_mb: float | None = Field(None, gt=0, description="largest total size of a masks zip once unpacked "
-                                                                  "(MiB; default 4 x max_upload_mb)")
+                                                                  "(MiB; default 2 x max_upload_mb)")
     llm_url: str | None = Field(None, description="OpenAI-compatible server for the chat agent and LLM reports")
     model: str | None = None
     workers: int = Field(1, ge=1, le=64, description="analyses run at once")
+    max_queued: int = Field(8, ge=0, le=1000, description="analyses waiting for a worker; past it new cases are "
+                                                          "answered 503 with Retry-After")
+    analysis_timeout_s: float = Field(600.0, gt=0, description="an analysis running longer is marked failed (its "
+                                                               "late result is discarded)")
+    llm_timeout_s: float = Field(120.0, gt=0, description="how long one LLM request may take (reports, chat)")
     max_chat_sessions: int = Field(256, ge=1)
 
     @field_validator("data_root")
@@ -67,7 +73,7 @@ class ServerSettings(BaseModel):
     @model_validator(mode="after")
     def _zip_default(self) -> "ServerSettings":
         if self.max_unzipped_mb is None:
-            object.__setattr__(self, "max_unzipped_mb", 4 * self.max_upload_mb)
+            object.__setattr__(self, "max_unzipped_mb", 2 * self.max_upload_mb)
         return self
 
     @property

@@ -103,7 +103,7 @@ class CaseStore:
         if st in ("queued", "running"):
             raise refuse(409, f"case {cid} is {st}; poll GET /cases/{cid} until its status is 'done'")
         if st == "failed":
-            raise refuse(422 if rec.info.error_kind == "input" else 500, rec.info.error or "analysis failed")
+            raise refuse(failed_status(rec.info.error_kind), rec.info.error or "analysis failed")
         return rec, self.root / cid / "out"
 
     def findings(self, cid: str) -> tuple[Findings, Path]:
@@ -138,10 +138,34 @@ class CaseStore:
                     self.save(rec)
 
 
+def failed_status(error_kind: str | None) -> int:
+    """HTTP status of a failed case: its input (unusable, or not analyzable within the deadline) 422,
+    the server's own failure 500."""
+    return 422 if error_kind in ("input", "timeout") else 500
+
+
 # --- the analysis job -----------------------------------------------------------------------------
-def run_analysis(store: CaseStore, cid: str) -> None:
+def _expire(store: CaseStore, cid: str, timeout_s: float) -> None:
+    """Deadline timer: a case still running is marked failed; the worker's late result is discarded."""
+    with store.case_lock(cid):
+        try:
+            rec = store.load(cid)
+        except HTTPException:
+            return
+        if rec.info.status != "running":
+            return
+        rec.info.status, rec.info.error_kind = "failed", "timeout"
+        rec.info.error = (f"the analysis did not finish within the server's limit of {timeout_s:g} s "
+                          "(analysis_timeout_s); its inputs may be too large or malformed")
+        store.save(rec)
+    log.warning("case %s: analysis past its deadline of %g s, marked failed", cid, timeout_s)
+
+
+def run_analysis(store: CaseStore, cid: str, timeout_s: float | None = None) -> None:
     """Worker thread: analyze the case's inputs through the case service and write out/ atomically,
-    unless the case was deleted meanwhile."""
+    unless the case was deleted meanwhile or passed its deadline (``timeout_s`` from the start of the
+    analysis; a thread cannot be killed, so the case is marked failed when the deadline passes and
+    whatever the analysis returns later is discarded)."""
     from agent import case as case_service
 
     lock = store.case_lock(cid)
@@ -152,6 +176,28 @@ def run_analysis(store: CaseStore, cid: str) -> None:
             return  # deleted before it started
         rec.info.status = "running"
         store.save(rec)
+    timer = None
+    if timeout_s is not None:
+        timer = threading.Timer(timeout_s, _expire, (store, cid, timeout_s))
+        timer.daemon = True
+        timer.start()
+    try:
+        _analyze(store, cid, rec, case_service)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _still_running(store: CaseStore, cid: str) -> bool:
+    """Under the case lock: the case exists and was not expired meanwhile."""
+    try:
+        return store.load(cid).info.status == "running"
+    except HTTPException:
+        return False
+
+
+def _analyze(store: CaseStore, cid: str, rec: CaseRecord, case_service) -> None:
+    lock = store.case_lock(cid)
     folder = store.root / cid
     tm = case_service.Timings()
     try:
@@ -160,7 +206,7 @@ def run_analysis(store: CaseStore, cid: str) -> None:
         findings = Findings.model_validate(redact(analyzed.findings.model_dump(mode="json"), rec.display))
         analyzed = analyzed.with_findings(findings)
         with lock:
-            if not (folder / "case.json").is_file():
+            if not _still_running(store, cid):
                 return
             case_service.write(analyzed, None, folder / "out", force=True)
             rec.info.status = "done"
@@ -174,7 +220,7 @@ def run_analysis(store: CaseStore, cid: str) -> None:
         if not input_err:
             log.exception("case %s: analysis failed", cid)
         with lock:
-            if not (folder / "case.json").is_file():
+            if not _still_running(store, cid):
                 return
             rec.info.status = "failed"
             rec.info.error_kind = "input" if input_err else "internal"
