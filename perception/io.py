@@ -3,11 +3,21 @@
 Strict about what it accepts: a missing, corrupt or truncated file, a 2D or 4D image, NaN/inf
 voxels and non-CT intensities are refused with an InputError that names the file and says what
 was expected and what was found.
+
+Hostile files are refused before they cost memory or time (``read_nifti``): only regular files are
+opened (FIFOs, devices, sockets and links to them are refused after resolving links); the declared
+shape x data type is checked against ``MAX_VOXEL_BYTES`` (default 1 GiB, enough for a 512x512x2000
+int16 CT; environment variable ``RADAGENT_MAX_VOXEL_BYTES`` overrides it) before anything is
+inflated; gzip is inflated in bounded steps that never produce more than the header declared; voxel
+sizes and the affine (pixdim, qform, sform) must be finite, positive and invertible.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
+import stat
+import struct
 import zlib
 from pathlib import Path
 
@@ -18,6 +28,12 @@ from .errors import CTLoadError, ModalityError
 from .volume import CTVolume
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+MAX_VOXEL_BYTES = 1 << 30  # 1 GiB: a 512x512x2000 int16 CT is 1.0e9 bytes
+MAX_VOXEL_BYTES_ENV = "RADAGENT_MAX_VOXEL_BYTES"
+MAX_HEADER_BYTES = 16 << 20  # header + extensions before the voxel data (vox_offset)
+_READ_CHUNK = 4 << 20  # compressed bytes read per step
+_INFLATE_STEP = 64 << 20  # most bytes inflated per call (bounds the transient copy)
+_VOXEL_KINDS = "iuf"  # signed/unsigned integers and floats up to 8 bytes; no complex, RGB, structs
 
 
 def is_nifti(path: Path) -> bool:
@@ -28,47 +44,233 @@ try:  # Intel ISA-L inflate: ~2.4x faster than zlib on CT-sized gzip streams, id
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover - isal is a core dependency; stay correct without it
     _zlib = zlib
+_ZERRORS = (zlib.error, _zlib.error)
 
 
-def read_nifti(path: Path, what: str = "image") -> nib.Nifti1Image:
-    """Read a NIfTI fully into memory; corrupt or truncated files raise CTLoadError.
+def max_voxel_bytes() -> int:
+    """The voxel-data budget in bytes: ``RADAGENT_MAX_VOXEL_BYTES`` if set, else ``MAX_VOXEL_BYTES``."""
+    env = os.environ.get(MAX_VOXEL_BYTES_ENV, "").strip()
+    if not env:
+        return MAX_VOXEL_BYTES
+    try:
+        val = int(float(env))
+    except ValueError:
+        raise CTLoadError(f"{MAX_VOXEL_BYTES_ENV}: expected a number of bytes, found {env!r}") from None
+    if val <= 0:
+        raise CTLoadError(f"{MAX_VOXEL_BYTES_ENV}: expected a positive number of bytes, found {env!r}")
+    return val
+
+
+def open_regular(path: Path, what: str = "file"):
+    """Open ``path`` for binary reading if (after resolving links) it is a regular file; FIFOs,
+    devices, sockets and folders are refused by name before anything is read (no hang on a FIFO)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CTLoadError(f"{path}: {what} file not found") from None
+    except OSError as e:
+        raise CTLoadError(f"{path}: {what} file not readable ({e.strerror or e})") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise CTLoadError(f"{path}: expected a NIfTI file, found a folder")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a special file")
+        real = os.path.realpath(path)
+        via = f" ({real})" if real != os.path.abspath(path) else ""
+        raise CTLoadError(f"{path}: expected a regular {what} file, found {kind}{via}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise CTLoadError(f"{path}: {what} file not readable ({e.strerror or e})") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between stat and open
+        os.close(fd)
+        raise CTLoadError(f"{path}: expected a regular {what} file, found a special file")
+    return os.fdopen(fd, "rb")
+
+
+class _Source:
+    """Bytes of a plain or gzip (single or multi-member) file, inflated in bounded steps."""
+
+    def __init__(self, f, path: Path):
+        self.f, self.path = f, path
+        head = f.read(2)
+        self.gz = head == b"\x1f\x8b"
+        self.pending = head
+        self.d = _zlib.decompressobj(31) if self.gz else None
+        self.eof = False
+
+    def _compressed(self) -> bytes:
+        if self.pending:
+            data, self.pending = self.pending, b""
+            return data
+        return self.f.read(_READ_CHUNK)
+
+    def readinto(self, mv: memoryview) -> int:
+        """Fill ``mv``; returns the bytes filled (fewer only at the end of the data)."""
+        pos, n = 0, len(mv)
+        if not self.gz:
+            if self.pending:
+                k = min(len(self.pending), n)
+                mv[:k] = self.pending[:k]
+                self.pending = self.pending[k:]
+                pos = k
+            while pos < n:
+                k = self.f.readinto(mv[pos:])
+                if not k:
+                    break
+                pos += k
+            return pos
+        while pos < n and not self.eof:
+            data = self.d.unconsumed_tail or self._compressed()
+            if not data:
+                if self.d.eof or not self.d.unconsumed_tail:
+                    self.eof = True
+                break
+            out = self.d.decompress(data, min(n - pos, _INFLATE_STEP))
+            mv[pos:pos + len(out)] = out
+            pos += len(out)
+            if self.d.eof:  # end of a gzip member: another may follow (bgzip, concatenated gzip)
+                rest = self.d.unused_data or self.f.read(_READ_CHUNK)
+                while rest and len(rest) < 2:
+                    more = self.f.read(_READ_CHUNK)
+                    if not more:
+                        break
+                    rest += more
+                if rest[:2] != b"\x1f\x8b":  # end of data (trailing padding is ignored, as gzip does)
+                    self.eof = True
+                    break
+                self.d = _zlib.decompressobj(31)
+                self.pending = rest
+        return pos
+
+
+def _header_class(head: bytes, path: Path):
+    if head[344:348] in (b"n+1\x00", b"ni1\x00"):
+        return nib.Nifti1Image
+    if head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return nib.Nifti2Image
+    raise CTLoadError(f"{path}: not a NIfTI-1/2 file (no NIfTI magic in the header)")
+
+
+def check_nifti_geometry(hdr, path: Path, what: str = "image") -> None:
+    """Refuse zero, negative or non-finite voxel sizes in the header fields that give the affine
+    (pixdim for the qform and the fallback; srow_x/y/z for the sform) and a non-finite or
+    non-invertible affine. nibabel would silently read a zero pixdim as 1 mm."""
+    qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
+    ndim = min(int(hdr["dim"][0]), 3)
+    if qcode > 0 or scode == 0:
+        pix = np.asarray(hdr["pixdim"][1:1 + ndim], dtype=np.float64)
+        bad = [i + 1 for i, v in enumerate(pix) if not np.isfinite(v) or v <= 0]
+        if bad:
+            field = "qform" if qcode > 0 else "no qform/sform: pixdim fallback"
+            raise CTLoadError(f"{path}: {what} header field pixdim[{','.join(map(str, bad))}] ({field}): expected "
+                              f"finite positive voxel sizes in mm, found {[float(v) for v in pix]}")
+        if qcode > 0:
+            q = [float(hdr[k]) for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")]
+            if not np.isfinite(q).all():
+                raise CTLoadError(f"{path}: {what} header qform (quatern_b/c/d, qoffset_x/y/z): expected finite "
+                                  f"values, found {q}")
+    if scode > 0:
+        srow = np.array([hdr["srow_x"], hdr["srow_y"], hdr["srow_z"]], dtype=np.float64)
+        if not np.isfinite(srow).all():
+            raise CTLoadError(f"{path}: {what} header sform (srow_x/y/z): expected finite values, found {srow.tolist()}")
+        sizes = np.linalg.norm(srow[:, :3], axis=0)
+        if (sizes <= 0).any():
+            raise CTLoadError(f"{path}: {what} header sform (srow_x/y/z): expected non-zero voxel sizes, found "
+                              f"column lengths {sizes.round(6).tolist()} mm")
+    try:
+        aff = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+    except Exception as e:  # nibabel raises assorted errors for broken quaternions
+        raise CTLoadError(f"{path}: {what} header affine could not be computed ({type(e).__name__}: {e})") from e
+    field = "sform" if scode > 0 else "qform" if qcode > 0 else "pixdim"
+    if not np.isfinite(aff).all():
+        raise CTLoadError(f"{path}: {what} affine (from {field}): expected finite values, found {aff.tolist()}")
+    det = float(np.linalg.det(aff[:3, :3]))
+    if not np.isfinite(det) or abs(det) < 1e-12:
+        raise CTLoadError(f"{path}: {what} affine (from {field}): expected an invertible 3x3 part, found determinant "
+                          f"{det:.3g}")
+
+
+def read_nifti(path: Path, what: str = "image", max_bytes: int | None = None) -> nib.Nifti1Image:
+    """Read a NIfTI fully into memory; corrupt, truncated, oversized or geometrically invalid files
+    raise CTLoadError naming the file and the field.
 
     The voxel data of the returned image is a zero-copy view of the decompressed bytes
-    (``raw_data(img)``); ``img.dataobj`` still works for anything else."""
-    if not path.exists():
-        raise CTLoadError(f"{path}: {what} file not found")
-    if path.is_dir():
-        raise CTLoadError(f"{path}: expected a NIfTI file, found a folder")
+    (``raw_data(img)``); ``img.dataobj`` holds the header only (no voxel data)."""
+    path = Path(path)
+    limit = max_voxel_bytes() if max_bytes is None else max_bytes
+    f = open_regular(path, what)
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = _gunzip(raw)
-        img = nib.Nifti1Image.from_bytes(raw) if raw[344:348] in (b"n+1\x00", b"ni1\x00") else None
-        if img is None:
-            img = nib.Nifti2Image.from_bytes(raw) if raw[4:8] == b"n+2\x00" else None
-        if img is None:
-            raise CTLoadError(f"{path}: not a NIfTI-1/2 file (no NIfTI magic in the header)")
-        # force the data read now so truncation is detected here, not later
-        hdr = img.header
-        offset = int(img.dataobj.offset)  # the image header's vox_offset is reset to 0 by from_bytes
-        expected = offset + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
-        if len(raw) < expected:
-            raise CTLoadError(f"{path}: truncated NIfTI: expected at least {expected} bytes of header+data, found {len(raw)}")
-        img._radagent_raw = np.frombuffer(raw, dtype=hdr.get_data_dtype(), count=int(np.prod(hdr.get_data_shape())),
-                                          offset=offset).reshape(hdr.get_data_shape(), order="F")
+        with f:
+            src = _Source(f, path)
+            head = bytearray(540)
+            n = src.readinto(memoryview(head))
+            head = bytes(head[:n])
+            if n < 348:
+                raise CTLoadError(f"{path}: truncated NIfTI {what}: expected a header of at least 348 bytes, found {n}")
+            klass = _header_class(head, path)
+            hsize = 540 if klass is nib.Nifti2Image else 348
+            endian = "<" if struct.unpack("<i", head[:4])[0] in (348, 540) else ">"
+            dim0 = struct.unpack(endian + ("q" if hsize == 540 else "h"), head[16:24] if hsize == 540 else head[40:42])[0]
+            if not 1 <= dim0 <= 7:
+                raise CTLoadError(f"{path}: {what} header field dim[0]: expected 1..7 dimensions, found {dim0}")
+            try:
+                hdr = klass.header_class(head[:hsize], endianness=endian, check=False)
+            except Exception as e:
+                raise CTLoadError(f"{path}: corrupt NIfTI {what} header ({type(e).__name__}: {e})") from e
+            dim0 = int(hdr["dim"][0])
+            if not 1 <= dim0 <= 7:
+                raise CTLoadError(f"{path}: {what} header field dim[0]: expected 1..7 dimensions, found {dim0}")
+            dims = [int(x) for x in hdr["dim"][1:1 + dim0]]
+            if any(x < 1 for x in dims):
+                raise CTLoadError(f"{path}: {what} header field dim[1..{dim0}]: expected positive sizes, found {dims}")
+            try:
+                dtype = hdr.get_data_dtype()
+            except Exception as e:
+                raise CTLoadError(f"{path}: {what} header field datatype ({int(hdr['datatype'])}): unknown "
+                                  f"({type(e).__name__}: {e})") from e
+            if dtype.kind not in _VOXEL_KINDS or dtype.fields is not None or dtype.itemsize > 8:
+                code = int(hdr["datatype"])
+                name = nib.nifti1.data_type_codes.label.get(code, str(dtype))
+                raise CTLoadError(f"{path}: {what} header field datatype: expected integer or real voxels "
+                                  f"(int8..int64, uint8..uint64, float32, float64), found {name} (code {code}, {dtype})")
+            nbytes = int(np.prod(dims, dtype=object)) * dtype.itemsize
+            if nbytes > limit:
+                raise CTLoadError(f"{path}: {what} too large: header declares shape {tuple(dims)} x {dtype} = "
+                                  f"{nbytes / 2**30:.2f} GiB of voxels, above the limit of {limit / 2**30:.2f} GiB "
+                                  f"(set {MAX_VOXEL_BYTES_ENV} to raise it)")
+            offset = int(float(hdr["vox_offset"]))
+            offset = max(offset, hsize + 4)
+            if offset > MAX_HEADER_BYTES:
+                raise CTLoadError(f"{path}: {what} header field vox_offset: expected at most {MAX_HEADER_BYTES} "
+                                  f"bytes of header and extensions, found {offset}")
+            check_nifti_geometry(hdr, path, what)
+            total = offset + nbytes
+            if not src.gz:
+                size = os.fstat(f.fileno()).st_size
+                if size < total:
+                    raise CTLoadError(f"{path}: truncated NIfTI: expected at least {total} bytes of header+data, "
+                                      f"found {size}")
+            buf = bytearray(total)
+            buf[:n] = head[: min(n, total)]
+            got = n + src.readinto(memoryview(buf)[n:]) if total > n else total
+            if got < total:
+                raise CTLoadError(f"{path}: truncated NIfTI: expected at least {total} bytes of header+data, found {got}")
+        try:
+            img = klass.from_bytes(bytes(buf[:offset]))
+        except Exception as e:
+            raise CTLoadError(f"{path}: corrupt NIfTI {what} header ({type(e).__name__}: {e})") from e
+        arr = np.frombuffer(buf, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset)
+        arr.flags.writeable = False
+        img._radagent_raw = arr.reshape(tuple(dims), order="F")
         return img
     except CTLoadError:
         raise
-    except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as e:
+    except MemoryError as e:
+        raise CTLoadError(f"{path}: NIfTI {what} does not fit in memory") from e
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) + _ZERRORS as e:
         raise CTLoadError(f"{path}: corrupt or truncated NIfTI {what} ({type(e).__name__}: {e})") from e
-
-
-def _gunzip(raw: bytes) -> bytes:
-    try:
-        out = _zlib.decompress(raw, wbits=31)
-    except (zlib.error, _zlib.error):
-        return gzip.decompress(raw)  # multi-member gzip, or a corrupt stream (raises a clear error)
-    return out
 
 
 def raw_data(img: nib.Nifti1Image) -> np.ndarray:

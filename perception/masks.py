@@ -123,6 +123,9 @@ def nifti_stem(p: Path) -> str:
     return p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem
 
 
+MAX_LABEL_ID = 65535  # larger ids would make find_objects / bincount allocate per id
+
+
 def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarray, str | None]:
     """The mask's integer label array on the CT grid. Non-finite, non-integer (soft) and negative
     values are refused: no threshold is chosen for the user."""
@@ -147,6 +150,9 @@ def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarra
         raise MaskError(f"{path}: expected a label mask of integers, found data type {arr.dtype}")
     if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
         raise MaskError(f"{path}: expected non-negative label ids, found minimum {int(arr.min())}")
+    if arr.size and arr.dtype.itemsize > 2 and int(arr.max()) > MAX_LABEL_ID:
+        raise MaskError(f"{path}: expected label ids up to {MAX_LABEL_ID}, found {int(arr.max())} "
+                        "(a label map, not an image?)")
     return align_to_ct(arr, img.affine, ct, path, tol_mm)
 
 

@@ -8,7 +8,10 @@ that provide it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,19 +118,58 @@ def _pydicom_pixels(h: _Header) -> np.ndarray:
     """Decoded stored pixel values of every frame, shape (frames, rows, cols) or (rows, cols)."""
     if h.ts.is_compressed or h.ts.is_deflated:
         _check_decoder(h.path, h.ts)
-    try:
-        ds = pydicom.dcmread(h.path)
-        if "PixelData" not in ds:
-            raise CTLoadError(
-                f"{h.path}: expected a complete pixel data element (7FE0,0010), found none readable in "
-                f"{h.path.stat().st_size} bytes: truncated or corrupt file"
-            )
-        arr = ds.pixel_array
-    except CTLoadError:
-        raise
-    except Exception as exc:
-        raise _corrupt(h.path, exc, f"decodable {h.ts.name} pixel data") from exc
+    with _captured_output() as notes:
+        try:
+            ds = pydicom.dcmread(h.path)
+            if "PixelData" not in ds:
+                raise CTLoadError(
+                    f"{h.path}: expected a complete pixel data element (7FE0,0010), found none readable in "
+                    f"{h.path.stat().st_size} bytes: truncated or corrupt file"
+                )
+            arr = ds.pixel_array
+        except CTLoadError:
+            raise
+        except Exception as exc:
+            err = _corrupt(h.path, exc, f"decodable {h.ts.name} pixel data")
+            msg = " ".join(str(err).split())  # one line: decoder plugins report one error per line
+            if notes:
+                msg += f" [decoder said: {_one_line(notes)}]"
+            raise CTLoadError(msg) from exc
     return arr
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, notes: list[str]):
+        super().__init__(logging.WARNING)
+        self.notes = notes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.notes.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Collect (instead of printing) the warnings and pydicom log records raised while decoding, so
+    a corrupt slice gives one line in the error instead of a traceback on stderr."""
+    notes: list[str] = []
+    logger = logging.getLogger("pydicom")
+    handler = _ListHandler(notes)
+    old_propagate, old_handlers = logger.propagate, logger.handlers[:]
+    logger.handlers = [handler]
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *a, **k: notes.append(str(message))
+            yield notes
+    finally:
+        logger.handlers = old_handlers
+        logger.propagate = old_propagate
+
+
+def _one_line(notes: list[str], limit: int = 300) -> str:
+    text = "; ".join(dict.fromkeys(" ".join(n.split()) for n in notes if n.strip()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _frame_raw(f: _Frame, buf: np.ndarray, decoded: dict[Path, np.ndarray]) -> np.ndarray:
