@@ -99,7 +99,7 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
     metadata columns such as phase or patient_id).
     Cases without masks are segmented with --segment BACKEND (repeat; the segment extra; the other
     segmentation options as for `radagent analyze`); without it they are recorded as errors."""
-    from agent.dataset import BuildOptions, build_dataset
+    from agent.dataset import BuildOptions, DatasetOutputError, build_dataset
 
     con = _stderr()
     obs = _RichObserver(con, enabled=not no_progress)
@@ -116,6 +116,10 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
         obs.stop()
         con.print(f"[bold red]error:[/] {_esc(str(e))}", highlight=False)
         sys.exit(2)
+    except DatasetOutputError as e:
+        obs.stop()
+        con.print(f"[bold red]error:[/] {_esc(str(e))}", highlight=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         obs.stop()
         con.print(f"[yellow]interrupted[/]: finished cases are kept; {out / 'dataset.parquet'} lists them; "
@@ -129,6 +133,11 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
         con.print("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors_by_type.items())), highlight=False)
     for name in ("dataset.parquet", "errors.jsonl", "dataset_card.md") + (("qa.parquet",) if qa else ()):
         click.echo(str(out / name))
+    if s.output_failed:
+        con.print(f"[bold red]error:[/] {s.output_failed} case(s) could not be written to {_esc(str(out))} "
+                  f"({_esc(s.output_error or 'output error')}); they are pending, not failed: free space or fix "
+                  "permissions, then run the same command again", highlight=False)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

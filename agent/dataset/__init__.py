@@ -29,7 +29,7 @@ Layout of OUT::
     errors.jsonl       one line per failed case: case_id, stage, error_type, message, traceback
                        (unexpected errors only), input_hash, settings_hash, attempts
     dataset_card.md    counts, lesion statistics, exact versions and settings
-    .hashes.json       content-hash cache: real path -> [size, mtime_ns, sha256]
+    .hashes.json       content-hash cache: real path -> [size, mtime_ns, inode, ctime_ns, sha256]
     .lock              flock held while a build runs (a second build on the same OUT is refused)
 
 Resumability and atomicity
@@ -83,12 +83,12 @@ are copied as given, so neither file names nor manifest columns may hold identif
 
 from .build import BuildObserver, BuildSummary, build_dataset, read_errors
 from .case import CaseOutcome, CaseTask, finish_case, run_case
-from .errors import DatasetError, SegmentationUnavailableError, WorkerCrashedError
+from .errors import DatasetError, DatasetOutputError, SegmentationUnavailableError, WorkerCrashedError
 from .hashing import HashCache, case_files, input_hash
 from .options import CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, QA_FILE, STAGES, BuildOptions, CaseConfig
 from .sources import CaseSpec, discover_cases
 
 __all__ = ["BuildObserver", "BuildOptions", "BuildSummary", "CASE_JSON", "CASES_DIR", "CaseConfig", "CaseOutcome",
-           "CaseSpec", "CaseTask", "DATASET_FILE", "DatasetError", "ERRORS_FILE", "HashCache", "QA_FILE", "STAGES",
+           "CaseSpec", "CaseTask", "DATASET_FILE", "DatasetError", "DatasetOutputError", "ERRORS_FILE", "HashCache", "QA_FILE", "STAGES",
            "SegmentationUnavailableError", "WorkerCrashedError", "build_dataset", "case_files", "discover_cases",
            "finish_case", "input_hash", "read_errors", "run_case"]

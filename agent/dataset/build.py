@@ -20,7 +20,7 @@ from typing import Protocol
 from agent.files import atomic_write_bytes
 
 from .case import CaseOutcome, CaseTask
-from .errors import DatasetError, SegmentationUnavailableError
+from .errors import DatasetError, DatasetOutputError, SegmentationUnavailableError, is_output_error
 from .hashing import HashCache, input_hash
 from .options import (CARD_FILE, CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, HASHES_FILE, LOCK_FILE, QA_FILE,
                       BuildOptions, CaseConfig, State, fingerprint, settings_document)
@@ -46,6 +46,9 @@ class BuildSummary:
     seconds: float = 0.0
     errors_by_type: dict[str, int] = field(default_factory=dict)
     interrupted: bool = False
+    output_failed: int = 0  # cases not written because of the output side (pending; the next run retries them)
+    output_error: str | None = None  # the first such error, e.g. "OSError: [Errno 28] No space left on device"
+    removed: list[str] = field(default_factory=list)  # what a change of settings removed (see settings_changes)
 
     @property
     def cases_per_hour(self) -> float | None:
@@ -175,7 +178,15 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
             raise
         finally:
             summary.seconds = time.perf_counter() - t0
-            _finalize(out, specs, state, cfg, opts, sdoc, cache, summary, source_root(src))
+            try:
+                _finalize(out, specs, state, cfg, opts, sdoc, cache, summary, source_root(src))
+            except OSError as e:
+                if not is_output_error(e) or summary.interrupted:
+                    raise
+                raise DatasetOutputError(
+                    f"{out}: the output folder cannot be written ({type(e).__name__}: {e}); finished cases are "
+                    "kept, cases not written are pending: free space or fix permissions, then run the same "
+                    "command again") from e
     return summary
 
 
@@ -201,7 +212,7 @@ def _plan(specs, out, cfg, cache, state, opts, summary) -> tuple[list[CaseTask],
             state.status[cid] = "done"
             summary.skipped_done += 1
         elif (err and err.get("input_hash") == k and err.get("settings_hash") == cfg.settings_hash
-              and not opts.retry_failed):
+              and err.get("stage") != "output" and not opts.retry_failed):
             state.status[cid] = "failed"
             summary.skipped_failed += 1
         else:
@@ -232,6 +243,10 @@ class _Recorder:
             st.status[cid] = "done"
             st.errors.pop(cid, None)
             self.summary.ran_done += 1
+        elif o.stage == "output":  # disk full, I/O error, permission: not the case's fault; retried next run
+            st.status[cid] = "pending"
+            self.summary.output_failed += 1
+            self.summary.output_error = self.summary.output_error or f"{o.error_type}: {o.message}"
         else:
             prev = st.errors.get(cid)
             rec = {"case_id": cid, "stage": o.stage, "error_type": o.error_type, "message": o.message}
@@ -239,21 +254,35 @@ class _Recorder:
                 rec["traceback"] = o.traceback
             rec.update(input_hash=st.keys.get(cid), settings_hash=self.cfg.settings_hash,
                        attempts=int(prev.get("attempts", 1)) + 1 if prev else 1)
-            with open(self.out / ERRORS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(self.out / ERRORS_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(rec) + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:  # the output side; the final errors.jsonl (rewritten whole) still gets it
+                if not is_output_error(e):
+                    raise
+                self.summary.output_error = self.summary.output_error or f"{ERRORS_FILE}: {type(e).__name__}: {e}"
             st.errors[cid] = rec
             st.status[cid] = "failed"
             self.summary.ran_failed += 1
             stale = self.out / CASES_DIR / cid
             if stale.exists():  # outputs of older inputs/settings: the case folder must mean "done now"
                 tomb = stale.with_name(f".{cid}.old-{os.getpid()}")
-                os.rename(stale, tomb)
+                try:
+                    os.rename(stale, tomb)
+                except OSError as e:
+                    if not is_output_error(e):
+                        raise
+                    log.warning("%s: could not remove the outputs of older inputs/settings (%s)", cid, e)
                 shutil.rmtree(tomb, ignore_errors=True)
         self._n += 1
         if self._n % 50 == 0 or time.monotonic() - self._last_save > 30:
-            self.cache.save()
+            try:
+                self.cache.save()
+            except OSError as e:  # only a shortcut: saved again at the end
+                if not is_output_error(e):
+                    raise
             self._last_save = time.monotonic()
         if self.observer:
             self.observer.case_finished(o)

@@ -21,6 +21,7 @@ from perception import __version__
 from perception.schema import Findings
 from radagent.errors import InputError
 
+from .errors import is_output_error
 from .hashing import HashCache, input_hash
 from .options import CASE_JSON, CASES_DIR, LAYOUT_VERSION, BuildOptions, CaseConfig, generator_name
 from .sources import CaseSpec
@@ -55,9 +56,14 @@ class CaseOutcome:
 
 
 def failure(o: CaseOutcome, stage: str, e: BaseException) -> CaseOutcome:
+    """A failed outcome. An OSError of the output side while writing (disk full, I/O error, read-only,
+    permission) gets stage "output": not the case's own failure (the build records it as pending and
+    the next run retries it)."""
+    if stage == "write" and is_output_error(e):
+        stage = "output"
     o.status, o.stage, o.error_type = "failed", stage, type(e).__name__
     o.message = str(e) or repr(e)
-    if not isinstance(e, InputError):
+    if not isinstance(e, InputError) and stage != "output":
         frames = traceback.extract_tb(e.__traceback__)[-4:]
         o.traceback = "\n".join(f"{Path(f.filename).name}:{f.lineno} in {f.name}: {f.line}" for f in frames)
     o.case = o.draft = None

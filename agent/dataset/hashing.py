@@ -15,9 +15,20 @@ from .sources import CaseSpec, nifti_name
 
 log = logging.getLogger("radagent")
 
+CACHE_VERSION = 2  # 1: [size, mtime_ns, sha256]; 2: [size, mtime_ns, inode, ctime_ns, sha256]
+
+
+def stat_key(st: os.stat_result) -> list[int]:
+    """What must be unchanged for a cached digest to be reused: size, mtime_ns, inode and ctime_ns.
+    ctime cannot be set by users (os.utime, touch -d and a copy that restores mtime all change it), and
+    the inode changes when a file is replaced by another (rename over it, a fresh download)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
 
 class HashCache:
-    """sha256 of file bytes (160 bits kept), cached by (real path, size, mtime_ns) in OUT/.hashes.json."""
+    """sha256 of file bytes (160 bits kept), cached by real path in OUT/.hashes.json and reused only while
+    the file's (size, mtime_ns, inode, ctime_ns) are unchanged (entries of the older 3-field layout,
+    keyed on size and mtime only, are dropped: those files are hashed again)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -27,7 +38,9 @@ class HashCache:
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text())
-                self.entries = {k: v for k, v in data.get("files", {}).items() if isinstance(v, list) and len(v) == 3}
+                if data.get("version") == CACHE_VERSION:
+                    self.entries = {k: v for k, v in data.get("files", {}).items()
+                                    if isinstance(v, list) and len(v) == 5}
             except (OSError, ValueError, AttributeError):
                 log.warning("%s: unreadable hash cache; hashes will be recomputed", path)
 
@@ -36,12 +49,13 @@ class HashCache:
         st = os.stat(key)
         with self._lock:
             e = self.entries.get(key)
-        if e and e[0] == st.st_size and e[1] == st.st_mtime_ns:
-            return e[2]
+        sk = stat_key(st)
+        if e and e[:4] == sk:
+            return e[4]
         with open(key, "rb") as f:
             d = hashlib.file_digest(f, "sha256").hexdigest()[:40]  # sha256: hardware-accelerated on x86-64
         with self._lock:
-            self.entries[key] = self.new[key] = [st.st_size, st.st_mtime_ns, d]
+            self.entries[key] = self.new[key] = [*sk, d]
         return d
 
     def merge(self, entries: dict[str, list]) -> None:
@@ -52,7 +66,7 @@ class HashCache:
         if self.path is None:
             return
         with self._lock:
-            data = json.dumps({"version": 1, "files": self.entries}, sort_keys=True)
+            data = json.dumps({"version": CACHE_VERSION, "files": self.entries}, sort_keys=True)
         atomic_write_bytes(self.path, data.encode())
 
 
