@@ -55,6 +55,9 @@ class _RichObserver:
         self.progress.start()
         self.task = self.progress.add_task("building", total=to_run, failed=0)
 
+    def settings_changed(self, message: str) -> None:
+        self.con.print(f"[yellow]{_esc(message)}[/]", highlight=False)
+
     def case_finished(self, outcome) -> None:
         if outcome.status != "done":
             self.failed += 1

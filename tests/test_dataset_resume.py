@@ -147,3 +147,57 @@ def test_finalize_disk_full_is_a_clean_error(src: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(b, "write_parquet", full)
     with pytest.raises(DatasetOutputError, match="cannot be written.*run the same command again"):
         build_dataset(src, tmp_path / "out", _opts())
+
+
+# ------------------------------------------------------------------------------------------------
+# a change of settings says what it removes
+
+
+def test_dropping_qa_says_what_it_removes(src: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert build_dataset(src, out, _opts(qa=True)).done == 2
+    assert (out / "qa.parquet").exists() and (out / "cases" / "case_0000" / "qa.json").exists()
+
+    class Obs:
+        messages: list[str] = []
+        order: list[str] = []
+
+        def settings_changed(self, message: str) -> None:
+            self.messages.append(message)
+            self.order.append("settings_changed")
+            assert (out / "qa.parquet").exists()  # told before anything is removed
+
+        def planned(self, *a) -> None:
+            self.order.append("planned")
+
+        def case_finished(self, o) -> None:
+            self.order.append("case")
+
+    obs = Obs()
+    s = build_dataset(src, out, _opts(), observer=obs)
+    assert s.done == 2 and s.removed == ["qa.json of 2 cases", "qa.parquet"]
+    (msg,) = obs.messages
+    assert obs.order[:2] == ["settings_changed", "planned"]
+    assert msg.startswith("settings changed (qa: ")
+    assert "2 cases built with other settings will be redone" in msg
+    assert msg.endswith("qa.json of 2 cases and qa.parquet will be removed")
+    assert not (out / "qa.parquet").exists() and not (out / "cases" / "case_0000" / "qa.json").exists()
+    # the same settings again: nothing to say
+    obs.messages.clear()
+    s = build_dataset(src, out, _opts(), observer=obs)
+    assert s.ran == 0 and not obs.messages and s.removed == []
+
+
+def test_cli_prints_settings_change(src: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "agent.dataset_cli", "build", str(src), "-o", str(out), "--workers", "1",
+            "--no-progress", "--no-key-images"]
+    assert subprocess.run(args + ["--qa"], cwd=REPO, capture_output=True, timeout=180).returncode == 0
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "qa.json of 2 cases and qa.parquet will be removed" in r.stderr.replace("\n", " ")

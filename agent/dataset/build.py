@@ -23,7 +23,7 @@ from .case import CaseOutcome, CaseTask
 from .errors import DatasetError, DatasetOutputError, SegmentationUnavailableError, is_output_error
 from .hashing import HashCache, input_hash
 from .options import (CARD_FILE, CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, HASHES_FILE, LOCK_FILE, QA_FILE,
-                      BuildOptions, CaseConfig, State, fingerprint, settings_document)
+                      SETTINGS_FILE, BuildOptions, CaseConfig, State, fingerprint, settings_document)
 from .outputs import columns, dataset_card, dataset_rows, write_parquet
 from .sources import CaseSpec, discover_cases, require_pyarrow, source_root
 
@@ -59,6 +59,8 @@ class BuildObserver(Protocol):
     def planned(self, total: int, to_run: int, skipped_done: int, skipped_failed: int) -> None: ...
 
     def case_finished(self, outcome: CaseOutcome) -> None: ...
+
+    # optional: def settings_changed(self, message: str) -> None, told before anything is removed
 
 
 def read_errors(path: Path) -> dict[str, dict]:
@@ -153,6 +155,11 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
         cache = HashCache(out / HASHES_FILE)
         state = State(errors=read_errors(out / ERRORS_FILE))
         to_run, to_fail = _plan(specs, out, cfg, cache, state, opts, summary)
+        message, summary.removed = settings_changes(out, specs, cfg, sdoc, opts)
+        if message:
+            log.warning("%s", message)
+            if observer is not None and hasattr(observer, "settings_changed"):
+                observer.settings_changed(message)
         if observer:
             observer.planned(len(specs), len(to_run) + len(to_fail), summary.skipped_done, summary.skipped_failed)
         sink = _Recorder(out, cfg, cache, state, summary, observer)
@@ -188,6 +195,50 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
                     "kept, cases not written are pending: free space or fix permissions, then run the same "
                     "command again") from e
     return summary
+
+
+def _diff(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new)) for d in _diff(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [f"{prefix.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+def settings_changes(out: Path, specs: list[CaseSpec], cfg: CaseConfig, sdoc: dict, opts: BuildOptions
+                     ) -> tuple[str | None, list[str]]:
+    """When the settings differ from those the done cases were built with: one line saying what changed,
+    how many cases are redone and which outputs go away (qa.json and qa.parquet without --qa, key images
+    without them), and the list of what is removed. (None, []) when nothing built before is affected."""
+    old_cases = qa_cases = key_cases = 0
+    for s in specs:
+        folder = out / CASES_DIR / s.case_id
+        rec = read_case_record(folder)
+        if rec is None or rec.get("settings_hash") == cfg.settings_hash:
+            continue
+        old_cases += 1
+        files = rec.get("files") or []
+        qa_cases += cfg.qa_generator is None and "qa.json" in files
+        key_cases += not cfg.key_images and any(str(f).startswith("key_images") for f in files)
+    removed = []
+    if qa_cases:
+        removed.append(f"qa.json of {qa_cases} case{'s' if qa_cases != 1 else ''}")
+    if key_cases:
+        removed.append(f"key images of {key_cases} case{'s' if key_cases != 1 else ''}")
+    if not opts.qa and (out / QA_FILE).exists():
+        removed.append(QA_FILE)
+    if not old_cases and not removed:
+        return None, []
+    try:
+        old = json.loads((out / SETTINGS_FILE).read_text())
+        what = "; ".join(_diff(old, sdoc)) or "same settings, other hash"
+    except (OSError, ValueError):
+        what = "the previous settings are not recorded"
+    msg = f"settings changed ({what})"
+    if old_cases:
+        msg += f": {old_cases} case{'s' if old_cases != 1 else ''} built with other settings will be redone"
+    if removed:
+        msg += "; " + (", ".join(removed[:-1]) + " and " + removed[-1] if len(removed) > 1 else removed[0]) + \
+            " will be removed"
+    return msg, removed
 
 
 def _plan(specs, out, cfg, cache, state, opts, summary) -> tuple[list[CaseTask], list[CaseSpec]]:
@@ -298,6 +349,7 @@ _PARENT_PID: int | None = None  # set in local-engine workers
 def _finalize(out: Path, specs, state: State, cfg: CaseConfig, opts: BuildOptions, sdoc: dict, cache: HashCache,
               summary: BuildSummary, root: Path | None = None) -> None:
     cache.save()
+    atomic_write_bytes(out / SETTINGS_FILE, json.dumps(sdoc, indent=1, sort_keys=True).encode())
     failed = {s.case_id for s in specs if state.status.get(s.case_id) == "failed"}
     lines = [json.dumps(state.errors[c]) + "\n" for c in sorted(failed) if c in state.errors]
     atomic_write_bytes(out / ERRORS_FILE, "".join(lines).encode())

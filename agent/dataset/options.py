@@ -30,6 +30,7 @@ DATASET_FILE = "dataset.parquet"
 QA_FILE = "qa.parquet"
 CARD_FILE = "dataset_card.md"
 HASHES_FILE = ".hashes.json"
+SETTINGS_FILE = ".settings.json"  # the settings document of the last run (to say what a change removes)
 LOCK_FILE = ".lock"
 # timed stages recorded in case.json (and the t_<stage>_s columns of dataset.parquet, in this order);
 # a failed case records the stage it failed in (plus "write" and "worker")
