@@ -31,8 +31,8 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 MAX_VOXEL_BYTES = 1 << 30  # 1 GiB: a 512x512x2000 int16 CT is 1.0e9 bytes
 MAX_VOXEL_BYTES_ENV = "RADAGENT_MAX_VOXEL_BYTES"
 MAX_HEADER_BYTES = 16 << 20  # header + extensions before the voxel data (vox_offset)
-_READ_CHUNK = 4 << 20  # compressed bytes read per step
-_INFLATE_STEP = 64 << 20  # most bytes inflated per call (bounds the transient copy)
+_READ_CHUNK = 256 << 10  # compressed bytes read per step (small: a member end copies the rest of it)
+_INFLATE_STEP = 4 << 20  # most bytes inflated per call (bounds the transient copy)
 _VOXEL_KINDS = "iuf"  # signed/unsigned integers and floats up to 8 bytes; no complex, RGB, structs
 
 

@@ -33,7 +33,7 @@ from nibabel import orientations as ornt
 from scipy import ndimage
 
 from . import registry
-from .errors import GeometryMismatchError, MaskError, CTLoadError
+from .errors import CTLoadError, GeometryMismatchError, MaskError
 from .io import is_nifti, raw_data, read_nifti
 from .mask import Mask
 from .volume import CTVolume, axcodes
@@ -217,8 +217,7 @@ def read_class_map(path: str | Path | None) -> dict[int, str]:
         out = {int(k): str(v) for k, v in data.items()}
     except (ValueError, AttributeError) as e:
         raise MaskError(f"{p}: expected a class map {{label id: structure name}}, found {str(data)[:200]}") from e
-    if 0 in out:
-        del out[0]
+    out.pop(0, None)
     return out
 
 
