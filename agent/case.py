@@ -44,6 +44,9 @@ class LLMSettings(BaseModel):
     url: str = Field(min_length=1, description="base URL, e.g. http://127.0.0.1:8000/v1")
     model: str | None = Field(None, description="served model name (default: the first the server lists)")
     api_key: str | None = Field(None, repr=False)
+    timeout_s: float = Field(120.0, gt=0, le=3600,
+                             description="seconds to wait for the server (connect, and each read of an answer); "
+                                         "a timed-out report falls back to the template and says so")
 
 
 @dataclass
@@ -202,7 +205,8 @@ def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "str
         from reasoning.narrative import draft_report
 
         draft = draft_report(case.findings, llm.url if llm else None, llm.model if llm else None, style=style,
-                             max_attempts=max_attempts, api_key=llm.api_key if llm else None)
+                             max_attempts=max_attempts, api_key=llm.api_key if llm else None,
+                             **({"timeout_s": llm.timeout_s} if llm else {}))
     return Report(draft, style, render_report(case.findings, draft, style, case.key_images))
 
 
@@ -215,7 +219,7 @@ def draft_batch(findings: list[Findings], llm: LLMSettings, style: str = "struct
     from reasoning.narrative import llm_drafts
 
     _check_style(style)
-    return asyncio.run(llm_drafts(findings, LLMClient(llm.url, llm.model, llm.api_key), concurrency=concurrency,
+    return asyncio.run(llm_drafts(findings, LLMClient(llm.url, llm.model, llm.api_key, llm.timeout_s), concurrency=concurrency,
                                   style=style))
 
 
@@ -264,7 +268,8 @@ def chat(findings: Findings, llm: LLMSettings | None = None, *, max_attempts: in
     from reasoning.agent import ChatSession
 
     return ChatSession(findings, llm.url if llm else None, llm.model if llm else None,
-                       api_key=llm.api_key if llm else None, max_attempts=max_attempts)
+                       api_key=llm.api_key if llm else None, max_attempts=max_attempts,
+                       **({"timeout_s": llm.timeout_s} if llm else {}))
 
 
 # --- questions -------------------------------------------------------------------------------------

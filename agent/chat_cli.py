@@ -58,16 +58,18 @@ def _evidence(turn) -> str:
 @click.argument("findings_path", metavar="FINDINGS", type=click.Path(path_type=Path))
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL (e.g. http://127.0.0.1:8000/v1); deterministic answers without it.")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
+              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
 @click.option("--max-attempts", default=3, show_default=True, type=click.IntRange(1, 10),
               help="LLM replies per question before the deterministic fallback.")
-def chat(findings_path: Path, llm_url: str | None, model: str | None, max_attempts: int) -> None:
+def chat(findings_path: Path, llm_url: str | None, model: str | None, llm_timeout: float, max_attempts: int) -> None:
     """Chat about FINDINGS (a findings.json or a `radagent analyze` output folder)."""
     from agent import case as case_service
     from radagent.errors import RadagentError
 
     try:
         findings = case_service.load(findings_path).findings
-        llm = case_service.LLMSettings(url=llm_url, model=model) if llm_url else None
+        llm = case_service.LLMSettings(url=llm_url, model=model, timeout_s=llm_timeout) if llm_url else None
         session = case_service.chat(findings, llm, max_attempts=max_attempts)
     except RadagentError as e:
         click.echo(f"error: {e}", err=True)

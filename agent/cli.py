@@ -65,12 +65,14 @@ def main(verbose: int) -> None:
 @click.option("--report", "with_report", is_flag=True, help="Also write report.md / report.json / report.html.")
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
+              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
 @segment_request_options
 def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
             strict_masks: bool,
-            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, style: str,
-            **segment: object) -> None:
+            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, llm_timeout: float,
+            style: str, **segment: object) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
     Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
@@ -87,7 +89,7 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
         with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
             analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
                                             key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
-        rep = _report(analyzed, llm_url, model, style, con) if with_report else None
+        rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
         case_service.write(analyzed, rep, out, force=force)
     except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
         _fail(con, e)
@@ -102,10 +104,10 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
     click.echo(str(out / "findings.md"))
 
 
-def _report(analyzed, llm_url, model, style, con):
+def _report(analyzed, llm_url, model, style, con, llm_timeout: float = 120.0):
     from agent import case as case_service
 
-    llm = case_service.LLMSettings(url=llm_url, model=model) if llm_url else None
+    llm = case_service.LLMSettings(url=llm_url, model=model, timeout_s=llm_timeout) if llm_url else None
     with con.status("drafting the report" + (f" with {llm_url}" if llm_url else "")):
         rep = case_service.report(analyzed, llm, style)
     if rep.fallback_reason:
@@ -119,17 +121,20 @@ def _report(analyzed, llm_url, model, style, con):
 @click.argument("findings_path", metavar="FINDINGS_OR_OUTDIR", type=click.Path(path_type=Path))
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL (e.g. http://127.0.0.1:8000/v1); template narrative without it.")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
+              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
 @click.option("-o", "--out", "out", default=None, type=click.Path(path_type=Path),
               help="Output folder (default: the folder of findings.json).")
-def report(findings_path: Path, llm_url: str | None, model: str | None, style: str, out: Path | None) -> None:
+def report(findings_path: Path, llm_url: str | None, model: str | None, llm_timeout: float, style: str,
+           out: Path | None) -> None:
     """Write report.md, report.json and report.html from a findings.json (or an analyze output folder)."""
     from agent import case as case_service
 
     con = _stderr()
     try:
         analyzed = case_service.load(findings_path)
-        rep = _report(analyzed, llm_url, model, style, con)
+        rep = _report(analyzed, llm_url, model, style, con, llm_timeout)
         target = case_service.write_report(rep, out or case_service.findings_location(findings_path).parent)
     except InputError as e:
         _fail(con, e)

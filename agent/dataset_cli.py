@@ -85,6 +85,10 @@ def dataset() -> None:
               help="Cases processed in parallel (default: CPU count; ray: the whole cluster).")
 @click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (template without it).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0,
+              show_default=True, metavar="SECONDS",
+              help="Seconds to wait for the LLM server per request; after 3 consecutive timeouts the remaining "
+                   "cases use the template narrative.")
 @click.option("--llm-concurrency", type=click.IntRange(min=1), default=8, show_default=True,
               help="Concurrent LLM requests per batch.")
 @click.option("--qa", is_flag=True, help="Also generate question-answer pairs per case (qa.json, qa.parquet).")
@@ -95,7 +99,7 @@ def dataset() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar (failures and the summary are still printed).")
 @segment_request_options(backend_aliases=("--segment",))
 def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: str | None, model: str | None,
-          llm_concurrency: int, qa: bool, retry_failed: bool, style: str, no_key_images: bool,
+          llm_timeout: float, llm_concurrency: int, qa: bool, retry_failed: bool, style: str, no_key_images: bool,
           ray_address: str | None, no_progress: bool, **segment: object) -> None:
     """Build (or resume) a dataset from SOURCE: a folder of cases (CASE/ct.nii.gz + CASE/segmentations/)
     or a manifest .csv/.parquet (case_id, ct, masks, [class_map], [mask_label], [split: train|val|test],
@@ -112,7 +116,7 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
         # validated here, hashed into the settings and pickled to the workers
         request = segment_request_from_options(**segment) if segment.get("backends") else None
         opts = BuildOptions(engine=engine, workers=workers, llm_url=llm_url, llm_model=model,
-                            llm_concurrency=llm_concurrency, qa=qa, retry_failed=retry_failed, style=style,
+                            llm_concurrency=llm_concurrency, llm_timeout_s=llm_timeout, qa=qa, retry_failed=retry_failed, style=style,
                             key_images=not no_key_images, ray_address=ray_address, segment=request)
         s = build_dataset(source, out, opts, observer=obs)
     except InputError as e:
@@ -132,6 +136,10 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
     rate = f", {s.cases_per_hour:,.0f} cases/h" if s.cases_per_hour else ""
     con.print(f"{s.total} cases: {s.done} done, {s.failed} failed, {s.pending} pending; this run processed {s.ran} "
               f"({s.ran_done} done, {s.ran_failed} failed) in {time.perf_counter() - t0:.1f} s{rate}", highlight=False)
+    if s.llm_timed_out or s.llm_not_asked:
+        con.print(f"[yellow]warning:[/] the LLM server timed out on {s.llm_timed_out} case(s)"
+                  + (f" and stalled repeatedly: {s.llm_not_asked} case(s) were not sent" if s.llm_not_asked else "")
+                  + "; their reports use the template narrative (dataset.parquet column report_fallback)", highlight=False)
     if s.errors_by_type:
         con.print("failures: " + ", ".join(f"{k} {v}" for k, v in sorted(s.errors_by_type.items())), highlight=False)
     for name in ("dataset.parquet", "errors.jsonl", "dataset_card.md") + (("qa.parquet",) if qa else ()):

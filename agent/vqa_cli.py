@@ -36,8 +36,10 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--llm", "llm_url", default=None,
               help="OpenAI-compatible server URL: the chat agent phrases the answer (grounding-checked; deterministic fallback).")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
+              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
 def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], subtype: str | None,
-        params: tuple[str, ...], as_json: bool, llm_url: str | None, model: str | None) -> None:
+        params: tuple[str, ...], as_json: bool, llm_url: str | None, model: str | None, llm_timeout: float) -> None:
     """Answer QUESTION about FINDINGS (a findings.json or a `radagent analyze` output folder)
     from the measurements alone; with --llm the chat agent phrases it (grounding-checked)."""
     from pydantic import ValidationError
@@ -62,7 +64,8 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
         text = None
         try:
             if llm_url and isinstance(q, str):
-                turn = case_service.chat(findings, case_service.LLMSettings(url=llm_url, model=model)).ask(
+                turn = case_service.chat(findings, case_service.LLMSettings(url=llm_url, model=model,
+                                                                          timeout_s=llm_timeout)).ask(
                     q, choices=list(choices) or None)
                 text, a = turn.text, turn.answer
             else:

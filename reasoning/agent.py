@@ -169,7 +169,7 @@ class ChatSession:
     def __init__(self, findings: Findings, llm_url: str | None = None, model: str | None = None, *,
                  api_key: str | None = None, max_attempts: int = 3, max_tool_rounds: int = 3,
                  first_tool_choice: str | dict | None = "required", strict_tools: bool = True, max_tokens: int = 300,
-                 timeout_s: float = 300.0, history_turns: int = 6):
+                 timeout_s: float = 120.0, history_turns: int = 6):  # reasoning.client.DEFAULT_TIMEOUT_S
         self.findings = findings
         self.llm_url = _v1(llm_url) if llm_url else None
         self.model = model

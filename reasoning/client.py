@@ -14,8 +14,19 @@ import httpx
 from radagent.errors import RadagentError
 
 
+DEFAULT_TIMEOUT_S = 120.0  # per request: a 2,000-token JSON draft takes ~60 s at 30 tokens/s on a small GPU
+
+
 class LLMError(RadagentError):
     """The LLM server could not be reached or answered with an error."""
+
+
+class LLMTimeoutError(LLMError):
+    """The LLM server did not answer within the timeout (a stalled or overloaded server)."""
+
+    def __init__(self, message: str, timeout_s: float) -> None:
+        super().__init__(message)
+        self.timeout_s = timeout_s
 
 
 @dataclass
@@ -23,7 +34,7 @@ class LLMClient:
     base_url: str  # e.g. http://127.0.0.1:8000/v1
     model: str | None = None
     api_key: str | None = None
-    timeout_s: float = 300.0
+    timeout_s: float = DEFAULT_TIMEOUT_S  # httpx: connect, each read and each write (LLMSettings.timeout_s)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -40,6 +51,8 @@ class LLMClient:
             r = await client.get(f"{self.base_url}/models", headers=self._headers())
             r.raise_for_status()
             self.model = r.json()["data"][0]["id"]
+        except httpx.TimeoutException as e:
+            raise LLMTimeoutError(f"{self.base_url}/models: timed out after {self.timeout_s:g} s", self.timeout_s) from e
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as e:
             raise LLMError(f"{self.base_url}/models: could not list the served models ({type(e).__name__}: {e})") from e
         return self.model
@@ -61,6 +74,9 @@ class LLMClient:
                 body["tool_choice"] = tool_choice
             try:
                 r = await client.post(f"{self.base_url}/chat/completions", json=body, headers=self._headers())
+            except httpx.TimeoutException as e:
+                raise LLMTimeoutError(f"{self.base_url}/chat/completions: no answer within {self.timeout_s:g} s "
+                                      f"({type(e).__name__})", self.timeout_s) from e
             except httpx.HTTPError as e:
                 raise LLMError(f"{self.base_url}: request failed ({type(e).__name__}: {e})") from e
             if r.status_code != 200:

@@ -20,7 +20,7 @@ import httpx
 
 from perception.schema import Findings
 
-from .client import LLMClient, LLMError, json_schema_format
+from .client import DEFAULT_TIMEOUT_S, LLMClient, LLMError, LLMTimeoutError, json_schema_format
 from .facts import all_ids
 from .grounding import Validator
 from .limitations import is_lower_bound, slice_number
@@ -170,8 +170,10 @@ async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, st
             msg = await client.chat(messages, response_format=fmt, client=http, max_tokens=max_tokens)
         except LLMError as e:
             errors_seen.append([str(e)])
+            reason = (f"LLM timed out after {e.timeout_s:g} s" if isinstance(e, LLMTimeoutError)
+                      else f"LLM unavailable: {e}")
             return reference.model_copy(update={"attempts": attempt, "validation_errors": errors_seen, "model": client.model,
-                                                "fallback_reason": f"LLM unavailable: {e}", "seconds": time.perf_counter() - t0})
+                                                "fallback_reason": reason, "seconds": time.perf_counter() - t0})
         model = client.model
         content = msg.get("content")
         sentences, errs = parse_reply(content, f, values)
@@ -208,8 +210,9 @@ async def llm_drafts(findings: list[Findings], client: LLMClient, *, concurrency
 
 
 def draft_report(f: Findings, llm_url: str | None = None, model: str | None = None, *, style: str = "structured",
-                 max_attempts: int = 3, api_key: str | None = None) -> ReportDraft:
+                 max_attempts: int = 3, api_key: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> ReportDraft:
     """Synchronous entry point: LLM narrative when a server URL is given, template otherwise."""
     if not llm_url:
         return template_draft(f, style)
-    return asyncio.run(llm_draft(f, LLMClient(llm_url, model, api_key), max_attempts=max_attempts, style=style))
+    return asyncio.run(llm_draft(f, LLMClient(llm_url, model, api_key, timeout_s), max_attempts=max_attempts,
+                                 style=style))

@@ -201,3 +201,59 @@ def test_cli_prints_settings_change(src: Path, tmp_path: Path) -> None:
     r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "qa.json of 2 cases and qa.parquet will be removed" in r.stderr.replace("\n", " ")
+
+
+# ------------------------------------------------------------------------------------------------
+# LLM timeout: the report says so; a build stops sending to a server that stalled repeatedly
+
+
+def _findings(src: Path):
+    from agent import case as case_service
+
+    return case_service.analyze(src / "case_0000" / "ct.nii", src / "case_0000" / "segmentations", key_images=False)
+
+
+def test_report_says_llm_timed_out(src: Path) -> None:
+    import time
+
+    from agent import case as case_service
+    from tests.scripted_openai import ScriptedServer
+
+    c = _findings(src)
+    with ScriptedServer(lambda body, n: {"role": "assistant", "content": "{}"}, hold_s=3.0) as srv:
+        t = time.perf_counter()
+        rep = case_service.report(c, case_service.LLMSettings(url=srv.base_url, timeout_s=0.5))
+        took = time.perf_counter() - t
+    assert rep.engine == "template"
+    assert rep.fallback_reason == "LLM timed out after 0.5 s"
+    assert took < 2.5, took
+
+
+def test_stall_guard_stops_after_3_timeouts(src: Path) -> None:
+    from agent import case as case_service
+    from agent.dataset.case import LLMStallGuard
+    from tests.scripted_openai import ScriptedServer
+
+    f = _findings(src).findings
+    guard = LLMStallGuard()
+    with ScriptedServer(lambda body, n: {"role": "assistant", "content": "{}"}, hold_s=2.0) as srv:
+        llm = case_service.LLMSettings(url=srv.base_url, model="scripted-model", timeout_s=0.3)
+        drafts = [d for _ in range(5) for d in guard.drafts([f], llm, "structured", 1)]
+        n_requests = len(srv.requests)
+    assert n_requests == 3  # the 4th and 5th cases were never sent
+    reasons = [d.fallback_reason for d in drafts]
+    assert reasons[:3] == ["LLM timed out after 0.3 s"] * 3
+    assert all(r.startswith("LLM not asked: the server timed out on 3 consecutive requests (0.3 s each)")
+               for r in reasons[3:])
+    assert all(d.engine == "template" for d in drafts)
+
+
+def test_dataset_build_llm_timeout(src: Path, tmp_path: Path) -> None:
+    from tests.scripted_openai import ScriptedServer
+
+    out = tmp_path / "out"
+    with ScriptedServer(lambda body, n: {"role": "assistant", "content": "{}"}, hold_s=2.0) as srv:
+        s = build_dataset(src, out, _opts(llm_url=srv.base_url, llm_timeout_s=0.3, llm_concurrency=1))
+    assert s.done == 2 and s.llm_timed_out == 2 and s.llm_not_asked == 0, s
+    assert {r["report_fallback"] for r in _rows(out).values()} == {"LLM timed out after 0.3 s"}
+    assert "The LLM server timed out on 2 case(s)" in (out / "dataset_card.md").read_text()

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from agent.files import atomic_write_bytes
 
-from .case import CaseOutcome, CaseTask
+from .case import SKIPPED, TIMED_OUT, CaseOutcome, CaseTask
 from .errors import DatasetError, DatasetOutputError, SegmentationUnavailableError, is_output_error
 from .hashing import HashCache, input_hash
 from .options import (CARD_FILE, CASE_JSON, CASES_DIR, DATASET_FILE, ERRORS_FILE, HASHES_FILE, LOCK_FILE, QA_FILE,
@@ -49,6 +49,8 @@ class BuildSummary:
     output_failed: int = 0  # cases not written because of the output side (pending; the next run retries them)
     output_error: str | None = None  # the first such error, e.g. "OSError: [Errno 28] No space left on device"
     removed: list[str] = field(default_factory=list)  # what a change of settings removed (see settings_changes)
+    llm_timed_out: int = 0  # done cases whose LLM request timed out (template narrative)
+    llm_not_asked: int = 0  # done cases not sent to an LLM server that had stalled repeatedly (template narrative)
 
     @property
     def cases_per_hour(self) -> float | None:
@@ -119,8 +121,9 @@ def _resolve_llm_model(opts: BuildOptions) -> str:
     from reasoning.client import LLMClient, LLMError
 
     async def go() -> str:
-        async with httpx.AsyncClient(timeout=30.0) as http:
-            return await LLMClient(opts.llm_url, opts.llm_model, opts.llm_api_key).resolve_model(http)
+        client = LLMClient(opts.llm_url, opts.llm_model, opts.llm_api_key, min(30.0, opts.llm_timeout_s))
+        async with httpx.AsyncClient(timeout=client.timeout_s) as http:
+            return await client.resolve_model(http)
 
     if opts.llm_model:
         return opts.llm_model
@@ -363,5 +366,8 @@ def _finalize(out: Path, specs, state: State, cfg: CaseConfig, opts: BuildOption
     counts = Counter(r["status"] for r in rows)
     summary.done, summary.failed, summary.pending = counts["done"], counts["failed"], counts["pending"]
     summary.errors_by_type = dict(Counter(r["error_type"] for r in rows if r["status"] == "failed"))
+    fallbacks = [r.get("report_fallback") or "" for r in rows if r["status"] == "done"]
+    summary.llm_timed_out = sum(f.startswith(TIMED_OUT) for f in fallbacks)
+    summary.llm_not_asked = sum(f.startswith(SKIPPED) for f in fallbacks)
     atomic_write_bytes(out / CARD_FILE, dataset_card(rows, qa_rows, sdoc, cfg, opts, out).encode())
 

@@ -9,6 +9,7 @@ never inferred), the error type and message.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import traceback
@@ -26,6 +27,8 @@ from .hashing import HashCache, input_hash
 from .options import CASE_JSON, CASES_DIR, LAYOUT_VERSION, BuildOptions, CaseConfig, generator_name
 from .sources import CaseSpec
 from .worker import exit_if_orphaned
+
+log = logging.getLogger("radagent")
 
 
 @dataclass
@@ -148,12 +151,44 @@ def _umask() -> int:
     return _UMASK
 
 
-def draft_and_finish(batch: list[CaseOutcome], cfg: CaseConfig, opts: BuildOptions, model: str | None
-                     ) -> list[CaseOutcome]:
-    """LLM narratives for a batch of prepared cases (concurrent requests), then finish each."""
-    llm = case_service.LLMSettings(url=opts.llm_url, model=model, api_key=opts.llm_api_key)
+STALL_LIMIT = 3  # consecutive LLM timeouts after which a build stops sending to the server
+TIMED_OUT = "LLM timed out"  # how reasoning.narrative's fallback_reason of a timeout starts
+SKIPPED = "LLM not asked"
+
+
+class LLMStallGuard:
+    """Stops sending to an LLM server that timed out on ``limit`` consecutive requests: the remaining
+    cases of the build get the template narrative, their fallback_reason saying why (counted on the
+    card and in the build summary). One per LLM stage (the local engine's, each Ray LLM actor)."""
+
+    def __init__(self, limit: int = STALL_LIMIT) -> None:
+        self.limit, self.consecutive, self.tripped = limit, 0, False
+
+    def drafts(self, findings: list, llm: case_service.LLMSettings, style: str, concurrency: int) -> list:
+        if self.tripped:
+            from reasoning.report import template_draft
+
+            reason = (f"{SKIPPED}: the server timed out on {self.limit} consecutive requests ({llm.timeout_s:g} s "
+                      "each); template narrative used")
+            return [template_draft(f, style).model_copy(update={"model": llm.model, "fallback_reason": reason})
+                    for f in findings]
+        drafts = case_service.draft_batch(findings, llm, style, concurrency)
+        for d in drafts:
+            self.consecutive = self.consecutive + 1 if (d.fallback_reason or "").startswith(TIMED_OUT) else 0
+            if self.consecutive >= self.limit and not self.tripped:
+                self.tripped = True
+                log.warning("the LLM server %s timed out on %d consecutive requests (%g s each): the remaining "
+                            "cases use the template narrative", llm.url, self.limit, llm.timeout_s)
+        return drafts
+
+
+def draft_and_finish(batch: list[CaseOutcome], cfg: CaseConfig, opts: BuildOptions, model: str | None,
+                     guard: LLMStallGuard | None = None) -> list[CaseOutcome]:
+    """LLM narratives for a batch of prepared cases (concurrent requests), then finish each. ``guard``
+    (kept across batches) stops asking a server that stalled repeatedly."""
+    llm = case_service.LLMSettings(url=opts.llm_url, model=model, api_key=opts.llm_api_key, timeout_s=opts.llm_timeout_s)
     try:
-        drafts = case_service.draft_batch([o.findings for o in batch], llm, opts.style, opts.llm_concurrency)
+        drafts = (guard or LLMStallGuard()).drafts([o.findings for o in batch], llm, opts.style, opts.llm_concurrency)
     except Exception as e:  # noqa: BLE001
         return [failure(o, "llm", e) for o in batch]
     out = []

@@ -12,7 +12,7 @@ from collections import deque
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable
 
-from .case import CaseOutcome, CaseTask, draft_and_finish, failure, run_case
+from .case import CaseOutcome, CaseTask, LLMStallGuard, draft_and_finish, failure, run_case
 from .errors import WorkerCrashedError
 from .options import BuildOptions, CaseConfig
 from .worker import PRELOAD, worker_init
@@ -29,6 +29,7 @@ class LLMStage:
         self.buf: list[CaseOutcome] = []
         self.fut: cf.Future | None = None
         self.ex = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self.guard = LLMStallGuard()
 
     def backlog(self) -> int:
         return len(self.buf) + (self.opts.llm_concurrency if self.fut else 0)
@@ -36,7 +37,7 @@ class LLMStage:
     def flush(self, force: bool) -> None:
         if self.fut is None and self.buf and (force or len(self.buf) >= self.opts.llm_concurrency):
             batch, self.buf = self.buf[: self.opts.llm_concurrency], self.buf[self.opts.llm_concurrency:]
-            self.fut = self.ex.submit(draft_and_finish, batch, self.cfg, self.opts, self.model)
+            self.fut = self.ex.submit(draft_and_finish, batch, self.cfg, self.opts, self.model, self.guard)
 
 
 def run_local(tasks: list[CaseTask], cfg: CaseConfig, opts: BuildOptions, model: str | None,

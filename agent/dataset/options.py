@@ -56,6 +56,7 @@ class BuildOptions:
     llm_model: str | None = None  # default: the first model the server lists
     llm_concurrency: int = 8  # concurrent LLM requests (one batch)
     llm_api_key: str | None = None
+    llm_timeout_s: float = 120.0  # per request (reasoning.client.DEFAULT_TIMEOUT_S); not part of the settings hash
     qa: bool = False
     qa_generator: QAGenerator | None = None  # function(findings) -> list[dict]; default reasoning.vqa.generate_qa
     retry_failed: bool = False
@@ -73,6 +74,8 @@ class BuildOptions:
             raise DatasetError(f"workers {self.workers!r}: expected an integer >= 1")
         if self.llm_concurrency < 1:
             raise DatasetError(f"llm_concurrency {self.llm_concurrency!r}: expected an integer >= 1")
+        if not (isinstance(self.llm_timeout_s, (int, float)) and 0 < self.llm_timeout_s <= 3600):
+            raise DatasetError(f"llm_timeout_s {self.llm_timeout_s!r}: expected seconds in (0, 3600]")
         if self.max_tasks_per_child < 1:
             raise DatasetError(f"max_tasks_per_child {self.max_tasks_per_child!r}: expected an integer >= 1")
         if self.style not in STYLES:

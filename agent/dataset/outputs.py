@@ -271,6 +271,12 @@ def dataset_card(rows: list[dict], qa_rows: list[dict], sdoc: dict, cfg: CaseCon
     eng = Counter((r.get("report_engine"), bool(r.get("report_fallback"))) for r in done)
     L += ["", "## Reports", ""]
     L += [f"- {e} narrative{' (LLM fell back to the template)' if fb else ''}: {n} cases" for (e, fb), n in sorted(eng.items(), key=str)]
+    timed_out = sum((r.get("report_fallback") or "").startswith("LLM timed out") for r in done)
+    not_asked = sum((r.get("report_fallback") or "").startswith("LLM not asked") for r in done)
+    if timed_out or not_asked:
+        L += ["", f"The LLM server timed out on {timed_out} case(s)" + (
+            f"; after {3} consecutive timeouts the build stopped sending to it: {not_asked} case(s) were not sent "
+            "and use the template narrative" if not_asked else "") + " (column `report_fallback`)."]
     if opts.qa:
         L += ["", "## Questions", "", f"{len(qa_rows)} question-answer pairs in `{QA_FILE}` from `{generator_name(opts.qa_function())}`."]
     L += ["", "## Settings", "", f"settings hash `{cfg.settings_hash}` (a case is recomputed when it changes)", "",

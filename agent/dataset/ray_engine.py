@@ -30,8 +30,12 @@ def ray_finish(row: dict, cfg: CaseConfig) -> dict:
 class RayLLMStage:
     """Ray Data actor: one batch of cases -> LLM drafts through bounded concurrent requests."""
 
-    def __init__(self, url: str, model: str | None, concurrency: int, style: str, api_key: str | None = None) -> None:
+    def __init__(self, url: str, model: str | None, concurrency: int, style: str, api_key: str | None = None,
+                 timeout_s: float = 120.0) -> None:
+        from .case import LLMStallGuard
+
         self.url, self.model, self.concurrency, self.style, self.api_key = url, model, concurrency, style, api_key
+        self.timeout_s, self.guard = timeout_s, LLMStallGuard()
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
@@ -40,8 +44,9 @@ class RayLLMStage:
         todo = [o for o in outs if o.status == "prepared"]
         if todo:
             try:
-                llm = case_service.LLMSettings(url=self.url, model=self.model, api_key=self.api_key)
-                drafts = case_service.draft_batch([o.findings for o in todo], llm, self.style, self.concurrency)
+                llm = case_service.LLMSettings(url=self.url, model=self.model, api_key=self.api_key,
+                                               timeout_s=self.timeout_s)
+                drafts = self.guard.drafts([o.findings for o in todo], llm, self.style, self.concurrency)
                 for o, d in zip(todo, drafts):
                     o.draft = d
             except Exception as e:  # noqa: BLE001
@@ -83,7 +88,8 @@ def run_ray(tasks: list[CaseTask], cfg: CaseConfig, opts: BuildOptions, model: s
                                 compute=ray.data.ActorPoolStrategy(size=1),
                                 fn_constructor_kwargs={"url": opts.llm_url, "model": model,
                                                        "concurrency": opts.llm_concurrency, "style": opts.style,
-                                                       "api_key": opts.llm_api_key})
+                                                       "api_key": opts.llm_api_key,
+                                                       "timeout_s": opts.llm_timeout_s})
             ds = ds.map(ray_finish, fn_kwargs={"cfg": cfg}, num_cpus=1, compute=compute)
         try:
             for row in ds.iter_rows():
