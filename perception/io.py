@@ -61,9 +61,9 @@ def max_voxel_bytes() -> int:
     return val
 
 
-def open_regular(path: Path, what: str = "file"):
-    """Open ``path`` for binary reading if (after resolving links) it is a regular file; FIFOs,
-    devices, sockets and folders are refused by name before anything is read (no hang on a FIFO)."""
+def check_regular(path: Path, what: str = "file", folder_ok: bool = False) -> os.stat_result:
+    """Refuse (CTLoadError naming the file) anything that is not, after resolving links, a regular
+    file (or a folder with ``folder_ok``): FIFOs, devices and sockets never reach ``open``."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -71,6 +71,8 @@ def open_regular(path: Path, what: str = "file"):
     except OSError as e:
         raise CTLoadError(f"{path}: {what} file not readable ({e.strerror or e})") from e
     if stat.S_ISDIR(st.st_mode):
+        if folder_ok:
+            return st
         raise CTLoadError(f"{path}: expected a NIfTI file, found a folder")
     if not stat.S_ISREG(st.st_mode):
         kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
@@ -79,6 +81,13 @@ def open_regular(path: Path, what: str = "file"):
         real = os.path.realpath(path)
         via = f" ({real})" if real != os.path.abspath(path) else ""
         raise CTLoadError(f"{path}: expected a regular {what} file, found {kind}{via}")
+    return st
+
+
+def open_regular(path: Path, what: str = "file"):
+    """Open ``path`` for binary reading if (after resolving links) it is a regular file; FIFOs,
+    devices, sockets and folders are refused by name before anything is read (no hang on a FIFO)."""
+    check_regular(path, what)
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
@@ -318,6 +327,7 @@ def load_ct(path: str | Path) -> CTVolume:
     p = Path(path)
     if not p.exists():
         raise CTLoadError(f"{p}: CT not found (expected a .nii/.nii.gz file or a folder holding a DICOM series)")
+    check_regular(p, "CT", folder_ok=True)
     if p.is_dir():
         from .dicom import load_dicom_series
 

@@ -249,3 +249,22 @@ def test_corrupt_jpeg2000_slice_refused_in_one_line(tmp_path, capfd):
     assert str(bad) in msg and "JPEG 2000" in msg and "\n" not in msg
     out, err = capfd.readouterr()
     assert "Traceback" not in err and "Traceback" not in out
+
+
+@pytest.mark.parametrize("name", ["ct.dcm", "ct", "ct.img"])
+def test_fifo_or_device_as_dicom_refused_without_hanging(tmp_path, name):
+    from perception.dicom import load_dicom_series
+
+    fifo, dev = tmp_path / "fifo", tmp_path / "dev"
+    fifo.mkdir()
+    dev.mkdir()
+    os.mkfifo(fifo / name)
+    os.symlink("/dev/zero", dev / name)
+    refuse(CTLoadError, load_ct, fifo / name, needles=("regular", "FIFO"))
+    refuse(CTLoadError, load_dicom_series, dev / name, needles=("regular", "character device"))
+
+
+def test_fifo_mask_file_refused_as_mask_error(tmp_path, ct):
+    p = tmp_path / "liver.nii.gz"
+    os.mkfifo(p)
+    refuse(MaskError, load_masks, p, ct, needles=("regular", "FIFO"))

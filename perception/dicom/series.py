@@ -57,6 +57,9 @@ def load_dicom_series(path: Path) -> CTVolume:
         if not files:
             raise CTLoadError(f"{path}: expected a folder holding one DICOM CT series, found an empty folder")
     else:
+        from ..io import check_regular
+
+        check_regular(path, "DICOM")
         files = [path]
 
     headers: list[_Header] = []
