@@ -6,7 +6,6 @@ that removes outputs says so."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path
 
@@ -87,7 +86,7 @@ def _in_process_engine(monkeypatch, fail_case: str | None, err: OSError) -> None
     real_write = case_service.write
 
     def write(c, rep, folder, **kw):
-        if fail_case is not None and Path(folder).name == fail_case:
+        if fail_case is not None and fail_case in ("*", Path(folder).name):
             raise err
         return real_write(c, rep, folder, **kw)
 
@@ -257,3 +256,25 @@ def test_dataset_build_llm_timeout(src: Path, tmp_path: Path) -> None:
     assert s.done == 2 and s.llm_timed_out == 2 and s.llm_not_asked == 0, s
     assert {r["report_fallback"] for r in _rows(out).values()} == {"LLM timed out after 0.3 s"}
     assert "The LLM server timed out on 2 case(s)" in (out / "dataset_card.md").read_text()
+
+
+def test_build_stops_after_consecutive_output_failures(src: Path, tmp_path: Path, monkeypatch) -> None:
+    import agent.dataset.build as b
+    from agent.dataset import DatasetOutputError
+
+    monkeypatch.setattr(b, "OUTPUT_STOP", 1)
+    ran = []
+    _in_process_engine(monkeypatch, "*", OSError(errno.ENOSPC, "No space left on device"))
+    real_record = b._Recorder.__call__
+
+    def record(self, o):
+        ran.append(o.case_id)
+        return real_record(self, o)
+
+    monkeypatch.setattr(b._Recorder, "__call__", record)
+    out = tmp_path / "out"
+    with pytest.raises(DatasetOutputError, match="1 cases in a row could not be written.*No space left"):
+        build_dataset(src, out, _opts())
+    assert ran == ["case_0000"]  # the second case was not analysed
+    assert {r["status"] for r in _rows(out).values()} == {"pending"}  # finalized: both pending, none failed
+    assert (out / "errors.jsonl").read_text() == ""

@@ -278,13 +278,19 @@ def _plan(specs, out, cfg, cache, state, opts, summary) -> tuple[list[CaseTask],
     return to_run, to_fail
 
 
+OUTPUT_STOP = 3  # consecutive cases not written because of the output side after which the build stops
+
+
 class _Recorder:
-    """Parent-side bookkeeping of each finished case: errors.jsonl, hash cache, counts, observer."""
+    """Parent-side bookkeeping of each finished case: errors.jsonl, hash cache, counts, observer. Stops
+    the build (DatasetOutputError) after OUTPUT_STOP cases in a row could not be written: a full disk
+    would otherwise have every remaining case analysed only to be thrown away."""
 
     def __init__(self, out, cfg, cache, state, summary, observer) -> None:
         self.out, self.cfg, self.cache, self.state, self.summary, self.observer = out, cfg, cache, state, summary, observer
         self._last_save = time.monotonic()
         self._n = 0
+        self._output_streak = 0
 
     def __call__(self, o: CaseOutcome) -> None:
         st, cid = self.state, o.case_id
@@ -298,6 +304,7 @@ class _Recorder:
             st.errors.pop(cid, None)
             self.summary.ran_done += 1
         elif o.stage == "output":  # disk full, I/O error, permission: not the case's fault; retried next run
+            self._output_streak += 1
             st.status[cid] = "pending"
             self.summary.output_failed += 1
             self.summary.output_error = self.summary.output_error or f"{o.error_type}: {o.message}"
@@ -340,6 +347,13 @@ class _Recorder:
             self._last_save = time.monotonic()
         if self.observer:
             self.observer.case_finished(o)
+        if o.stage != "output":
+            self._output_streak = 0
+        elif self._output_streak >= OUTPUT_STOP:
+            raise DatasetOutputError(
+                f"{self.out}: {self._output_streak} cases in a row could not be written ({self.summary.output_error}); "
+                "the build stopped: finished cases are kept, the others are pending: free space or fix permissions, "
+                "then run the same command again")
 
 
 # ------------------------------------------------------------------------------------------------
