@@ -34,6 +34,7 @@ def nifti_bytes(arr, aff=AFF, **fields) -> bytearray:
     img.header.set_qform(aff, 1)
     img.header.set_sform(aff, 1)
     hdr = img.header
+    hdr["vox_offset"] = 352
     for k, v in fields.items():
         hdr[k] = v
     return bytearray(hdr.binaryblock + b"\x00" * 4 + np.asarray(arr).tobytes(order="F"))
