@@ -59,7 +59,10 @@ class _RichObserver:
         self.con.print(f"[yellow]{_esc(message)}[/]", highlight=False)
 
     def case_finished(self, outcome) -> None:
-        if outcome.status != "done":
+        if outcome.stage == "output":  # not the case's failure: pending, retried by the next run
+            self.progress.console.print(f"[yellow]not written[/] {_esc(f'{outcome.case_id} (pending; the next run retries it): {outcome.error_type}: {outcome.message}')}",
+                                        highlight=False)
+        elif outcome.status != "done":
             self.failed += 1
             first = (outcome.message or "").splitlines()[0][:200] if outcome.message else ""
             self.progress.console.print(f"[yellow]failed[/] {_esc(f'{outcome.case_id} ({outcome.stage}, {outcome.error_type}): {first}')}",
