@@ -45,7 +45,8 @@ def default_chat_factory(findings: Findings, settings: ServerSettings) -> Any:
     from agent import case as case_service
     from radagent.errors import RadagentError
 
-    llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model) if settings.llm_url else None
+    llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model,
+                                          timeout_s=settings.llm_timeout_s) if settings.llm_url else None
     try:
         return case_service.chat(findings, llm)
     except RadagentError as e:  # e.g. langchain missing
@@ -284,7 +285,8 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         folder = out / "reports" / f"{eng}-{style}"
         headers = {}
         if not (folder / f"report.{format}").is_file():
-            llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model) if eng == "llm" else None
+            llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model,
+                                          timeout_s=settings.llm_timeout_s) if eng == "llm" else None
             rep = case_service.report(case_service.load(out), llm, style)
             content = rep.files[f"report.{format}"]
             if rep.fallback_reason:  # a fallback is not kept: the next request tries the LLM again

@@ -38,7 +38,7 @@ class ServerSettings(BaseModel):
                                                           "answered 503 with Retry-After")
     analysis_timeout_s: float = Field(600.0, gt=0, description="an analysis running longer is marked failed (its "
                                                                "late result is discarded)")
-    llm_timeout_s: float = Field(120.0, gt=0, description="how long one LLM request may take (reports, chat)")
+    llm_timeout_s: float = Field(120.0, gt=0, le=3600, description="how long one LLM request may take (reports, chat)")
     max_chat_sessions: int = Field(256, ge=1)
 
     @field_validator("data_root")
