@@ -34,7 +34,7 @@ from scipy import ndimage
 
 from . import registry
 from .errors import CTLoadError, GeometryMismatchError, MaskError
-from .io import is_nifti, raw_data, read_nifti
+from .io import check_regular, is_nifti, raw_data, read_nifti
 from .mask import Mask
 from .volume import CTVolume, axcodes
 
@@ -245,7 +245,12 @@ def _binary_or_refuse(arr: np.ndarray, path: Path, what: str) -> None:
 def load_mask_folder(folder: Path, ct: CTVolume, tol_mm: float = 0.01) -> LabelSet:
     if (folder / "segmentations").is_dir():  # AbdomenAtlas case folder
         folder = folder / "segmentations"
-    files = sorted(p for p in folder.iterdir() if p.is_file() and is_nifti(p))
+    files = sorted(p for p in folder.iterdir() if is_nifti(p) and not p.is_dir())
+    for p in files:  # a FIFO, device or dangling link named like a mask is refused, never skipped
+        try:
+            check_regular(p, "mask")
+        except CTLoadError as e:
+            raise MaskError(str(e)) from e
     if not files:
         raise MaskError(f"{folder}: expected binary NIfTI masks (*.nii.gz / *.nii), found none")
     ls = LabelSet(ct.shape)

@@ -269,3 +269,12 @@ def test_fifo_mask_file_refused_as_mask_error(tmp_path, ct):
     p = tmp_path / "liver.nii.gz"
     os.mkfifo(p)
     refuse(MaskError, load_masks, p, ct, needles=("regular", "FIFO"))
+
+
+def test_fifo_in_mask_folder_refused_not_skipped(tmp_path, ct):
+    d = tmp_path / "masks"
+    d.mkdir()
+    write(d / "liver.nii.gz", nifti_bytes((ct_array() > 0).astype(np.uint8)))
+    os.mkfifo(d / "spleen.nii.gz")
+    msg = refuse(MaskError, load_masks, d, ct, needles=("FIFO",))
+    assert str(d / "spleen.nii.gz") in msg
