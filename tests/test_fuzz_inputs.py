@@ -279,3 +279,28 @@ def test_api_default_limits():
     s = ServerSettings(data_root=REPO, token=TOKEN)
     assert s.max_upload_mb <= 512 and s.max_unzipped_mb <= 1024
     assert s.analysis_timeout_s > 0 and s.max_queued >= 0 and s.llm_timeout_s > 0
+
+
+def test_api_uploads_of_hostile_inputs_are_4xx(fuzz, tmp_path):
+    """Uploaded (not from-path) hostile CTs and masks: 4xx with the case removed, the server still up."""
+    from fastapi.testclient import TestClient
+
+    from agent.api import ServerSettings, create_app
+
+    root, cases, _ = fuzz
+    picks = {"dtype-rgb24", "dtype-complex64", "dims-dim0-nine", "dtype-mask-int64-label-2e9", "bomb-ct-4096cubed",
+             "geometry-qform-zero-pixdim", "truncated-ct-at-347", "empty-mask"}
+    settings = ServerSettings(data_root=root, token=TOKEN, cases_dir=tmp_path / "cases", analysis_timeout_s=60)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        seen = 0
+        for c in cases:
+            if c.id not in picks:
+                continue
+            seen += 1
+            files = {"ct": (Path(c.ct).name, (root / c.ct).read_bytes()),
+                     "masks": (Path(c.masks).name, (root / c.masks).read_bytes())}
+            r = client.post("/cases?wait=true", files=files)
+            assert 400 <= r.status_code < 500, (c.id, r.status_code, r.text[:300])
+            assert client.get("/health").status_code == 200
+        assert seen == len(picks)
+        assert client.get("/cases").json() == []
