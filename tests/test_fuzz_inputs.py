@@ -38,9 +38,6 @@ KNOWN_FAILING: dict[str, str] = {
     "output-under-a-file": "-o under a regular file: FileExistsError traceback from write_outputs_atomically, exit 1",
     "output-is-a-file": "-o an existing regular file: FileExistsError traceback from write_outputs_atomically, exit 1",
     "output-in-proc": "-o where no folder can be made: FileNotFoundError traceback from mkdir, exit 1",
-    # perception/masks.py (the loader owner): a FIFO among the mask files is skipped without a word
-    "special-fifo-in-mask-folder": "a FIFO named spleen.nii.gz in a masks folder is skipped: exit 0, the other masks "
-                                   "analyzed, nothing names it (the API refuses it before queueing)",
 }
 
 
