@@ -85,12 +85,16 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
     try:
         if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
+        _check_output_folder(out)  # before the analysis: an unwritable -o is refused at once
         request = None if masks is not None else segment_request_from_options(**segment)
         with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
             analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
                                             key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
         rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
-        case_service.write(analyzed, rep, out, force=force)
+        try:
+            case_service.write(analyzed, rep, out, force=force)
+        except OSError as e:  # the output side: unwritable, full, not a folder
+            raise InputError(f"{out}: cannot write the output folder ({e.strerror or e})") from e
     except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
         _fail(con, e)
     findings = analyzed.findings
@@ -102,6 +106,21 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
               f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
     click.echo(str(out / "findings.json"))
     click.echo(str(out / "findings.md"))
+
+
+def _check_output_folder(out: Path) -> None:
+    """-o must be a folder (or not exist yet) under a writable folder; else InputError naming it."""
+    import os
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: expected an output folder, found an existing {'file' if out.is_file() else 'non-folder'}")
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{out}: cannot create the output folder: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot create the output folder: {parent} is not writable")
 
 
 def _report(analyzed, llm_url, model, style, con, llm_timeout: float = 120.0):

@@ -27,7 +27,7 @@ LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 @click.option("--token", envvar="RADAGENT_API_TOKEN", show_envvar=True, default=None,
               help="Bearer token every API call must send (prefer the environment variable: "
                    "a command-line token is visible to other users in the process list).")
-@click.option("--max-upload-mb", type=float, default=1024.0, show_default=True,
+@click.option("--max-upload-mb", type=float, default=256.0, show_default=True,
               help="Largest upload (request body, MiB); larger ones are refused with 413 while streaming.")
 @click.option("--llm", "llm_url", default=None,
               help="OpenAI-compatible server URL for the chat agent and LLM reports; without it answers are deterministic.")

@@ -33,12 +33,7 @@ PARALLEL = 2
 TOKEN = "fuzz-token-0123456789"
 
 # case id -> why it still fails (filled from a run of this suite; see the report of issue 11)
-KNOWN_FAILING: dict[str, str] = {
-    # agent/cli.py + agent/files.py (the CLI owner): an unwritable -o is a traceback with exit 1, not exit 2
-    "output-under-a-file": "-o under a regular file: FileExistsError traceback from write_outputs_atomically, exit 1",
-    "output-is-a-file": "-o an existing regular file: FileExistsError traceback from write_outputs_atomically, exit 1",
-    "output-in-proc": "-o where no folder can be made: FileNotFoundError traceback from mkdir, exit 1",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 @dataclass
