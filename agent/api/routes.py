@@ -7,6 +7,7 @@ answer; nothing here measures, drafts or answers on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -15,7 +16,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Literal
+from typing import Any, AsyncIterator, Callable, Iterator, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -115,6 +116,21 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
     capacity = ctx.capacity
 
     # --- cases
+    @contextlib.contextmanager
+    def _new_case() -> Iterator[tuple[str, Path]]:
+        """A capacity slot and a staging folder for a new case, both released when creating it fails;
+        once committed, the slot passes to the analysis (see _start)."""
+        capacity.take()
+        staging = None
+        try:
+            cid, staging = store.new_staging()
+            yield cid, staging
+        except BaseException:
+            capacity.give()
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+
     async def _start(cid: str, wait: bool, status_code_done: int = 201) -> JSONResponse:
         """Queue the analysis (a capacity slot was taken by the caller; the worker gives it back when its
         thread ends, even past the deadline)."""
@@ -161,13 +177,7 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         if cl is not None and cl.isdigit() and int(cl) > limit:
             raise refuse(413, f"upload of {int(cl) / MiB:.1f} MiB is larger than the server's limit of "
                                f"{limit / MiB:.3g} MiB (--max-upload-mb)")
-        capacity.take()
-        try:
-            cid, staging = store.new_staging()
-        except BaseException:
-            capacity.give()
-            raise
-        try:
+        with _new_case() as (cid, staging):
             uploads = await receive_upload(request, staging, limit)
             mask_label = form_value(uploads, "mask_label")
             if mask_label is not None:
@@ -185,10 +195,6 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
                               display={k.replace(str(staging), str(store.root / cid), 1): v for k, v in display.items()},
                               mask_label=mask_label)
             store.commit(staging, rec)
-        except BaseException:
-            capacity.give()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return await _start(cid, wait)
 
     @api.post("/cases/from-path", tags=["cases"], status_code=202, responses={
@@ -204,21 +210,11 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         inputs = {k: str(Path(v).relative_to(root)) for k, v in paths.items()}
         if req.mask_label is not None:
             inputs["mask_label"] = req.mask_label
-        capacity.take()
-        try:
-            cid, staging = store.new_staging()
-        except BaseException:
-            capacity.give()
-            raise
-        try:
+        with _new_case() as (cid, staging):
             display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
             rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="path", inputs=inputs, created=now()),
                               paths=paths, display=display, mask_label=req.mask_label)
             store.commit(staging, rec)
-        except BaseException:
-            capacity.give()
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return await _start(cid, wait)
 
     @api.get("/cases", tags=["cases"])
