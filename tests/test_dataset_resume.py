@@ -78,19 +78,19 @@ def test_same_size_same_mtime_change_is_redone(src: Path, tmp_path: Path) -> Non
 
 def _in_process_engine(monkeypatch, fail_case: str | None, err: OSError) -> None:
     """The local engine, in this process (forkserver workers would not inherit a monkeypatch): each
-    task through run_case -> finish_case, with case_service.write raising ``err`` for ``fail_case``."""
+    task through run_case -> finish_case, with the case folder's atomic write raising ``err`` for ``fail_case``."""
+    import agent.dataset.case as dcase
     import agent.dataset.local_engine as le
-    from agent import case as case_service
     from agent.dataset.case import run_case
 
-    real_write = case_service.write
+    real_write = dcase.write_outputs_atomically
 
-    def write(c, rep, folder, **kw):
+    def write(folder, files, **kw):
         if fail_case is not None and fail_case in ("*", Path(folder).name):
             raise err
-        return real_write(c, rep, folder, **kw)
+        return real_write(folder, files, **kw)
 
-    monkeypatch.setattr(case_service, "write", write)
+    monkeypatch.setattr(dcase, "write_outputs_atomically", write)
     monkeypatch.setattr(le, "run_local", lambda tasks, cfg, opts, model, record: [record(run_case(t, cfg)) for t in tasks])
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import case as case_service
+from agent.files import write_outputs_atomically
 from perception import __version__
 from perception.schema import Findings
 from radagent.errors import InputError
@@ -119,7 +120,7 @@ def finish_case(o: CaseOutcome, cfg: CaseConfig) -> CaseOutcome:
                 extra["qa.json"] = json.dumps(qa, indent=1, ensure_ascii=False, default=str) + "\n"
         with tm.stage("write"):
             spec = o.spec
-            names = sorted(case_service.output_files(c, rep, extra)) + [CASE_JSON]
+            files = case_service.output_files(c, rep, extra)  # rendered once: listed in case.json, then written
             record = {
                 "case_id": o.case_id, "status": "done", "layout_version": LAYOUT_VERSION,
                 "input_hash": o.input_hash, "settings_hash": cfg.settings_hash, "radagent_version": __version__,
@@ -127,10 +128,10 @@ def finish_case(o: CaseOutcome, cfg: CaseConfig) -> CaseOutcome:
                            "mask_label": spec.mask_label},
                 "metadata": spec.metadata,
                 "timings_s": {k: round(v, 6) for k, v in o.timings.items()},
-                "files": names,
+                "files": sorted(files) + [CASE_JSON],
             }
-            extra[CASE_JSON] = json.dumps(record, indent=1) + "\n"
-            folder = case_service.write(c, rep, Path(cfg.out) / CASES_DIR / o.case_id, force=True, extra=extra)
+            files[CASE_JSON] = json.dumps(record, indent=1) + "\n"
+            folder = write_outputs_atomically(Path(cfg.out) / CASES_DIR / o.case_id, files, force=True)
             os.chmod(folder, 0o777 & ~_umask())  # the temporary folder was created 0700 (tempfile.mkdtemp)
     except Exception as e:  # noqa: BLE001
         return failure(o, tm.current or "report", e)
