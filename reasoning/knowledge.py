@@ -229,6 +229,16 @@ KNOWLEDGE: tuple[KnowledgeEntry, ...] = (
         rule="caudate (segment I) / right lobe (segments V-VIII) > 0.65 suggests cirrhosis",
         source="Harbin et al., Radiology 1980;135:273",
         keywords=("caudate", "right", "lobe", "ratio", "cirrhosis", "portal", "hypertension")),
+    # --- diagnoses (only where a sourced rule decides one) ------------------------------------
+    KnowledgeEntry(
+        key="bosniak_homogeneous_fluid_hu", topic="Benign renal cystic mass by attenuation (Bosniak v2019 class II)",
+        values=(-9.0, 20.0), unit="HU",
+        rule=("a homogeneous renal mass of -9 to 20 HU (inclusive) on non-contrast CT is Bosniak class II: benign, no "
+              "follow-up. radagent reads 'homogeneous' as perception's cystic flag (mean < 20 HU and SD <= 20 HU); wall "
+              "thickness and septa are not assessed from masks. Not applied on contrast-enhanced CT or outside the kidney"),
+        source="Silverman SG et al., Bosniak Classification of Cystic Renal Masses, Version 2019. Radiology 2019;292:475-488",
+        requires_phase="non_contrast",
+        keywords=("bosniak", "benign", "renal", "kidney", "cyst", "malignant", "diagnosis", "homogeneous")),
 )
 
 _BY_KEY = {e.key: e for e in KNOWLEDGE}

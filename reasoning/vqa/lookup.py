@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from perception.registry import organ_family
+from perception.registry import ORGANS, organ_family
 from perception.schema import Findings, Lesion, Organ, Status
 from reasoning.knowledge import knowledge
 from reasoning.limitations import search_of
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
-from reasoning.vqa.vocabulary import _FAMILIES
+
+_FAMILIES = set(ORGANS.values())
 
 
 def _oid(name: str) -> str:
@@ -120,6 +121,25 @@ def _which(q: Question) -> str:
 def _whole(l: Lesion) -> None:
     if l.status == Status.truncated_by_fov or l.touches_edges:
         raise _Cannot(f"{l.id} reaches the scan edge ({', '.join(l.touches_edges)}): its size is a lower bound", [l.id])
+
+
+SIZE_FIELDS = {"long_axis": ("long_axis_mm", "RECIST long axis"), "short_axis": ("short_axis_mm", "short axis"),
+               "3d": ("max_diameter_3d_mm", "maximal 3D diameter"), "volume": ("volume_ml", "volume")}
+
+
+def _cut(l: Lesion) -> bool:
+    return l.size_qualifier == "lower_bound" or l.status == Status.truncated_by_fov or bool(l.touches_edges)
+
+
+def _size(l: Lesion, which: str) -> tuple[float, str, str]:
+    """(value, qualifier, text) of one size of a lesion; a lesion cut by the scan edge gives a lower bound
+    ('at least 25.0 mm, cut by the scan edge (axis2_max)')."""
+    field_, _ = SIZE_FIELDS[which]
+    v = getattr(l, field_)
+    unit, nd = ("mL", 3) if which == "volume" else ("mm", 1)
+    if _cut(l):
+        return v, "lower_bound", f"at least {_fmt(v, nd)} {unit}, cut by the scan edge ({', '.join(l.touches_edges)})"
+    return v, "exact", f"{_fmt(v, nd)} {unit}"
 
 
 def _measured_volume(f: Findings, organ: str) -> tuple[float, list[str]]:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from perception.registry import ALIASES, VESSELS
 from reasoning.vqa.subtypes import canonical_subtype
 from reasoning.vqa.vocabulary import canonical_organ, canonical_segment
+
+
+def canonical_vessel(name: str) -> str:
+    """Vessel mask name as Findings spells it ('IVC', 'inferior vena cava' -> 'inferior_vena_cava')."""
+    n = name.strip().lower().replace("-", "_").replace(" ", "_")
+    n = ALIASES.get(n, n)
+    if n in VESSELS:
+        return n
+    import difflib
+
+    close = difflib.get_close_matches(n, sorted(VESSELS), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise ValueError(f"unknown vessel {name!r}{hint} (expected one of: {', '.join(sorted(VESSELS))})")
 
 
 class Question(BaseModel):
@@ -29,6 +44,10 @@ class Question(BaseModel):
     rank: int = Field(1, description="which lesion by volume when no lesion_id: 1 largest, 2 second largest, ..., -1 smallest")
     diameter: Literal["long_axis", "short_axis", "3d"] = "long_axis"
     direction: Literal["larger", "smaller"] = "larger"
+    vessel: str | None = Field(None, description="vessel mask name (aorta, inferior_vena_cava, superior_mesenteric_artery, ...)")
+    threshold_mm: float | None = Field(None, description="lesion size threshold: the size compared against, mm")
+    unit: str | None = Field(None, description="the unit the question asks for: mm, cm, mL, cm3, L, HU, deg, %")
+    diagnosis: str | None = Field(None, description="the diagnosis asked about (metastasis, hcc, benign, malignant, ...)")
     text: str | None = Field(None, description="the question text this was parsed from")
 
     @field_validator("subtype")
@@ -72,6 +91,23 @@ class Question(BaseModel):
                 raise ValueError(f"unknown location {v!r}: expected a sub-segment (liver_segment_1..8, pancreas_head/body/tail) "
                                  "or an organ") from None
 
+    @field_validator("vessel")
+    @classmethod
+    def _vessel(cls, v: str | None) -> str | None:
+        return canonical_vessel(v) if v else None
+
+    @field_validator("diagnosis")
+    @classmethod
+    def _diagnosis(cls, v: str | None) -> str | None:
+        return " ".join(v.strip().lower().split()) or None if v else None
+
+    @field_validator("threshold_mm")
+    @classmethod
+    def _threshold(cls, v: float | None) -> float | None:
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"threshold_mm {v!r}: expected a finite size > 0 mm")
+        return v
+
     @field_validator("lesion_id")
     @classmethod
     def _lid(cls, v: str | None) -> str | None:
@@ -105,6 +141,8 @@ class Answer(BaseModel):
     explanation: str = ""
     reason: str | None = Field(None, description="why not answered")
     question: Question | None = None
+    qualifier: Literal["exact", "lower_bound"] | None = Field(
+        None, description="sizes: exact, or lower_bound when the lesion/organ is cut by the scan edge (the value is at least this)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Answer":

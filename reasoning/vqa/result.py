@@ -4,6 +4,7 @@ raises (``_Cannot``: why the findings cannot support an answer), and how numbers
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from reasoning.vqa.question import Scalar
 
@@ -16,6 +17,7 @@ class _Result:
     rule: str
     explanation: str
     accept: set[str] | None = None  # categorical labels an option may carry to be correct
+    qualifier: Literal["exact", "lower_bound"] | None = None  # sizes: lower_bound when cut by the scan edge
 
 
 class _Cannot(Exception):

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Callable
 
 from perception.schema import Findings
+from reasoning.vqa.handlers.clinical import _h_change, _h_diagnosis, _h_recommendation
+from reasoning.vqa.handlers.lesion_facts import (_h_completeness, _h_composition, _h_key_slice, _h_kidney_t, _h_recist,
+                                                 _h_size, _h_size_threshold)
 from reasoning.vqa.handlers.measurement import (_h_burden, _h_hu_ratio, _h_lesion_hu, _h_lesion_volume, _h_organ_hu,
                                                 _h_organ_volume)
 from reasoning.vqa.handlers.medical_reasoning import (_h_cyst_resect, _h_fatty_liver, _h_lesion_type,
@@ -14,6 +17,9 @@ from reasoning.vqa.handlers.medical_reasoning import (_h_cyst_resect, _h_fatty_l
                                                       _h_steatosis_grade, _h_t_stage)
 from reasoning.vqa.handlers.recognition import (_h_exist_fixed, _h_kidney_exist, _h_lesion_existence, _h_splenomegaly,
                                                 _typed_existence)
+from reasoning.vqa.handlers.study import _h_contrast_phase, _h_organ_status, _h_search_coverage
+from reasoning.vqa.handlers.vessels import (_h_involved_vessels, _h_vessel_angle, _h_vessel_category, _h_vessel_involvement,
+                                            _h_vessel_length)
 from reasoning.vqa.handlers.visual_reasoning import (_h_adjacent, _h_aggregation, _h_asymmetry, _h_attenuation,
                                                      _h_clustering, _h_count_location, _h_counting, _h_diameter,
                                                      _h_enlargement, _h_hu_difference, _h_inter_segment,
@@ -68,6 +74,25 @@ _HANDLERS: dict[str, Callable[[Findings, Question], _Result]] = {
     "splenomegaly grading": _h_spleno_grade,
     "lesion existence": _h_lesion_existence,
     "lesion HU measurement": _h_lesion_hu,
+    "vessel involvement": _h_vessel_involvement,
+    "vessel contact category": _h_vessel_category,
+    "vessel contact angle": _h_vessel_angle,
+    "vessel contact length": _h_vessel_length,
+    "involved vessels": _h_involved_vessels,
+    "lesion short axis": _h_size("short_axis"),
+    "lesion 3D diameter": _h_size("3d"),
+    "lesion size threshold": _h_size_threshold,
+    "RECIST measurability": _h_recist,
+    "lesion composition": _h_composition,
+    "kidney tumor staging": _h_kidney_t,
+    "contrast phase": _h_contrast_phase,
+    "lesion completeness": _h_completeness,
+    "organ status": _h_organ_status,
+    "lesion search coverage": _h_search_coverage,
+    "lesion key slice": _h_key_slice,
+    "change over time": _h_change,
+    "diagnosis": _h_diagnosis,
+    "recommendation": _h_recommendation,
 }
 if set(_HANDLERS) != set(SUBTYPES):  # pragma: no cover - programming error
     raise RuntimeError(f"handlers and subtypes differ: {set(_HANDLERS) ^ set(SUBTYPES)}")
