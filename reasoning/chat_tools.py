@@ -17,6 +17,7 @@ from reasoning import vqa
 from reasoning.knowledge import lookup_medical_knowledge
 from reasoning.limitations import slice_ref_json
 from reasoning.vqa import SUBTYPES, Answer, Question
+from reasoning.vqa.followup import find_lesion, ranked_lesions
 
 SubtypeName = Literal[tuple(SUBTYPES)]  # type: ignore[valid-type]
 DERIVABLE_UNITS = ("mL", "mm", "HU", "%", "ratio")
@@ -51,18 +52,6 @@ def _lesion_row(les: Lesion, rank: int | None = None) -> dict:
     return row
 
 
-def find_lesion(f: Findings, lesion_id: str) -> Lesion | None:
-    return next((l for l in f.lesions if l.id == lesion_id), None)
-
-
-def ranked_lesions(f: Findings, organ: str | None) -> list[Lesion]:
-    """Lesions of ``organ`` (an organ, an organ family, or None for all), largest volume first
-    (vqa's "largest" = largest by volume)."""
-    les = [l for l in f.lesions if organ is None or l.organ == organ or (l.organ and organ_family(l.organ) == organ)]
-    order = {l.id: i for i, l in enumerate(f.lesions)}
-    return sorted(les, key=lambda l: (-l.volume_ml, order[l.id]))
-
-
 _UNITS = {"volume_ml": "mL", "mean_hu": "HU", "long_axis_mm": "mm", "short_axis_mm": "mm", "max_diameter_3d_mm": "mm",
           "lesion_count": "lesions", "total_lesion_volume_ml": "mL"}
 CompareField = Literal["volume_ml", "mean_hu", "long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "lesion_count",
@@ -81,8 +70,9 @@ class FindingsTools:
                         measure: str | None = None, metric: str | None = None, aggregate: str | None = None,
                         diameter: str | None = None, direction: str | None = None,
                         lesion_kind: str | None = None) -> ToolResult:
-        kw = dict(organ=organ, organs=organs, lesion_id=lesion_id, segments=segments, location=location, measure=measure,
-                  metric=metric, aggregate=aggregate, diameter=diameter, direction=direction, lesion_kind=lesion_kind)
+        kw = {"organ": organ, "organs": organs, "lesion_id": lesion_id, "segments": segments, "location": location,
+              "measure": measure, "metric": metric, "aggregate": aggregate, "diameter": diameter, "direction": direction,
+              "lesion_kind": lesion_kind}
         kw = {k: v for k, v in kw.items() if v not in (None, "", [])}
         try:
             q = Question(subtype=subtype, **kw)
@@ -266,8 +256,8 @@ class KnowledgeArgs(BaseModel):
 
 
 TOOL_SPECS: dict[str, tuple[type[BaseModel], str]] = {
-    "answer_question": (AnswerQuestionArgs, "Answer a standard question type about this study from its measurements "
-                        "(returns the answer, unit, explanation and finding ids)."),
+    "answer_question": (AnswerQuestionArgs, ("Answer a standard question type about this study from its measurements "
+                                             "(returns the answer, unit, explanation and finding ids).")),
     "list_lesions": (ListLesionsArgs, "List lesions (of one organ or all), largest volume first, with size and HU."),
     "get_lesion": (GetLesionArgs, "All measurements of one lesion."),
     "get_organ": (GetOrganArgs, "Measurements of one organ: status, volume, mean HU, its lesions."),
