@@ -16,7 +16,7 @@ from .location import (adjacent_structures, derive_pancreas_segments, kidney_pol
                        slice_ref)
 from .mask import Mask, intersect
 from .masks import LabelSet, merge
-from .measure import axial_diameters, feret_3d, hu_stats, world, section
+from .measure import axial_diameters, feret_3d, hu_stats, max_area_index, world, section
 from .schema import (Attenuation, Check, ContrastPhase, Findings, Flag, Lesion, MaskInfo, MeasurementSettings,
                      Organ, SegmentShare, Status, Study)
 from .staging import lesion_hints, study_hints
@@ -387,6 +387,8 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
             composition_rule=comp_rule, nodule_type=ntype, nodule_type_rule=ntype_rule, laterality_rule=lat_rule,
             key_slice=slice_ref(diam.slice_index, affine, ct.shape, axial, ct.source_format, ct.meta.get("slices"),
                                 with_uid=s.sop_instance_uids),
+            max_area_slice=slice_ref(max_area_index(m.data, m.bbox, axial), affine, ct.shape, axial, ct.source_format,
+                                     ct.meta.get("slices"), with_uid=s.sop_instance_uids),
             segments=[n for n, f, _ in shares if f > s.segment_min_fraction],
             segment_shares=[SegmentShare(name=n, fraction=round(f, 4), source=src) for n, f, src in shares],
             laterality=laterality, kidney_pole=pole, vessel_contacts=contacts, adjacent_organs=adjacent, touches_edges=edges,

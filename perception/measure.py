@@ -99,6 +99,16 @@ class AxialDiameters:
     short_endpoints: tuple[tuple[float, float, float], tuple[float, float, float]]
 
 
+def max_area_index(comp: np.ndarray, bbox: BBox, axial: int) -> int:
+    """0-based index (on the full grid) along ``axial`` of the slice where the lesion's cross-section is largest.
+
+    ``comp`` is the lesion's bool array cropped to ``bbox``. Every axial slice of a grid has the same pixel area,
+    so the largest area is the largest voxel count; of equal counts the first (lowest index) is taken.
+    """
+    inplane = tuple(a for a in range(3) if a != axial)
+    return int(np.argmax(comp.sum(axis=inplane))) + int(bbox[axial][0])
+
+
 def axial_diameters(comp: np.ndarray, bbox: BBox, affine: np.ndarray, axial: int) -> AxialDiameters:
     """RECIST long axis over all axial slices, and the longest perpendicular diameter on that slice.
 

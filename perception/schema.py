@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.1.0"
+SCHEMA_VERSION = "1.2.0"
 # every version this reader accepts; older files are upgraded on reading (see Findings._upgrade)
-KNOWN_VERSIONS = ("1.0.0", "1.1.0")
+KNOWN_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
 
 
 class _Model(BaseModel):
@@ -228,6 +228,9 @@ class Lesion(_Model):
     size_qualifier: Literal["complete", "lower_bound"] = Field(
         "complete", description="lower_bound when the lesion reaches the scan edge: its sizes are at least these")
     key_slice: SliceRef | None = Field(None, description="the long-axis slice as a radiologist opens it")
+    max_area_slice: SliceRef | None = Field(
+        None, description="the axial slice where the lesion's cross-sectional area is largest (first of equal areas); "
+                          "null in files older than 1.2.0")
     nodule_type: Literal["solid", "part_solid", "ground_glass"] | None = Field(
         None, description="lung nodules only: by attenuation (rule in the registry)")
     nodule_type_rule: str | None = Field(None, description="lung nodules: the typing rule that fired, or why not typed")
@@ -305,6 +308,7 @@ class Findings(_Model):
                     les = {**les, "size_qualifier": "lower_bound" if les.get("touches_edges") else "complete"}
                 lesions.append(les)
             data = {**data, "lesions": lesions}
+        # 1.0.0 and 1.1.0 lack Lesion.max_area_slice: it stays None (the slice of largest area is unknown for them)
         return data
 
     @model_validator(mode="after")
@@ -318,6 +322,12 @@ class Findings(_Model):
             missing = [i for i in o.lesion_ids if i not in known]
             if missing:
                 raise ValueError(f"organ {o.name}: lesion_ids {missing} name no lesion")
+        ax = self.study.axial_axis
+        for les in self.lesions:
+            lo, hi = les.bbox_voxel[ax]
+            if les.max_area_slice is not None and not lo <= les.max_area_slice.index < hi:
+                raise ValueError(f"lesion {les.id}: max_area_slice.index {les.max_area_slice.index} outside the lesion's "
+                                 f"axial extent [{lo}, {hi})")
         organs = [s.organ for s in self.lesion_search]
         if len(organs) != len(set(organs)):
             raise ValueError("lesion_search: one entry per organ expected")

@@ -45,7 +45,7 @@ def test_old_1_0_0_file_loads(findings):
             o.pop(k)
     for les in d["lesions"]:
         for k in ("size_qualifier", "key_slice", "nodule_type", "nodule_type_rule", "laterality_rule",
-                  "attenuation_reason", "composition_rule"):
+                  "attenuation_reason", "composition_rule", "max_area_slice"):
             les.pop(k)
     old = Findings.model_validate(d)
     assert old.schema_version == "1.0.0" and old.lesion_search == [] and len(old.lesions) == len(findings.lesions)
@@ -106,4 +106,23 @@ def test_refuses_two_search_entries_for_one_organ(findings):
 
 
 def test_current_version_written(findings):
-    assert findings.schema_version == SCHEMA_VERSION == "1.1.0"
+    assert findings.schema_version == SCHEMA_VERSION == "1.2.0"
+
+
+def test_old_1_1_0_file_loads_without_max_area_slice(findings):
+    d = _dump(findings)
+    d["schema_version"] = "1.1.0"
+    for les in d["lesions"]:
+        les.pop("max_area_slice")
+    old = Findings.model_validate(d)
+    assert old.schema_version == "1.1.0" and all(l.max_area_slice is None for l in old.lesions)
+    assert [l.key_slice for l in old.lesions] == [l.key_slice for l in findings.lesions]
+
+
+def test_refuses_max_area_slice_outside_the_lesion(findings):
+    d = _dump(findings)
+    ax = d["study"]["axial_axis"]
+    les = d["lesions"][0]
+    les["max_area_slice"]["index"] = les["bbox_voxel"][ax][1]  # one past the last slice holding the lesion
+    with pytest.raises(ValidationError, match="max_area_slice.index"):
+        Findings.model_validate(d)

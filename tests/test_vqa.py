@@ -340,9 +340,10 @@ def generate(T: Truth, case_name: str) -> list[Item]:
     add(Item("largest lesion location", {"organ": "pancreas"}, topp,
              "In which part of the pancreas is the largest pancreatic lesion located?",
              cat_options(seg_label(topp), ["Head", "Body", "Tail"])))
-    sl = sorted(L.long_slices)
-    sl = [k + 1 for k in sl]  # answered as the 1-based image number (NIfTI), never the 0-based index
-    add(Item("largest lesion slice", {"organ": "liver"}, sl[0], "On which axial slice does the largest liver lesion reach its longest diameter?",
+    # DeepTumorVQA's definition: the axial slice of largest lesion area, its 0-based index along the axial (third) axis
+    areas = L.vox.sum(axis=(0, 1))
+    sl = [int(k) for k in np.flatnonzero(areas == areas.max())]
+    add(Item("largest lesion slice", {"organ": "liver"}, sl[0], "On which axial slice is the largest liver lesion biggest?",
              [str(sl[0]), str(sl[0] + 6), str(max(sl[0] - 6, 1)), str(sl[0] + 12)], accept=set(sl)))
     for s in SEGMENTS["liver"]:
         n = cnt[s]
@@ -355,8 +356,9 @@ def generate(T: Truth, case_name: str) -> list[Item]:
     vols = [c.volume for c in liver_les]
     out = "yes" if len(vols) >= 3 and vols[0] >= 3 * vols[1] else "no"
     yn("lesion outlier", {"organ": "liver"}, out, "Is the largest liver lesion an outlier, much larger than the other liver lesions?")
-    tot_seg = sum(vol.values())
-    fr = sorted((v / tot_seg for v in vol.values()), reverse=True)
+    # DeepTumorVQA's definition counts lesions: each liver lesion in the segment holding most of it
+    main = [max(T.shares(c), key=T.shares(c).get) for c in liver_les]
+    fr = sorted((main.count(s) / len(main) for s in set(main)), reverse=True) + [0.0]
     clus = "highly clustered" if fr[0] > 0.5 else "somewhat clustered" if fr[0] + fr[1] >= 0.75 else "widely distributed"
     labs = {"highly clustered": "Highly clustered", "somewhat clustered": "Somewhat clustered", "widely distributed": "Widely distributed"}
     add(Item("liver lesion clustering", {}, clus, "Are the liver lesions clustered in one segment or widely distributed?",

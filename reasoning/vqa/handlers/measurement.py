@@ -4,8 +4,8 @@ tumour burden."""
 from __future__ import annotations
 
 from perception.schema import Findings, Status
-from reasoning.vqa.lookup import (_hu_ratio, _lesions, _mean_hu, _measured_volume, _organ_name, _pick, _require_coverage, _which,
-                                  _whole)
+from reasoning.vqa.lookup import (_hu_ratio, _lesions, _mean_hu, _measured_volume, _organ_name, _pick, _require_coverage, _size,
+                                  _which, _whole)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -16,17 +16,17 @@ def _h_lesion_volume(f: Findings, q: Question) -> _Result:
         les = _lesions(f, organ)
         if not les:
             raise _Cannot(f"no lesion{' in the ' + _organ_name(organ) if organ else ''}")
-        for l in les:
-            _whole(l)
         tot = round(sum(l.volume_ml for l in les), 4)
+        cut = [l for l in les if _size(l, "volume")[1] == "lower_bound"]
+        head = f"at least {_fmt(tot, 3)} mL ({', '.join(l.id for l in cut)} cut by the scan edge)" if cut else f"{_fmt(tot, 3)} mL"
         return _Result(tot, "mL", [l.id for l in les], "sum of lesion volume_ml",
                        f"total volume of {len(les)} lesion(s){' in the ' + _organ_name(organ) if organ else ''}: "
-                       + " + ".join(f"{l.id} {_fmt(l.volume_ml, 3)}" for l in les) + f" = {_fmt(tot, 3)} mL")
+                       + " + ".join(f"{l.id} {_fmt(l.volume_ml, 3)}" for l in les) + f" = {head}",
+                       qualifier="lower_bound" if cut else "exact")
     l = _pick(f, q, None)
-    _whole(l)
-    return _Result(l.volume_ml, "mL", [l.id], "lesion volume_ml (voxel count x voxel volume)",
-                   f"{l.id} ({_organ_name(l.organ) if l.organ else 'no host organ'}, "
-                   f"{_which(q)}): {_fmt(l.volume_ml, 3)} mL")
+    v, qual, text = _size(l, "volume")
+    return _Result(v, "mL", [l.id], "lesion volume_ml (voxel count x voxel volume)",
+                   f"{l.id} ({_organ_name(l.organ) if l.organ else 'no host organ'}, {_which(q)}): {text}", qualifier=qual)
 
 
 def _h_organ_hu(f: Findings, q: Question) -> _Result:

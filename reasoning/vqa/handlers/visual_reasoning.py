@@ -9,8 +9,8 @@ import math
 from perception.registry import SUBSEGMENTS, organ_family
 from perception.schema import Findings, Lesion
 from reasoning.knowledge import knowledge
-from reasoning.limitations import slice_number, slice_phrase
-from reasoning.vqa.lookup import (_imaged, _lesions, _measured_volume, _oid, _organ_name, _pick, _require_coverage,
+from reasoning.limitations import slice_phrase
+from reasoning.vqa.lookup import (SIZE_FIELDS, _imaged, _size, _lesions, _measured_volume, _oid, _organ_name, _pick, _require_coverage,
                                   _volume_threshold, _which, _whole)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
@@ -122,13 +122,11 @@ def _h_attenuation(f: Findings, q: Question) -> _Result:
 
 def _h_diameter(f: Findings, q: Question) -> _Result:
     l = _pick(f, q, q.organ)
-    _whole(l)
-    field_, name = {"long_axis": ("long_axis_mm", "RECIST long axis"), "short_axis": ("short_axis_mm", "short axis"),
-                    "3d": ("max_diameter_3d_mm", "maximal 3D diameter")}[q.diameter]
-    v = getattr(l, field_)
+    field_, name = SIZE_FIELDS[q.diameter]
+    v, qual, text = _size(l, q.diameter)
     return _Result(v, "mm", [l.id], f"lesion {field_}",
-                   f"{l.id} ({_which(q)}) {name} {_fmt(v, 1)} mm"
-                   + (f" on {slice_phrase(l, f.study)}" if q.diameter != "3d" else ""))
+                   f"{l.id} ({_which(q)}) {name} {text}" + (f" on {slice_phrase(l, f.study)}" if q.diameter != "3d" else ""),
+                   qualifier=qual)
 
 
 def _h_location(f: Findings, q: Question) -> _Result:
@@ -150,12 +148,14 @@ def _h_location(f: Findings, q: Question) -> _Result:
 
 def _h_slice(f: Findings, q: Question) -> _Result:
     l = _pick(f, q, q.organ)
-    n = slice_number(l)
-    how = ("DICOM InstanceNumber" if l.key_slice is not None and l.key_slice.instance_number is not None else
-           "volume slice in position order, InstanceNumber not recorded" if f.study.source_format == "dicom" and l.key_slice is None
-           else "1-based image number along the axial axis in file order")
-    return _Result(n, "slice", [l.id], "lesion key_slice (image of the RECIST long axis)",
-                   f"{l.id}: long axis {_fmt(l.long_axis_mm, 1)} mm on {slice_phrase(l, f.study)} ({how})")
+    ms = l.max_area_slice
+    if ms is None:
+        raise _Cannot(f"{l.id}: the slice of largest cross-sectional area is not recorded (findings older than schema 1.2.0); "
+                      f"its long axis lies on {slice_phrase(l, f.study)}", [l.id], "lesion max_area_slice")
+    return _Result(ms.index, "slice", [l.id], "lesion max_area_slice (axial slice of largest lesion area, 0-based index)",
+                   f"{l.id} ({_which(q)}): largest cross-section on axial slice index {ms.index} (0-based along the axial "
+                   f"voxel axis in file order, DeepTumorVQA's convention; image {ms.image_number} as a viewer numbers it, "
+                   f"table position {ms.table_position_mm:.1f} mm)")
 
 
 def _h_count_location(f: Findings, q: Question) -> _Result:
@@ -219,15 +219,22 @@ def _h_outlier(f: Findings, q: Question) -> _Result:
 
 def _h_clustering(f: Findings, q: Question) -> _Result:
     hi, two = knowledge("liver_lesion_clustering").values
-    _, vols, les = _segment_stats(f, "liver")
+    les = _lesions(f, "liver")
     if not les:
         raise _Cannot("no liver lesion: clustering undefined", [_oid("liver")], "liver_lesion_clustering")
     _require_segments(les, "liver")
-    tot = sum(vols.values())
-    shares = sorted(((v / tot, s) for s, v in vols.items()), reverse=True)
+    lost = [l.id for l in les if not l.segment_shares]
+    if lost:
+        raise _Cannot(f"liver lesion(s) {', '.join(lost)} lie outside every liver segment mask: they cannot be counted in a "
+                      "segment", [l.id for l in les], "liver_lesion_clustering")
+    counts: dict[str, int] = {}
+    for l in les:  # each lesion counts once, in the segment holding its largest share
+        counts[l.segment_shares[0].name] = counts.get(l.segment_shares[0].name, 0) + 1
+    n = len(les)
+    shares = sorted(((c / n, s) for s, c in counts.items()), key=lambda x: (-x[0], x[1]))
     top1 = shares[0][0]
     top2 = top1 + (shares[1][0] if len(shares) > 1 else 0.0)
-    desc = ", ".join(f"{segment_display(s)} {100 * sh:.1f} %" for sh, s in shares)
+    desc = ", ".join(f"{segment_display(s)} {counts[s]} ({100 * sh:.0f} %)" for sh, s in shares)
     if top1 > hi:
         cat = "highly clustered"
     elif top2 >= two:
@@ -235,7 +242,7 @@ def _h_clustering(f: Findings, q: Question) -> _Result:
     else:
         cat = "widely distributed"
     return _Result(cat, None, [l.id for l in les], "liver_lesion_clustering",
-                   f"share of liver lesion volume per segment ({len(les)} lesions): {desc}: {cat}")
+                   f"liver lesions per segment (each in the segment holding most of it; {n} lesions): {desc}: {cat}")
 
 
 def _h_multi_organ(f: Findings, q: Question) -> _Result:
