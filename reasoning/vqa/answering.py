@@ -1,46 +1,108 @@
-"""The entry point: :func:`answer` a question (typed, free text, or multiple choice) from Findings."""
+"""The entry point: :func:`answer` a question (typed, free text, or multiple choice) from Findings.
+
+Free text is understood first (``parse.understand``: prompt wrappers removed, entities, a type that
+uses them all, else "unmapped"). The unit asked is the unit answered (27.36 mm asked in cm is
+2.74 cm; mL, cm3 and L convert). A size that is a lower bound (cut by the scan edge) is answered
+"at least X"; with options, only when the bound leaves exactly one option possible.
+"""
 
 from __future__ import annotations
 
 from perception.schema import Findings
-from reasoning.vqa.choices import Option, _match, parse_choices, split_choices
+from reasoning.vqa.choices import (
+    Option,
+    _match,
+    _option_number,
+    parse_choices,
+    split_choices,
+)
+from reasoning.vqa.entities import strip_prompt
 from reasoning.vqa.handlers import _HANDLERS
-from reasoning.vqa.parse import parse_question
+from reasoning.vqa.parse import understand
 from reasoning.vqa.question import Answer, Question
-from reasoning.vqa.result import _Cannot
+from reasoning.vqa.result import _Cannot, _fmt, _Result
 from reasoning.vqa.subtypes import SUBTYPES
 
+# asked unit -> (the handler's unit it converts from, factor: asked = value * factor)
+_CONVERT = {"cm": ("mm", 0.1), "mm": ("mm", 1.0), "mL": ("mL", 1.0), "cm3": ("mL", 1.0), "L": ("mL", 0.001),
+            "HU": ("HU", 1.0), "deg": ("deg", 1.0), "%": ("%", 1.0)}
 
-def answer(findings: Findings, question: Question | str, choices: list[str] | None = None) -> Answer:
+
+def _in_unit(r: _Result, unit: str | None) -> tuple[_Result, str | None]:
+    """``r`` in the asked ``unit`` (value and explanation); the second item says why not when the units differ
+    in kind (a volume asked in cm)."""
+    if not unit or r.unit == unit or not isinstance(r.value, (int, float)) or isinstance(r.value, bool):
+        return r, None
+    src, fac = _CONVERT.get(unit, (None, 1.0))
+    if src != r.unit:
+        return r, f"asked in {unit}, but the answer is measured in {r.unit or 'no unit'}"
+    v = float(r.value) if fac == 1.0 else round(float(r.value) * fac, 5 if unit == "L" else 2)
+    expl = f"{r.explanation}; {_fmt(float(r.value))} {r.unit} = {_fmt(v, 4)} {unit}"
+    return _Result(v, unit, r.ids, r.rule, expl, r.accept, getattr(r, "qualifier", None)), None
+
+
+def _bound_option(value: float, unit: str | None, opts: list[Option]) -> tuple[Option | None, str]:
+    """A lower bound picks an option only when exactly one option is at least the bound (within 2 %)."""
+    vals = [(o, _option_number(o.text, unit)) for o in opts]
+    vals = [(o, v) for o, v in vals if v is not None]
+    if not vals:
+        return None, "no option holds a number"
+    possible = [o for o, v in vals if v >= value * 0.98]
+    if len(possible) == 1:
+        return possible[0], ""
+    if not possible:
+        return None, f"every option is below the lower bound {_fmt(value)}"
+    return None, f"the lower bound {_fmt(value)} leaves options {', '.join(o.letter for o in possible)} possible"
+
+
+def answer(findings: Findings, question: Question | str, choices: list[str] | None = None, subtype: str | None = None) -> Answer:
     """Answer ``question`` from ``findings`` alone. ``choices`` (or options inside the text) make it
-    multiple choice: the answer is then the letter of the option that matches the computed value."""
+    multiple choice: the answer is then the letter of the option that matches the computed value.
+    ``subtype`` (free text only): the question type given by the caller; only its parameters are read from the text."""
     opts: list[Option] = []
     if choices:
         opts = parse_choices(list(choices))
+    asked_unit = None
     if isinstance(question, str):
-        text = question
+        text = strip_prompt(question)
         if not opts:
-            text, opts = split_choices(question)
-        q = parse_question(text)
-        if q is None:
-            return Answer(status="unmapped_question", explanation="no template matches this question",
-                          reason=f"question not recognised: {text!r}. Supported question types: {', '.join(SUBTYPES)} "
-                                 "(or pass the subtype and parameters explicitly)")
+            text, opts = split_choices(text)
+        u = understand(text, subtype)
+        if u.question is None:
+            return Answer(status="unmapped_question", explanation="no question type uses everything this question names",
+                          reason=u.reason())
+        q = u.question
+        asked_unit = u.entities.unit
     else:
         q = question
+    asked_unit = getattr(q, "unit", None) or asked_unit
     spec = SUBTYPES[q.subtype]
-    base = dict(subtype=spec.name, group=spec.group, question=q)
+    base = {"subtype": spec.name, "group": spec.group, "question": q}
     try:
         r = _HANDLERS[q.subtype](findings, q)
     except _Cannot as e:
         return Answer(status="cannot_be_determined", answer_type=spec.answer_type, finding_ids=e.ids, rule=e.rule,
                       value=e.value, explanation="the findings cannot support an answer", reason=e.reason, **base)
-    common = dict(finding_ids=r.ids, rule=r.rule, explanation=r.explanation, **base)
+    if spec.answer_type == "numeric" and not opts:  # options carry their own units (converted when matched)
+        r, why = _in_unit(r, asked_unit)
+        if why:
+            return Answer(status="cannot_be_determined", answer_type=spec.answer_type, finding_ids=r.ids, rule=r.rule,
+                          value=r.value, unit=r.unit, explanation="the findings cannot support an answer", reason=why, **base)
+    qual = getattr(r, "qualifier", None)
+    lower = qual == "lower_bound" and spec.answer_type == "numeric"
+    expl = r.explanation
+    if lower and "at least" not in expl:
+        expl = f"at least {_fmt(float(r.value))}{' ' + r.unit if r.unit else ''}, cut by the scan edge: {expl}"
+    extra = {"qualifier": qual} if "qualifier" in Answer.model_fields and qual else {}
+    common = dict(finding_ids=r.ids, rule=r.rule, explanation=expl, **base, **extra)
     if not opts:
         return Answer(status="answered", answer=r.value, unit=r.unit, answer_type=spec.answer_type, value=r.value, **common)
-    opt, why = _match(spec.name, spec.answer_type, r, opts)
+    if lower:
+        opt, why = _bound_option(float(r.value), r.unit, opts)
+    else:
+        opt, why = _match(spec.name, spec.answer_type, r, opts)
     if opt is None:
         return Answer(status="cannot_be_determined", answer_type="choice", unit=r.unit, value=r.value,
-                      reason=f"computed {r.value}{' ' + r.unit if r.unit else ''}, but {why}", **common)
+                      reason=f"computed {'at least ' if lower else ''}{r.value}{' ' + r.unit if r.unit else ''}, but {why}", **common)
     return Answer(status="answered", answer=opt.letter, unit=r.unit, answer_type="choice", value=r.value,
                   matched_option=opt.text, **common)

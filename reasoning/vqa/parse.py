@@ -1,233 +1,458 @@
-"""Free text -> :class:`Question`: templated patterns modelled on DeepTumorVQA's phrasing, with
-the organs, sub-segments and lesion ids named in the text. No template, no question (never a guess)."""
+"""Free text -> :class:`Question`, built on the entities of the question (``reasoning.vqa.entities``).
+
+1. The prompt builder's text around the question is removed and the entities are read.
+2. A question type is chosen from what the question asks (the measure, the lesion or organ, the
+   vessel, the time reference, diagnosis and recommendation words), most specific first.
+3. The type is kept only when it uses EVERY entity the question names (a vessel, a lesion id, a
+   segment, a threshold, a second-largest rank, a unit of another dimension, an organ the type does
+   not take ...). Otherwise the question is "unmapped": :func:`understand` says what was understood
+   and which supported questions are closest. Never a guess.
+
+A question naming a vessel is answered by a vessel rule or refused; a time reference goes to
+"change over time", a diagnosis word to "diagnosis", a recommendation word to "recommendation"
+(DeepTumorVQA types that are themselves such rules, e.g. pancreatic cyst resectability, keep their
+type). When the caller gives the type, :func:`parse_question` reads only its parameters.
+"""
 
 from __future__ import annotations
 
+import difflib
 import re
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 from perception.registry import SUBSEGMENTS, organ_family
+from reasoning.vocabulary import organs_in
+from reasoning.vqa.entities import QuestionEntities, extract_entities, norm, segments_in
 from reasoning.vqa.question import Question
-from reasoning.vqa.vocabulary import _PANCREAS_PARTS, _ROMAN
+from reasoning.vqa.subtypes import SUBTYPES, canonical_subtype
 
-_ORGAN_PATTERNS: list[tuple[str, str]] = [
-    ("kidney_left", r"\bleft[\s-]+(?:kidney|renal)\b|\bkidney_left\b|\bleft-sided kidney\b"),
-    ("kidney_right", r"\bright[\s-]+(?:kidney|renal)\b|\bkidney_right\b|\bright-sided kidney\b"),
-    ("adrenal_gland_left", r"\bleft adrenal(?: gland)?\b"),
-    ("adrenal_gland_right", r"\bright adrenal(?: gland)?\b"),
-    ("gallbladder", r"\bgall[\s-]?bladder\b"),
-    ("kidney", r"\bkidneys?\b|\brenal\b|\bnephr\w*"),
-    ("liver", r"\bliver\b|\bhepat\w*|\bcouinaud\b"),
-    ("pancreas", r"\bpancrea\w*|\bpdac\b|\bpnet\b"),
-    ("spleen", r"\bspleen\b|\bsplen\w*"),
-    ("colon", r"\bcolon\b|\bcolonic\b|\bcolorectal\b|\brect(?:um|al)\b"),
-    ("stomach", r"\bstomach\b|\bgastric\b"),
-    ("duodenum", r"\bduoden\w*"),
-    ("adrenal", r"\badrenals?(?: glands?)?\b"),
-    ("small_bowel", r"\bsmall (?:bowel|intestine)\b"),
-    ("esophagus", r"\b(?:o)?esophag\w*"),
-    ("urinary_bladder", r"\b(?:urinary )?bladder\b"),
-    ("lung", r"\blungs?\b|\bpulmonary\b"),
-]
-_LESION_WORDS = r"\b(?:lesions?|tumou?rs?|masse?s?|cysts?|nodules?|neoplasms?|cancers?|carcinomas?|metasta\w*|pdac|pnet|malignan\w*)\b"
-
-
-def _organs_in(t: str) -> list[str]:
-    found: list[tuple[int, str]] = []
-    taken = [False] * len(t)
-    for name, pat in _ORGAN_PATTERNS:
-        for m in re.finditer(pat, t):
-            if any(taken[m.start():m.end()]):
-                continue
-            for i in range(m.start(), m.end()):
-                taken[i] = True
-            found.append((m.start(), name))
-    out: list[str] = []
-    for _, n in sorted(found):
-        if n not in out:
-            out.append(n)
-    return out
-
-
-_SEG_LIST = re.compile(r"\bsegments?\s+((?:[1-8]|viii|vii|vi|iv[ab]?|v|iii|ii|i)\b"
-                       r"(?:\s*(?:,|and|or|vs\.?|versus|&)\s*(?:segment\s+)?(?:[1-8]|viii|vii|vi|iv[ab]?|v|iii|ii|i)\b)*)")
-_SEG_SHORT = re.compile(r"\bs([1-8])\b|\bliver_segment_([1-8])\b")
-_PANC_PART = re.compile(r"\b(?:pancreatic\s+|pancreas\s+)?(head|body|tail|uncinate)\b(?:\s+of\s+the\s+pancreas)?|\bpancreas_(head|body|tail)\b")
-
-
-def _segments_in(t: str, pancreas_context: bool) -> list[str]:
-    found: list[tuple[int, str]] = []
-    for m in _SEG_LIST.finditer(t):
-        for tok in re.finditer(r"[1-8]|viii|vii|vi|iv[ab]?|v|iii|ii|i", m.group(1)):
-            x = tok.group(0)
-            found.append((m.start(1) + tok.start(), f"liver_segment_{int(x) if x.isdigit() else _ROMAN[x]}"))
-    for m in _SEG_SHORT.finditer(t):
-        found.append((m.start(), f"liver_segment_{m.group(1) or m.group(2)}"))
-    if pancreas_context:
-        for m in _PANC_PART.finditer(t):
-            found.append((m.start(), _PANCREAS_PARTS[m.group(1) or m.group(2)]))
-    out: list[str] = []
-    for _, s in sorted(found):
-        if s not in out:
-            out.append(s)
-    return out
-
-
-def _norm(text: str) -> str:
-    t = text.lower().replace("\u2212", "-").replace("\u2013", "-").replace("hounsfield units", "hu").replace("hounsfield unit", "hu")
-    t = t.replace("tumour", "tumor").replace("characterise", "characterize")
-    return re.sub(r"\s+", " ", t).strip()
+# names other modules import from here
+_norm = norm
+_organs_in = organs_in
+_segments_in = segments_in
 
 
 def _has(t: str, pat: str) -> bool:
     return re.search(pat, t) is not None
 
 
-def parse_question(text: str) -> Question | None:
-    """Map templated free text to a Question; None when no template matches (never a guess)."""
-    t = _norm(text)
-    organs = _organs_in(t)
-    segs = _segments_in(t, "pancrea" in t)
-    lid = re.search(r"\b(L\d+)\b", text)
-    lesion = _has(t, _LESION_WORDS)
+# --- what each question type can take ------------------------------------------------------------
+
+# Measures that pick a quantity; a question asking one the chosen type does not answer is unmapped.
+_PRIMARY = {"angle", "contact_length", "short_axis", "diameter_3d", "diameter", "volume", "hu", "count", "key_slice", "slice",
+            "stage", "percent", "ratio"}
+_LESION_SIZE = {"diameter", "short_axis", "diameter_3d"}
+_TYPE_MEASURES: dict[str, set[str]] = {
+    "vessel involvement": {"angle"}, "vessel contact category": {"angle"}, "vessel contact angle": {"angle"},
+    "vessel contact length": {"contact_length", "diameter"}, "involved vessels": set(),
+    "largest lesion diameter": {"diameter"}, "lesion short axis": {"short_axis", "diameter"},
+    "lesion 3D diameter": {"diameter_3d", "diameter"}, "lesion size threshold": _LESION_SIZE,
+    "lesion volume measurement": {"volume"}, "organ volume measurement": {"volume"},
+    "organ HU measurement": {"hu"}, "lesion HU measurement": {"hu"}, "tumor organ HU difference": {"hu"},
+    "organ HU ratio": {"hu", "ratio"}, "tumor burden percentage": {"percent", "volume"},
+    "lesion counting": {"count"}, "lesion count by location": {"count"}, "organ aggregation": {"count", "volume"},
+    "largest lesion slice": {"slice"}, "lesion key slice": {"key_slice", "slice", "diameter", "count"},
+    "pancreatic tumor staging": {"stage"}, "kidney tumor staging": {"stage"}, "splenomegaly grading": {"volume"},
+    "splenomegaly detection": {"volume"}, "organ enlargement": {"volume"}, "hepatic steatosis grading": {"hu", "ratio"},
+    "fatty liver": {"hu", "ratio"}, "pancreatic steatosis": {"hu", "ratio"}, "renal mass characterization": {"hu"},
+    "lesion type classification": {"hu"}, "pseudocyst determination": {"hu"},
+    "pancreatic cyst resectability": {"diameter", "volume"}, "pancreatic lesion resectability": {"stage"},
+    "kidney volume comparison": {"volume"}, "multi-organ lesion burden comparison": {"volume"},
+    "bilateral kidney asymmetry": {"volume"}, "inter-segment comparison": {"count", "volume"},
+    "lesion outlier": {"volume", "diameter"}, "largest lesion attenuation": {"hu"}, "RECIST measurability": {"diameter"},
+    "lesion completeness": set(), "organ status": set(), "lesion search coverage": set(), "contrast phase": set(),
+    "liver lesion clustering": {"count"}, "lesion composition": {"hu"}, "portal hypertension assessment": {"volume"},
+}
+_REFUSING = {"change over time", "diagnosis", "recommendation"}  # they refuse whatever else is named
+_TYPE_UNIT = {"mm": "length", "cm": "length", "mL": "volume", "cm3": "volume", "L": "volume", "HU": "HU", "deg": "angle", "%": "%"}
+_UNIT_OF_TYPE = {
+    "largest lesion diameter": "length", "lesion short axis": "length", "lesion 3D diameter": "length",
+    "vessel contact length": "length", "lesion volume measurement": "volume", "organ volume measurement": "volume",
+    "organ aggregation": "volume", "organ HU measurement": "HU", "lesion HU measurement": "HU",
+    "tumor organ HU difference": "HU", "vessel contact angle": "angle", "tumor burden percentage": "%",
+}
+_VESSEL_TYPES = {"vessel involvement", "vessel contact category", "vessel contact angle", "vessel contact length", "involved vessels"}
+_VESSEL_OK = _VESSEL_TYPES | _REFUSING | {"pancreatic lesion resectability", "pancreatic tumor staging", "kidney tumor staging"}
+_SEGMENT_OK = {"inter-segment comparison", "lesion count by location", "largest lesion location", "liver lesion clustering"} | _REFUSING
+_AGGREGATE_OK = {"lesion volume measurement", "organ aggregation", "tumor burden percentage", "lesion counting",
+                 "lesion count by location", "multi-organ lesion burden comparison", "bilateral kidney asymmetry",
+                 "inter-segment comparison", "liver lesion clustering", "organ volume measurement", "involved vessels",
+                 "lesion search coverage", "organ HU measurement"} | _REFUSING
+_DIAGNOSIS_OK = {"diagnosis", "PDAC vs PNET classification", "pseudocyst determination", "renal mass characterization",
+                 "lesion type classification", "PDAC existence", "PNET existence", "kidney tumor existence", "kidney cyst existence"}
+_RECOMMEND_OK = {"recommendation", "pancreatic cyst resectability", "pancreatic lesion resectability"}
+# organ families a type is about when it takes no organ parameter
+_FIXED_ORGANS: dict[str, set[str]] = {
+    "PDAC existence": {"pancreas"}, "PNET existence": {"pancreas"}, "colon lesion existence": {"colon"},
+    "liver lesion existence": {"liver"}, "pancreatic lesion existence": {"pancreas"}, "splenomegaly detection": {"spleen"},
+    "splenomegaly grading": {"spleen"}, "fatty liver": {"liver", "spleen"}, "hepatic steatosis grading": {"liver", "spleen"},
+    "pancreatic steatosis": {"pancreas", "spleen"}, "portal hypertension assessment": {"liver", "spleen"},
+    "PDAC vs PNET classification": {"pancreas"}, "pseudocyst determination": {"pancreas"},
+    "pancreatic cyst resectability": {"pancreas"}, "pancreatic lesion resectability": {"pancreas"},
+    "pancreatic tumor staging": {"pancreas"}, "liver lesion clustering": {"liver"}, "kidney volume comparison": {"kidney"},
+    "bilateral kidney asymmetry": {"kidney"}, "renal mass characterization": {"kidney"}, "lesion type classification": {"kidney"},
+    "kidney tumor staging": {"kidney"}, "kidney cyst existence": {"kidney"}, "kidney lesion existence": {"kidney"},
+    "kidney tumor existence": {"kidney"}, "contrast phase": set(),
+}
+_MULTI_ORGAN = {"organ HU ratio", "multi-organ lesion burden comparison", "organ aggregation", "adjacent organ",
+                "lesion count by location"} | _REFUSING
+
+
+def _unused(sub: str, e: QuestionEntities) -> list[str]:
+    """The entities the question names that question type ``sub`` would not use (empty: it uses them all)."""
+    if sub in _REFUSING:
+        return []
+    params = set(SUBTYPES[sub].params) if sub in SUBTYPES else set()
+    out = []
+    if (e.vessels or e.vessel_generic) and sub not in _VESSEL_OK:
+        out.append("vessel " + (", ".join(e.vessels) or "(unnamed)"))
+    if len(e.vessels) > 1:
+        out.append("more than one vessel (" + ", ".join(e.vessels) + "): ask about one at a time")
+    if e.lesion_ids and "lesion_id" not in params:
+        out.append("lesion id " + ", ".join(e.lesion_ids))
+    if len(e.lesion_ids) > 1:
+        out.append("more than one lesion id (" + ", ".join(e.lesion_ids) + ")")
+    if e.segments and sub not in _SEGMENT_OK:
+        out.append("sub-segment " + ", ".join(e.segments))
+    if e.rank not in (None, 1) and "lesion_id" not in params and "rank" not in params:
+        out.append("rank " + ("smallest" if e.rank == -1 else f"#{e.rank} by size"))
+    if e.aggregate and sub not in _AGGREGATE_OK:
+        out.append("aggregate (total)")
+    if e.threshold_mm is not None and sub != "lesion size threshold":
+        out.append(f"threshold ({e.comparison} than {e.threshold_text})")
+    if e.time:
+        out.append("time reference " + ", ".join(e.time))
+    if e.diagnosis and sub not in _DIAGNOSIS_OK:
+        out.append("diagnosis " + e.diagnosis)
+    if e.recommendation and sub not in _RECOMMEND_OK:
+        out.append("recommendation " + ", ".join(e.recommendation))
+    extra = [m for m in e.measures if m in _PRIMARY and m not in _TYPE_MEASURES.get(sub, set())]
+    if extra:
+        out.append("measure " + ", ".join(extra))
+    if e.unit and SUBTYPES[sub].answer_type == "numeric" and _TYPE_UNIT.get(e.unit) != _UNIT_OF_TYPE.get(sub, "none"):
+        out.append(f"unit {e.unit}")
+    fams = list(dict.fromkeys(organ_family(o) for o in e.organs))
+    if sub in _FIXED_ORGANS:
+        other = [f for f in fams if f not in _FIXED_ORGANS[sub]]
+        if other:
+            out.append("organ " + ", ".join(other))
+    elif sub not in _MULTI_ORGAN and len(fams) > 1:
+        out.append("more than one organ (" + ", ".join(fams) + ")")
+    return out
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+def _route(e: QuestionEntities) -> tuple[str, dict] | None:
+    """The question type the text asks, with parameters routing decides (the rest come from the entities)."""
+    t = e.norm
+    ms = set(e.measures)
+    organs = e.organs
     organ = organs[0] if organs else None
-    kw: dict = {"text": text}
-    if lid:
-        kw["lesion_id"] = lid.group(1)
-    ordinal = re.search(r"\b(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ](largest|biggest)\b", t)
-    if ordinal:
-        kw["rank"] = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}[ordinal.group(1)]
-    elif re.search(r"\bsmallest (\w+ )?(lesion|tumou?r|mass|cyst|nodule)", t):
-        kw["rank"] = -1
+    fams = [organ_family(o) for o in organs]
+    lesion = e.lesion
+    direction = e.comparison or "larger"
 
-    def q(subtype: str, **extra) -> Question:
-        return Question(subtype=subtype, **{**kw, **extra})
-
-    smaller = _has(t, r"\b(smaller|smallest|fewer|fewest|less|least|lower)\b")
-    direction = "smaller" if smaller else "larger"
-
-    # --- medical reasoning first (most specific wording) ---
+    # --- DeepTumorVQA's medical-reasoning rules first (most specific wording) ---
     if _has(t, r"\bpdac\b|ductal adenocarcinoma|\badenocarcinoma\b") and _has(t, r"\bpnet\b|neuroendocrine"):
-        return q("PDAC vs PNET classification")
-    if _has(t, r"pseudo-?cyst|mucinous"):
-        return q("pseudocyst determination")
+        return "PDAC vs PNET classification", {}
+    if _has(t, r"pseudo-?cyst|\bmucinous\b") and not e.time:
+        return "pseudocyst determination", {}
     if _has(t, r"portal (venous )?hypertension"):
-        return q("portal hypertension assessment")
-    if _has(t, r"steatosis|fatty|fat (content|infiltration|deposition)"):
+        return "portal hypertension assessment", {}
+    if _has(t, r"steatosis|fatty (?:liver|pancreas|infiltration|change)|\bfatty\b(?! component)|fat (content|infiltration|deposition)") \
+            and "composition" not in ms:
         if "pancreas" in organs and "liver" not in organs:
-            return q("pancreatic steatosis")
+            return "pancreatic steatosis", {}
         if _has(t, r"\bgrad|severity|how severe|kodama|what degree|\bdegree\b|\bstage\b|classify"):
-            return q("hepatic steatosis grading")
-        return q("fatty liver")
-    if _has(t, r"splenomegaly|splenic enlargement|enlarge\w* (of the )?spleen|spleen (is )?enlarged"):
+            return "hepatic steatosis grading", {}
+        return "fatty liver", {}
+    if _has(t, r"splenomegaly|splenic enlargement|enlarge\w* (of the )?spleen|spleen (is )?enlarged|spleen enlarged"):
         if _has(t, r"\bgrad|classify|classification|severity|how severe|\bdegree\b|\bmild\b|\bmoderate\b|\bsevere\b|categor"):
-            return q("splenomegaly grading")
-        return q("splenomegaly detection")
-    if "kidney" in [organ_family(o) for o in organs] and _has(t, r"bosniak|characteri[sz]"):
-        return q("renal mass characterization", organ=organ if organ != "kidney" else None)
-    if "kidney" in [organ_family(o) for o in organs] and lesion and _has(
+            return "splenomegaly grading", {}
+        return "splenomegaly detection", {}
+    if e.time:
+        return "change over time", {}
+    if "kidney" in fams and _has(t, r"bosniak|characteri[sz]"):
+        return "renal mass characterization", {"organ": organ if organ != "kidney" else None}
+    if "kidney" in fams and lesion and _has(
             t, r"\b(cyst|tumor) or (a |an )?(cyst|tumor|solid)\b|\btype of\b|\bclassif|cystic or solid|solid or cystic|benign cyst or"):
-        return q("lesion type classification", organ=organ if organ != "kidney" else None)
+        return "lesion type classification", {"organ": organ if organ != "kidney" else None}
     if "pancreas" in organs and _has(t, r"\bcyst") and _has(t, r"resect|surg|remov|excis|operat"):
-        return q("pancreatic cyst resectability")
-    if "pancreas" in organs and _has(t, r"resectab|\bresect|nccn|surgical candidate|operable|surgically"):
-        return q("pancreatic lesion resectability")
-    if "pancreas" in organs and _has(t, r"\bt[\s-]?stag|\bt[\s-]?categor|\bstag(e|ing)\b|\bajcc\b"):
-        return q("pancreatic tumor staging")
+        return "pancreatic cyst resectability", {}
+    if "pancreas" in organs and _has(t, r"resectab|\bresect|nccn|surgical candidate|operable|surgically") and not e.vessels:
+        return "pancreatic lesion resectability", {}
+    if "pancreas" in organs and "stage" in ms and not e.vessels:
+        return "pancreatic tumor staging", {}
     if _has(t, r"\bpdac\b|ductal adenocarcinoma"):
-        return q("PDAC existence")
+        return "PDAC existence", {}
     if _has(t, r"\bpnet\b|neuroendocrine"):
-        return q("PNET existence")
+        return "PNET existence", {}
+
+    # --- vessels: a vessel rule or nothing ---
+    if e.vessels or e.vessel_generic:
+        if _has(t, r"\b(?:which|what|list|name)\b[^?]*\bvessels?\b|\bwhich (?:arter|vein)|\bwhat (?:arter|vein)"):
+            return "involved vessels", {}
+        if "angle" in ms:
+            return "vessel contact angle", {}
+        if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far\b"):
+            return "vessel contact length", {}
+        if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b"):
+            return "vessel contact category", {}
+        if "contact" in ms or _has(t, r"\bnext to\b|\badjacent\b|\bborder|\bclose to\b|\bspare|\bsparing\b|\bclear of\b|\bfree of\b"
+                                      r"|\bwrap|\bsurround|\bcompress|\bnarrow|\bocclu|\bthromb"):
+            if _has(t, r"\bcompress|\bnarrow|\bocclu|\bthromb|\bsurround|\bwrap"):
+                return None  # not measured (compression, thrombus): no vessel rule answers it
+            return "vessel involvement", {}
+        return None
+
+    if e.recommendation:
+        return "recommendation", {}
+    if e.diagnosis:
+        return "diagnosis", {"diagnosis": e.diagnosis}
+
+    # --- radagent facts of the study, organ and lesion ---
+    if "phase" in ms and not lesion and not (ms & (_PRIMARY - {"stage"})) and (
+            _has(t, r"\bwhich phase|\bwhat phase|\bphase\b.*\?|\bcontrast\b.*\b(?:given|administered|used|enhanced|phase|scan|study|ct|exam)\b"
+                    r"|\b(?:enhanced|unenhanced|non-?contrast|contrast-enhanced)\b")):
+        return "contrast phase", {}
+    if "completeness" in ms:
+        if lesion:
+            return "lesion completeness", {}
+        if organ:
+            return "organ status", {}
+    if "search" in ms and organ:
+        return "lesion search coverage", {"lesion_kind": e.lesion_kind}
+    if organ and not lesion and ("status" in ms or _has(t, r"\b(?:present|absent|missing|removed|visible|seen|segmented|imaged)\b"
+                                                        r"|\bwas .* found\b")) and not (ms & _PRIMARY) and "enlargement" not in ms:
+        return "organ status", {}
+    if lesion and "measurable" in ms and not ({"diameter", "short_axis", "diameter_3d"} & ms and _has(
+            t, r"\bwhat is\b|\bhow (?:long|large|big)\b")):
+        return "RECIST measurability", {}
+    if lesion and "composition" in ms and not ("kidney" in fams and _has(t, r"cystic or solid|solid or cystic")):
+        return "lesion composition", {}
+    if "kidney" in fams and "stage" in ms:
+        return "kidney tumor staging", {}
+    if lesion and "key_slice" in ms:
+        return "lesion key slice", {}
 
     # --- comparisons and ratios ---
-    if _has(t, r"\bratio\b|-to-|\bl/s\b|\bp/s\b") and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)|\bl/s\b|\bp/s\b|-to-"):
+    if "ratio" in ms and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)|\bl/s\b|\bp/s\b|-to-"):
         if _has(t, r"\bl/s\b"):
-            return q("organ HU ratio", organs=("liver", "spleen"))
+            return "organ HU ratio", {"organs": ("liver", "spleen")}
         if _has(t, r"\bp/s\b"):
-            return q("organ HU ratio", organs=("pancreas", "spleen"))
+            return "organ HU ratio", {"organs": ("pancreas", "spleen")}
         if len(organs) >= 2:
-            return q("organ HU ratio", organs=tuple(organs[:2]))
+            return "organ HU ratio", {"organs": tuple(organs[:2])}
         return None
-    kidney_only = organs and all(organ_family(o) == "kidney" for o in organs)
+    kidney_only = bool(organs) and all(f == "kidney" for f in fams)
     if _has(t, r"asymmetr|\bbilateral\b") or (kidney_only and _has(t, r"which kidney|which side") and (
             lesion or _has(t, r"\bburden\b"))):
-        return q("bilateral kidney asymmetry")
+        return "bilateral kidney asymmetry", {}
     if lesion and _has(t, r"\bburden\b|lesion volume|tumor volume|more (lesions?|tumors?)") and (
-            len({organ_family(o) for o in organs}) >= 2 or _has(t, r"which organ")):
-        if not (len(organs) == 1 and organ_family(organs[0]) == "kidney"):
-            return q("multi-organ lesion burden comparison", organs=tuple(dict.fromkeys(organ_family(o) for o in organs)),
-                     direction=direction)
-    if _has(t, r"(tumor|lesion) burden|percent|proportion|fraction of the") and organ and (
-            _has(t, r"\bburden\b") or lesion):
-        return q("tumor burden percentage", organ=organ)
+            len(set(fams)) >= 2 or _has(t, r"which organ")) and not (len(organs) == 1 and fams[0] == "kidney"):
+        return "multi-organ lesion burden comparison", {"organs": tuple(dict.fromkeys(fams)), "direction": direction}
+    if _has(t, r"(tumor|lesion) burden|percent|proportion|fraction of the|%") and organ and (_has(t, r"\bburden\b") or lesion):
+        return "tumor burden percentage", {"organ": organ}
     if _has(t, r"\bdifference\b|\bdiffer\b") and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)"):
-        return q("tumor organ HU difference", organ=organ)
+        return "tumor organ HU difference", {"organ": organ}
 
     # --- lesion-level visual reasoning ---
     if kidney_only and _has(t, r"which kidney|which side|(left|right) kidney (is )?(larger|bigger|smaller)|compare.*kidney") and \
             _has(t, r"larger|bigger|smaller|volume|\bsize\b"):
-        return q("kidney volume comparison", direction=direction)
-    if _has(t, r"\badjacent\b|\babut|\bin contact\b|\bcontact with\b|\bneighbo|\bnext to\b|\bborder(s|ing)?\b|\btouch"):
-        return q("adjacent organ", organ=organ)
-    if _has(t, r"outlier|disproportionate|(much|significantly|substantially|markedly|far) larger than (the )?(other|rest|remaining)|dominant lesion"):
-        return q("lesion outlier", organ=organ)
+        return "kidney volume comparison", {"direction": direction}
+    if _has(t, r"\badjacent\b|\babut|\bin contact\b|\bcontact\w*\b|\bneighbo|\bnext to\b|\bborder(s|ing)?\b|\btouch"):
+        return "adjacent organ", {"organ": organ}
+    if _has(t, r"outlier|disproportionate|(much|significantly|substantially|markedly|far) larger than (the )?(other|rest|remaining)"
+               r"|dominant lesion"):
+        return "lesion outlier", {"organ": organ}
     if _has(t, r"cluster|distribut|scatter|dispers|\bspread\b|concentrated|diffuse"):
-        return q("liver lesion clustering")
-    largest = _has(t, r"\b(largest|biggest|dominant|main|primary|index)\b")
-    if lesion and _has(t, r"\bslice\b"):
-        return q("largest lesion slice", organ=organ)
-    if lesion and (largest or lid) and _has(t, r"\bsegment|\bwhere\b|locat|\bwhich (part|portion|region|lobe|side)\b|\blobe\b"):
-        return q("largest lesion location", organ=organ)
+        return "liver lesion clustering", {}
+    largest = e.rank is not None
+    if lesion and "slice" in ms:
+        return "largest lesion slice", {"organ": organ}
+    if lesion and (largest or e.lesion_ids) and _has(
+            t, r"\bsegment|\bwhere\b|locat|\bwhich (part|portion|region|lobe|side)\b|\blobe\b|\bin which\b"):
+        return "largest lesion location", {"organ": organ}
     if _has(t, r"which (couinaud |liver |hepatic |pancreatic )?(segment|part|portion|region)s?\b") or \
-            (len(segs) >= 2 and _has(t, r"\bor\b|\bvs\.?\b|versus|compare|more|fewer")):
+            (len(e.segments) >= 2 and _has(t, r"\bor\b|\bvs\.?\b|versus|compare|more|fewer")):
         metric = "volume" if _has(t, r"volume|burden|larger|bigger") else "count"
-        return q("inter-segment comparison", organ=(SUBSEGMENTS[segs[0]] if segs else organ), segments=tuple(segs),
-                 metric=metric, direction="smaller" if _has(t, r"\b(fewer|fewest|less|least)\b") else "larger")
-    if lesion and _has(t, r"hypo|hyper|\biso|attenuat|dense\b|density|enhanc|darker|brighter") and not _has(t, r"\bmean\b|\baverage\b"):
-        return q("largest lesion attenuation", organ=organ)
-    if lesion and _has(t, r"diameter|long(est)? axis|short axis|\bsize\b|how (large|big|long|wide)|\bextent\b|\bmeasure") and \
-            not _has(t, r"\bvolume\b"):
-        d = "3d" if _has(t, r"\b3d\b|three-dimensional|3-dimensional|feret") else ("short_axis" if _has(t, r"short axis") else "long_axis")
-        return q("largest lesion diameter", organ=organ, diameter=d)
-    count = _has(t, r"how many|number of|\bcount\b")
-    if count and lesion and segs:
-        return q("lesion count by location", location=segs[0])
+        segs = e.segments
+        return "inter-segment comparison", {"organ": (SUBSEGMENTS[segs[0]] if segs else organ), "segments": tuple(segs),
+                                            "metric": metric,
+                                            "direction": "smaller" if _has(t, r"\b(fewer|fewest|less|least)\b") else "larger"}
+    if lesion and "attenuation" in ms and not _has(t, r"\bmean\b|\baverage\b|\bhu\b"):
+        return "largest lesion attenuation", {"organ": organ}
+    size = _has(t, r"\bsize\b|\bhow (?:large|big)\b|\bmeasure")
+    if lesion and e.threshold_mm is not None and (ms & _LESION_SIZE or size or _has(t, r"\b(?:larger|bigger|smaller|longer)\b")):
+        d = "3d" if "diameter_3d" in ms else ("short_axis" if "short_axis" in ms else "long_axis")
+        return "lesion size threshold", {"organ": organ, "diameter": d, "direction": e.comparison,
+                                         "threshold_mm": e.threshold_mm}
+    if lesion and (ms & _LESION_SIZE or e.unit in ("mm", "cm") or (size and "volume" not in ms and e.unit not in ("mL", "cm3", "L"))):
+        if "short_axis" in ms:
+            return "lesion short axis", {"organ": organ}
+        if "diameter_3d" in ms:
+            return "lesion 3D diameter", {"organ": organ}
+        if "volume" not in ms:
+            return "largest lesion diameter", {"organ": organ, "diameter": "long_axis"}
+    count = "count" in ms
+    if count and lesion and e.segments:
+        return "lesion count by location", {"location": e.segments[0]}
     if _has(t, r"\b(total|combined|sum|together|aggregate|overall|all)\b") and (
             len(organs) >= 2 or _has(t, r"\bkidneys\b|both kidneys|\bboth\b")):
         orgs = tuple(organs) if len(organs) >= 2 else ("kidney_left", "kidney_right") if "kidney" in organs else tuple(organs)
         if lesion and count:
-            return q("organ aggregation", organs=orgs, measure="lesion_count")
+            return "organ aggregation", {"organs": orgs, "measure": "lesion_count"}
         if lesion:
-            return q("organ aggregation", organs=orgs, measure="lesion_volume")
-        if _has(t, r"\bvolume\b|\bsize\b"):
-            return q("organ aggregation", organs=orgs, measure="volume")
+            return "organ aggregation", {"organs": orgs, "measure": "lesion_volume"}
+        if "volume" in ms or size:
+            return "organ aggregation", {"organs": orgs, "measure": "volume"}
     if count and lesion:
-        return q("lesion counting", organ=organ)
-    if lesion and _has(t, r"\bvolume\b"):
-        agg = "total" if _has(t, r"\b(total|combined|sum|all|overall)\b") else "largest"
-        return q("lesion volume measurement", organ=organ, aggregate=agg)
-    if lesion and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)"):
-        return q("lesion HU measurement", organ=organ)
+        return "lesion counting", {"organ": organ}
+    if lesion and ("volume" in ms or e.unit in ("mL", "cm3", "L")):
+        return "lesion volume measurement", {"organ": organ, "aggregate": "total" if e.aggregate else "largest"}
+    if lesion and "hu" in ms:
+        return "lesion HU measurement", {"organ": organ}
 
     # --- organ-level ---
-    if organ and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)"):
-        return q("organ HU measurement", organ=organ)
-    if organ and _has(t, r"enlarg|megaly|larger than normal|increased (in )?size|abnormally large|normal (in )?size"):
-        return q("organ enlargement", organ=organ)
-    if organ and _has(t, r"\bvolume\b|how (large|big) is the"):
-        return q("organ volume measurement", organ=organ)
+    if organ and "hu" in ms:
+        return "organ HU measurement", {"organ": organ}
+    if organ and "enlargement" in ms:
+        return "organ enlargement", {"organ": organ}
+    if organ and ("volume" in ms or e.unit in ("mL", "cm3", "L") or _has(t, r"how (large|big) is the")):
+        return "organ volume measurement", {"organ": organ}
 
     # --- recognition ---
-    if lesion and organ and _has(t, r"\b(is|are) there\b|\bany\b|evidence|presen|\bcontain|\bhave\b|\bhas\b|\bshow|detect|identif|visible|\bexist|\bsee\b|\bsign"):
-        kind = "cyst" if _has(t, r"\bcysts?\b") else ("tumor" if _has(t, r"tumor|\bmass|cancer|carcinoma|neoplasm|malignan") else None)
+    if lesion and organ and "existence" in ms | ({"existence"} if _has(t, r"\bhave\b|\bhas\b") else set()):
+        kind = e.lesion_kind
         fam = organ_family(organ)
         if fam == "kidney":
-            st = {"cyst": "kidney cyst existence", "tumor": "kidney tumor existence"}.get(kind or "", "kidney lesion existence")
-            return q(st, organ=organ)
+            return {"cyst": "kidney cyst existence", "tumor": "kidney tumor existence"}.get(kind or "", "kidney lesion existence"), \
+                {"organ": organ}
         if fam == "liver":
-            return q("liver lesion existence")
+            return "liver lesion existence", {}
         if fam == "pancreas":
-            return q("pancreatic lesion existence")
+            return "pancreatic lesion existence", {}
         if fam == "colon":
-            return q("colon lesion existence")
-        return q("lesion existence", organ=organ, lesion_kind=kind)
+            return "colon lesion existence", {}
+        return "lesion existence", {"organ": organ, "lesion_kind": kind}
     return None
+
+
+# --- parameters from the entities -----------------------------------------------------------------
+
+
+def _params(sub: str, e: QuestionEntities, decided: dict) -> dict:
+    """Question fields for type ``sub``: what routing decided, else what the entities name."""
+    params = set(SUBTYPES[sub].params) | {"rank"}
+    fields = set(Question.model_fields)
+    organ = e.organs[0] if e.organs else None
+    fam_of = {organ_family(o) for o in e.organs}
+    guess: dict = {
+        "organ": organ, "organs": tuple(e.organs), "lesion_id": e.lesion_ids[0] if e.lesion_ids else None,
+        "lesion_kind": e.lesion_kind if e.lesion_kind in ("cyst", "tumor") else None, "segments": tuple(e.segments),
+        "location": e.segments[0] if e.segments else organ, "rank": e.rank if e.rank not in (None,) else 1,
+        "diameter": "3d" if "diameter_3d" in e.measures else ("short_axis" if "short_axis" in e.measures else "long_axis"),
+        "direction": e.comparison or "larger", "threshold_mm": e.threshold_mm, "vessel": e.vessels[0] if e.vessels else None,
+        "unit": e.unit, "diagnosis": e.diagnosis, "aggregate": "total" if e.aggregate else "largest",
+        "metric": "volume" if "volume" in e.measures else "count",
+        "measure": ("lesion_count" if "count" in e.measures else "lesion_volume") if e.lesion else "volume",
+    }
+    if sub == "organ aggregation" and len(e.organs) < 2 and fam_of == {"kidney"}:
+        guess["organs"] = ("kidney_left", "kidney_right")
+    out = {}
+    for k in (params | set(decided)) & fields:
+        v = decided.get(k, guess.get(k))
+        if v is None or v == ():
+            continue
+        out[k] = v
+    if "unit" in fields and e.unit and "unit" not in out:
+        out["unit"] = e.unit
+    return out
+
+
+# --- understanding --------------------------------------------------------------------------------
+
+
+@dataclass
+class Understanding:
+    """What the text asks: the entities, and either a Question or why none (``unused``, ``closest``)."""
+
+    entities: QuestionEntities
+    question: Question | None = None
+    subtype: str | None = None  # the type routing considered (also when entities were left unused)
+    unused: list[str] = field(default_factory=list)
+    closest: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def reason(self) -> str:
+        """Why unmapped: what was understood, what stayed unused, and the closest supported questions."""
+        head = f"understood: {self.entities.describe()}"
+        if self.error:
+            why = self.error
+        elif self.subtype and self.unused:
+            why = f"the closest question type ({self.subtype}) would not use: {'; '.join(self.unused)}"
+        else:
+            why = "no supported question type asks this"
+        near = "; ".join(f"{s} (e.g. '{SUBTYPES[s].example}')" for s in self.closest)
+        return (f"question not recognised: {self.entities.text!r}. {head}. {why}. Closest supported questions: {near}. "
+                f"All question types: {', '.join(SUBTYPES)} (or pass the subtype and parameters explicitly)")
+
+
+@lru_cache(maxsize=1)
+def _examples() -> dict[str, QuestionEntities]:
+    return {s: extract_entities(spec.example) for s, spec in SUBTYPES.items()}
+
+
+def closest_subtypes(e: QuestionEntities, n: int = 3) -> list[str]:
+    """The ``n`` supported question types nearest to the question: shared measures, organs and lesion words,
+    then wording similarity with the type's example."""
+    scores = []
+    for s, x in _examples().items():
+        sc = 2.0 * len(set(e.measures) & set(x.measures) & (_PRIMARY | {"composition", "completeness", "attenuation", "location"}))
+        sc += 1.0 * bool({organ_family(o) for o in e.organs} & {organ_family(o) for o in x.organs})
+        sc += 0.5 * (e.lesion == x.lesion)
+        sc += 2.0 * bool(e.vessels or e.vessel_generic) * (s in _VESSEL_TYPES)
+        sc += difflib.SequenceMatcher(None, e.norm, x.norm).ratio()
+        scores.append((-sc, s))
+    return [s for _, s in sorted(scores)[:n]]
+
+
+def understand(text: str, subtype: str | None = None) -> Understanding:
+    """Entities, then the question type (``subtype`` given: that type, parameters from the text)."""
+    e = extract_entities(text)
+    u = Understanding(entities=e)
+    if subtype is not None:
+        sub = canonical_subtype(subtype)
+        decided: dict = {}
+    else:
+        routed = _route(e)
+        if routed is None:
+            u.closest = closest_subtypes(e)
+            return u
+        sub, decided = routed
+        if sub not in SUBTYPES:
+            u.error = f"question type {sub!r} is not available"
+            u.closest = closest_subtypes(e)
+            return u
+        u.subtype = sub
+        u.unused = _unused(sub, e)
+        if u.unused:
+            u.closest = closest_subtypes(e)
+            return u
+    u.subtype = sub
+    try:
+        u.question = Question(subtype=sub, text=e.text, **_params(sub, e, decided))
+    except ValueError as err:
+        u.error = f"the parameters read from the text are not valid: {err}"
+        u.closest = closest_subtypes(e)
+    return u
+
+
+def parse_question(text: str, subtype: str | None = None) -> Question | None:
+    """Free text -> Question; None when the text maps to no type that uses everything it names (never a
+    guess). With ``subtype`` (a DeepTumorVQA file's subtype field, the API), that type, with the
+    parameters read from the text."""
+    return understand(text, subtype).question
