@@ -186,8 +186,9 @@ KNOWLEDGE: tuple[KnowledgeEntry, ...] = (
         keywords=("outlier", "lesion", "volume", "largest", "dominant")),
     KnowledgeEntry(
         key="liver_lesion_clustering", topic="Liver lesion clustering (Couinaud segments)", values=(0.50, 0.75), unit="fraction",
-        rule=("per-segment share of the liver lesion volume: highly clustered when one segment holds > 50 %; "
-              "somewhat clustered when the top two segments hold >= 75 %; else widely distributed"),
+        rule=("per-segment share of the liver lesions, each lesion counted once in the segment holding most of it: "
+              "highly clustered when one segment holds > 50 % of the lesions; somewhat clustered when the top two "
+              "segments hold >= 75 %; else widely distributed"),
         source=f"DeepTumorVQA protocol ({DTV_KB})",
         keywords=("clustering", "clustered", "distributed", "distribution", "liver", "segment", "spread")),
     KnowledgeEntry(

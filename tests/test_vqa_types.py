@@ -309,3 +309,21 @@ def test_sizes_of_a_lesion_cut_by_the_scan_edge_are_lower_bounds(edge_case):
     assert small.answer == "no"
     open_small = answer(f, Question(subtype="lesion size threshold", lesion_id=i, threshold_mm=40.0, direction="smaller"))
     assert open_small.status == CANNOT
+
+
+def test_pancreatic_cyst_rule_decided_by_a_lower_bound(case):
+    """The cyst resection rule (> 3 mL or > 30 mm) on a cyst cut by the scan edge: a bound above a threshold decides,
+    a bound below both does not (sizes set by the test on edited findings)."""
+    f = case["findings"]
+    p = lid(case, case["truth"]["pancreas"]["mask"])
+
+    def edited(volume_ml, long_mm):
+        les = [l.model_copy(update={"kind": "cyst", "touches_edges": ["axis2_min"], "size_qualifier": "lower_bound",
+                                    "volume_ml": volume_ml, "long_axis_mm": long_mm}) if l.id == p else l for l in f.lesions]
+        return f.model_copy(update={"lesions": les})
+    big = answer(edited(1.0, 35.0), Question(subtype="pancreatic cyst resectability", lesion_id=p))
+    assert big.answer == "yes" and big.qualifier == "lower_bound" and "at least" in big.explanation
+    rec = answer(edited(1.0, 35.0), Question(subtype="recommendation", lesion_id=p))
+    assert rec.answer == "resection" and rec.rule == "pancreatic_cyst_resection"
+    small = answer(edited(1.0, 25.0), Question(subtype="pancreatic cyst resectability", lesion_id=p))
+    assert small.status == CANNOT and "either side" in small.reason

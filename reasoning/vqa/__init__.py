@@ -37,9 +37,9 @@ Choices this package makes where the issue leaves them open (thresholds themselv
   lesion uses the attenuation heuristic (hypo -> PDAC; iso/hyper -> PNET), flagged as such.
 - Tumour burden % = total lesion volume in the organ / organ volume x 100; with no lesion in a
   covered, measured organ it is 0 %.
-- Liver lesion clustering: per-segment lesion volume = sum over liver lesions of
-  segment share x lesion volume; shares are taken over the volume assigned to some segment (the
-  part of a lesion outside every segment mask is left out of numerator and denominator).
+- Liver lesion clustering (DeepTumorVQA's definition, which counts lesions): each liver lesion
+  counts once, in the segment holding most of it; shares are lesion counts per segment over all
+  liver lesions (a lesion outside every segment mask makes it cannot be determined).
 - Inter-segment comparison counts, per segment, the lesions holding > 10 % of their volume there
   (Lesion.segments, so a lesion may count in two segments); metric=volume compares the
   per-segment lesion volume instead. Lesion count by location uses the same membership rule.
@@ -52,9 +52,13 @@ Choices this package makes where the issue leaves them open (thresholds themselv
 - Organ aggregation sums organ volumes (default), lesion counts or lesion volumes over the organs.
 - Tumour-organ HU difference is signed (lesion minus host); a multiple-choice option list with
   only non-negative values is matched with the absolute value.
-- Largest lesion slice: the image of the RECIST long axis as a radiologist opens it
-  (``Lesion.key_slice``: DICOM InstanceNumber, else the 1-based image number; never the 0-based
-  index). DeepTumorVQA may use the slice of largest area.
+- Largest lesion slice (DeepTumorVQA's definition): the axial slice where the lesion's
+  cross-sectional area is largest (``Lesion.max_area_slice``, schema 1.2.0), answered as its 0-based
+  index along the axial voxel axis in file order, the benchmark's numpy convention (its volumes are
+  (512, 512, Z) NIfTI arrays). The image of the RECIST long axis as a radiologist opens it (DICOM
+  InstanceNumber, else the 1-based image number) is the radagent type "lesion key slice".
+- Sizes of a lesion cut by the scan edge are lower bounds (``Answer.qualifier`` "lower_bound",
+  "at least ..., cut by the scan edge"); a threshold question is answered when the bound decides it.
 - Fatty liver and steatosis grade are one decision (``handlers.medical_reasoning.liver_fat``):
   Kodama, the most severe grade whose HU or L/S criterion holds; fatty liver = grade G1 or worse,
   so "no fatty liver" and a grade above G0 are never both said. Both, and pancreatic steatosis,

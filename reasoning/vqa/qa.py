@@ -9,15 +9,33 @@ from perception.schema import Findings, Status
 from reasoning.vqa.answering import answer
 from reasoning.vqa.question import Question
 from reasoning.vqa.subtypes import SUBTYPES, Subtype
-from reasoning.vqa.vocabulary import segment_display
+from reasoning.vqa.vocabulary import segment_display, vessel_display
 
 _ORGAN_WORDS = {"liver": "liver", "pancreas": "pancreas", "kidney": "kidneys", "kidney_left": "left kidney",
                 "kidney_right": "right kidney", "spleen": "spleen", "gallbladder": "gallbladder", "colon": "colon",
                 "stomach": "stomach", "lung": "lungs"}
 
 
+_VESSEL_TEXT = {
+    "vessel involvement": "Does lesion {l} contact the {v}?",
+    "vessel contact category": "Does lesion {l} abut or encase the {v}?",
+    "vessel contact angle": "How many degrees of the {v} circumference does lesion {l} contact?",
+    "vessel contact length": "Over what length does lesion {l} contact the {v}?",
+}
+
+
 def _qa_text(spec: Subtype, q: Question) -> str:
     """The subtype's template question with its organ word swapped for the one asked about."""
+    if q.vessel and spec.name in _VESSEL_TEXT:
+        return _VESSEL_TEXT[spec.name].format(l=q.lesion_id, v=vessel_display(q.vessel))
+    if spec.name == "involved vessels" and q.lesion_id:
+        return f"Which vessels does lesion {q.lesion_id} involve?"
+    if spec.name == "lesion size threshold" and q.threshold_mm is not None:
+        word = "kidney" if q.organ == "kidney" else _ORGAN_WORDS.get(q.organ or "", (q.organ or "").replace("_", " "))
+        return f"Is the largest {word} lesion {q.direction} than {q.threshold_mm / 10:g} cm?"
+    if spec.name == "diagnosis" and q.diagnosis:
+        word = "kidney" if q.organ == "kidney" else _ORGAN_WORDS.get(q.organ or "", (q.organ or "").replace("_", " "))
+        return f"Is the largest {word} lesion {q.diagnosis}?"
     text = spec.example
     organ = q.organ
     if spec.name == "organ HU ratio" and len(q.organs) >= 2:  # the question names the organs the ratio is computed on
@@ -85,6 +103,20 @@ def generate_qa(findings: Findings) -> list[dict]:
                 plan.append(Question(subtype=name, organ="liver", segments=tuple(segs[:2])))
         elif name == "lesion count by location":
             plan += [Question(subtype=name, organ="liver", location=s) for s in segs[:2]]
+        elif name in ("vessel involvement", "vessel contact category", "vessel contact angle", "vessel contact length"):
+            # every assessed vessel for involvement; the measures of contact where there is contact
+            plan += [Question(subtype=name, lesion_id=les.id, vessel=c.vessel) for les in findings.lesions
+                     for c in les.vessel_contacts if name == "vessel involvement" or c.category.value != "none"]
+        elif name == "involved vessels":
+            plan += [Question(subtype=name, lesion_id=les.id) for les in findings.lesions if les.vessel_contacts]
+        elif name == "lesion size threshold":
+            plan += [Question(subtype=name, organ=o, threshold_mm=20.0) for o in lesion_organs]
+        elif name in ("organ status", "lesion search coverage"):
+            plan += [Question(subtype=name, organ=o) for o in core]
+        elif name == "kidney tumor staging":
+            plan += [Question(subtype=name, organ="kidney")] if "kidney" in lesion_organs else []
+        elif name == "diagnosis":
+            plan += [Question(subtype=name, organ=o, diagnosis="benign") for o in lesion_organs]
         elif "organ" in p:
             plan += [Question(subtype=name, organ=o) for o in lesion_organs]
         else:

@@ -100,7 +100,7 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
        "What is the short axis of the largest liver lesion?", "radagent"),
     _s("lesion 3D diameter", _M, "numeric", "organ lesion_id rank unit",
        "maximal 3D (Feret) diameter, mm; a lower bound when cut by the scan edge",
-       "What is the maximal 3D diameter of the kidney lesion?", "radagent"),
+       "What is the maximal 3D diameter of the largest liver lesion?", "radagent"),
     _s("lesion size threshold", _M, "binary", "organ lesion_id rank diameter threshold_mm direction",
        "is the long axis (short axis, 3D diameter) larger (smaller) than the threshold; a lower-bound size decides when the "
        "bound does", "Is the largest liver lesion larger than 2 cm?", "radagent"),
@@ -109,7 +109,7 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
        "Is the liver lesion measurable by RECIST?", "radagent"),
     _s("lesion composition", _V, "categorical", "organ lesion_id rank",
        "cystic / fat-containing / calcified by the composition rules; solid only when every rule ran and none applied",
-       "Is the kidney lesion cystic or solid?", "radagent"),
+       "Is the largest liver lesion cystic or solid?", "radagent"),
     _s("kidney tumor staging", _MR, "categorical", "organ lesion_id rank", "AJCC 8 kidney T category from the staging hint",
        "What is the T stage of the kidney tumor?", "radagent"),
     _s("contrast phase", _R, "categorical", "", "contrast phase of the study: non_contrast / arterial / portal_venous / delayed",
@@ -119,9 +119,9 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
        "Is the liver lesion completely imaged?", "radagent"),
     _s("organ status", _R, "categorical", "organ",
        "measured / incompletely imaged (truncated by the scan edge) / absent / not found / failed / not segmented",
-       "Is the whole spleen within the scan?", "radagent"),
+       "Is the whole liver within the scan?", "radagent"),
     _s("lesion search coverage", _R, "binary", "organ lesion_kind",
-       "were lesions searched for in the organ (by which mask or model)", "Was the pancreas checked for lesions?", "radagent"),
+       "were lesions searched for in the organ (by which mask or model)", "Was the liver searched for lesions?", "radagent"),
     _s("lesion key slice", _V, "numeric", "organ lesion_id rank",
        "image number of the lesion's RECIST long axis (DICOM InstanceNumber, else the 1-based image number)",
        "On which image is the long axis of the liver lesion measured?", "radagent"),
@@ -130,10 +130,10 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
        "Has the liver lesion grown since the prior scan?", "radagent"),
     _s("diagnosis", _MR, "categorical", "organ lesion_id rank diagnosis",
        "a diagnosis only where a sourced rule in reasoning.knowledge supports it, else cannot be determined",
-       "Is the liver lesion a metastasis?", "radagent"),
+       "Is the largest liver lesion benign?", "radagent"),
     _s("recommendation", _MR, "categorical", "organ lesion_id rank",
        "follow-up / biopsy / treatment advice only where a sourced rule applies, else cannot be determined",
-       "Should the kidney lesion be biopsied?", "radagent"),
+       "Should the liver lesion be biopsied?", "radagent"),
 )}
 DEEPTUMORVQA_SUBTYPES: tuple[str, ...] = tuple(n for n, s in SUBTYPES.items() if s.source == "DeepTumorVQA")
 

@@ -8,7 +8,7 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Status
 from reasoning.knowledge import knowledge
 from reasoning.vqa.handlers.recognition import _h_splenomegaly
-from reasoning.vqa.lookup import _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast, _whole
+from reasoning.vqa.lookup import _cut, _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -76,9 +76,16 @@ def _pancreatic_cyst(f: Findings, q: Question) -> Lesion:
 
 def _h_cyst_resect(f: Findings, q: Question) -> _Result:
     l = _pancreatic_cyst(f, q)
-    _whole(l)
     vthr, dthr = knowledge("pancreatic_cyst_resection").values
     pos = l.volume_ml > vthr or l.long_axis_mm > dthr
+    if _cut(l):  # sizes are lower bounds: only a bound above a threshold decides
+        if not pos:
+            raise _Cannot(f"{l.id} reaches the scan edge ({', '.join(l.touches_edges)}): at least {_fmt(l.volume_ml, 3)} mL and "
+                          f"{_fmt(l.long_axis_mm, 1)} mm, which may lie on either side of {_fmt(vthr)} mL / {_fmt(dthr)} mm",
+                          [l.id], "pancreatic_cyst_resection")
+        return _Result("yes", None, [l.id], "pancreatic_cyst_resection",
+                       f"{l.id} cut by the scan edge: at least {_fmt(l.volume_ml, 3)} mL and {_fmt(l.long_axis_mm, 1)} mm, "
+                       f"already above {_fmt(vthr)} mL or {_fmt(dthr)} mm: resection recommended", qualifier="lower_bound")
     return _Result("yes" if pos else "no", None, [l.id], "pancreatic_cyst_resection",
                    f"{l.id} volume {_fmt(l.volume_ml, 3)} mL ({'>' if l.volume_ml > vthr else '<='} {_fmt(vthr)}), diameter "
                    f"{_fmt(l.long_axis_mm, 1)} mm ({'>' if l.long_axis_mm > dthr else '<='} {_fmt(dthr)}): "

@@ -8,17 +8,13 @@ vessel without a mask in the study was not assessed: its contact cannot be deter
 
 from __future__ import annotations
 
-from perception.registry import VESSELS
 from perception.schema import Findings, Lesion, VesselContact
 from reasoning.vqa.lookup import _pick, _which
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
+from reasoning.vqa.vocabulary import vessel_display
 
 _RULE = "vessel_contacts (max circumferential contact angle: abutment 0-180 deg, encasement > 180 deg)"
-
-
-def _vname(v: str) -> str:
-    return VESSELS[v][1] if v in VESSELS else v.replace("_", " ")
 
 
 def _vessel_masks(f: Findings) -> set[str]:
@@ -37,13 +33,13 @@ def _contact(f: Findings, q: Question, what: str) -> tuple[Lesion, VesselContact
         return l, vc
     if q.vessel in _vessel_masks(f):
         return l, None
-    assessed = ", ".join(_vname(c.vessel) for c in l.vessel_contacts) or "none"
-    raise _Cannot(f"the {_vname(q.vessel)} was not assessed: no {q.vessel} mask in this study (vessels assessed for {l.id}: "
+    assessed = ", ".join(vessel_display(c.vessel) for c in l.vessel_contacts) or "none"
+    raise _Cannot(f"the {vessel_display(q.vessel)} was not assessed: no {q.vessel} mask in this study (vessels assessed for {l.id}: "
                   f"{assessed})", [l.id], _RULE)
 
 
 def _far(l: Lesion, v: str) -> str:
-    return f"the {_vname(v)} mask lies beyond the contact search reach of {l.id}: no contact"
+    return f"the {vessel_display(v)} mask lies beyond the contact search reach of {l.id}: no contact"
 
 
 def _h_vessel_involvement(f: Findings, q: Question) -> _Result:
@@ -53,13 +49,13 @@ def _h_vessel_involvement(f: Findings, q: Question) -> _Result:
             return _Result("no", None, [l.id], _RULE, _far(l, q.vessel))
         pos = vc.category.value != "none"
         return _Result("yes" if pos else "no", None, [l.id], _RULE,
-                       f"{l.id} ({_which(q)}) and the {_vname(vc.vessel)}: {vc.category.value}"
+                       f"{l.id} ({_which(q)}) and the {vessel_display(vc.vessel)}: {vc.category.value}"
                        + (f", max {_fmt(vc.max_angle_deg, 0)} deg over {_fmt(vc.contact_length_mm, 1)} mm" if pos else ""))
     l = _pick(f, q, q.organ)
     if not l.vessel_contacts:
         raise _Cannot(f"no vessel was assessed for {l.id}: no vessel mask near it in this study", [l.id], _RULE)
     hit = [c for c in l.vessel_contacts if c.category.value != "none"]
-    listing = ", ".join(f"{_vname(c.vessel)} {c.category.value}" for c in l.vessel_contacts)
+    listing = ", ".join(f"{vessel_display(c.vessel)} {c.category.value}" for c in l.vessel_contacts)
     return _Result("yes" if hit else "no", None, [l.id], _RULE,
                    f"{l.id} ({_which(q)}), vessels assessed: {listing}"
                    + ("" if hit else " (vessels without a mask in this study are not assessed)"))
@@ -70,7 +66,7 @@ def _h_vessel_category(f: Findings, q: Question) -> _Result:
     if vc is None:
         return _Result("none", None, [l.id], _RULE, _far(l, q.vessel), accept={"none", "no contact"})
     return _Result(vc.category.value, None, [l.id], _RULE,
-                   f"{l.id} ({_which(q)}) contacts {_fmt(vc.max_angle_deg, 0)} deg of the {_vname(vc.vessel)} circumference: "
+                   f"{l.id} ({_which(q)}) contacts {_fmt(vc.max_angle_deg, 0)} deg of the {vessel_display(vc.vessel)} circumference: "
                    f"{vc.category.value} ({vc.method})")
 
 
@@ -79,7 +75,7 @@ def _h_vessel_angle(f: Findings, q: Question) -> _Result:
     if vc is None:
         return _Result(0.0, "deg", [l.id], _RULE, _far(l, q.vessel))
     return _Result(vc.max_angle_deg, "deg", [l.id], _RULE,
-                   f"{l.id} ({_which(q)}): max contact {_fmt(vc.max_angle_deg, 0)} deg of the {_vname(vc.vessel)} "
+                   f"{l.id} ({_which(q)}): max contact {_fmt(vc.max_angle_deg, 0)} deg of the {vessel_display(vc.vessel)} "
                    f"circumference ({vc.category.value}; {vc.method})")
 
 
@@ -88,7 +84,7 @@ def _h_vessel_length(f: Findings, q: Question) -> _Result:
     if vc is None:
         return _Result(0.0, "mm", [l.id], _RULE, _far(l, q.vessel))
     return _Result(vc.contact_length_mm, "mm", [l.id], _RULE,
-                   f"{l.id} ({_which(q)}) contacts the {_vname(vc.vessel)} over {_fmt(vc.contact_length_mm, 1)} mm "
+                   f"{l.id} ({_which(q)}) contacts the {vessel_display(vc.vessel)} over {_fmt(vc.contact_length_mm, 1)} mm "
                    f"(sections with contact x section step; {vc.method})")
 
 
@@ -97,12 +93,12 @@ def _h_involved_vessels(f: Findings, q: Question) -> _Result:
     if not l.vessel_contacts:
         raise _Cannot(f"no vessel was assessed for {l.id}: no vessel mask near it in this study", [l.id], _RULE)
     hit = [c for c in l.vessel_contacts if c.category.value != "none"]
-    assessed = ", ".join(_vname(c.vessel) for c in l.vessel_contacts)
+    assessed = ", ".join(vessel_display(c.vessel) for c in l.vessel_contacts)
     if not hit:
         return _Result("none", None, [l.id], _RULE, f"{l.id} ({_which(q)}) contacts none of the vessels assessed ({assessed})",
                        accept={"none"})
     value = ", ".join(c.vessel for c in hit)
     return _Result(value, None, [l.id], _RULE,
                    f"{l.id} ({_which(q)}) contacts " + "; ".join(
-                       f"the {_vname(c.vessel)} ({c.category.value}, {_fmt(c.max_angle_deg, 0)} deg)" for c in hit)
-                   + f" (assessed: {assessed})", accept={c.vessel for c in hit} | {_vname(c.vessel) for c in hit})
+                       f"the {vessel_display(c.vessel)} ({c.category.value}, {_fmt(c.max_angle_deg, 0)} deg)" for c in hit)
+                   + f" (assessed: {assessed})", accept={c.vessel for c in hit} | {vessel_display(c.vessel) for c in hit})
