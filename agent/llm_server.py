@@ -50,7 +50,7 @@ MODEL_MARKER = "radagent-model.json"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "chat_template.jinja", MODEL_MARKER)
 
-STRUCTURED_OUTPUTS_CONFIG = {"backend": "xgrammar", "disable_any_whitespace": True}
+STRUCTURED_OUTPUTS_CONFIG = {"backend": "auto"}
 
 
 class ServerStartError(RuntimeError):
@@ -71,7 +71,7 @@ def _gpu_present() -> bool:
     if not smi:
         return False
     try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run([smi, "-L"], check=False, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and "GPU" in out.stdout
@@ -84,7 +84,7 @@ def _installed_vllm_flavour(python: str) -> str | None:
             "    try:\n        m.distribution(n); print(n); break\n"
             "    except m.PackageNotFoundError:\n        pass\n")
     try:
-        out = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([python, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -121,7 +121,7 @@ def server_env(device: str) -> dict[str, str]:
 
 def build_command(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
                   python: str = sys.executable, *, served_name: str | None = None,
-                  chat_template: str | os.PathLike | None = None, max_model_len: int = 4096,
+                  chat_template: str | os.PathLike | None = None, max_model_len: int = 8192,
                   device: str = "auto", extra_args: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The `python -m vllm.entrypoints.openai.api_server` command line our client needs:
     tool calls (hermes parser), json_schema response formats through xgrammar, a fixed served
@@ -165,7 +165,7 @@ def _log_tail(path: Path, n_chars: int = 6000) -> str:
 
 
 def _get_json(url: str, timeout: float = 5.0):
-    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (loopback URL we built)
+    with urllib.request.urlopen(url, timeout=timeout) as r:
         return json.loads(r.read().decode("utf-8"))
 
 
@@ -223,7 +223,7 @@ class ServerHandle:
             self.process.wait(timeout=5)
         return self.process.returncode
 
-    def __enter__(self) -> ServerHandle:
+    def __enter__(self) -> ServerHandle:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc) -> None:
@@ -232,7 +232,7 @@ class ServerHandle:
 
 def start_server(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int | None = None,
                  python: str | os.PathLike = DEFAULT_PYTHON, served_name: str | None = None,
-                 chat_template: str | os.PathLike | None = None, max_model_len: int = 4096,
+                 chat_template: str | os.PathLike | None = None, max_model_len: int = 8192,
                  device: str = "auto", log_path: str | os.PathLike | None = None,
                  timeout: float = 600.0, extra_args: list[str] | tuple[str, ...] = (),
                  env: dict[str, str] | None = None) -> ServerHandle:
@@ -294,7 +294,7 @@ def find_gguf(python: str | os.PathLike) -> Path:
             f"s = importlib.util.find_spec({GGUF_PACKAGE!r})\n"
             "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')\n")
     try:
-        out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([str(python), "-c", code], check=False, capture_output=True, text=True, timeout=120)
     except OSError as e:
         raise ModelSetupError(f"{python}: cannot run it ({e}); create it with `{SETUP_COMMAND}`") from e
     pkg = out.stdout.strip()
@@ -351,7 +351,7 @@ def ensure_test_model(cache_dir: Path, python: str | os.PathLike = DEFAULT_PYTHO
                "TOKENIZERS_PARALLELISM": "false"}
         cmd = [str(python), str(CONVERT_SCRIPT), str(gguf), str(tmp), "--chat-template", str(CHAT_TEMPLATE)]
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env)
             if res.returncode != 0 or not model_is_complete(tmp):
                 raise ModelSetupError(f"converting {gguf} failed (exit {res.returncode}):\n"
                                       f"{(res.stdout + res.stderr)[-6000:]}")
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--port", type=int, default=8000)
         sp.add_argument("--served-name", default=None)
         sp.add_argument("--chat-template", default=None)
-        sp.add_argument("--max-model-len", type=int, default=4096)
+        sp.add_argument("--max-model-len", type=int, default=8192)
         sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     a = p.parse_args(argv)
     if a.cmd == "ensure-model":

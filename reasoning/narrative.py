@@ -1,12 +1,26 @@
-"""The LLM narrative: structured output, placeholder numbers, grounding check, bounded re-asks,
-template fallback.
+"""The LLM narrative: code writes every fact, the model arranges them.
 
-The model answers with JSON matching ``output_schema(findings)``: sentences, each with a section,
-an organ group and the finding ids it rests on (an enum of the real ids, so it cannot cite an
-invented finding). Numbers may be written as placeholders ``{L1.long_axis_mm}`` which are replaced
-by the exact formatted value before validation, so the model never has to copy digits. Every
-sentence then goes through reasoning.grounding; errors are sent back verbatim for at most
-``max_attempts`` attempts; after that the template narrative is used and the draft says why.
+What is said is split from how it is said. Every fact-bearing phrase (size with unit, location,
+attenuation, vessel contact, stage, slice) is a sentence that code renders from Findings: the
+template narrative's sentences (reasoning.report.template_draft), each given an id (``F1``...).
+The model's structured output (JSON schema, ``output_schema``) only arranges them: for FINDINGS
+and IMPRESSION an ordered list of ``{"lead": ..., "fact": "F<n>"}`` items, where ``fact`` is an
+enum of that section's fact ids and ``lead`` an optional connective whose JSON-schema ``pattern``
+admits only the fact-free words of ``LEADS`` (no digit, organ, size or diagnosis word can appear).
+Technique and Limitations are rendered by code alone.
+
+Every arrangement is then checked twice, and both rates are kept apart (``NarrativeRun``):
+- grounding: reasoning.grounding.Validator over the rendered sentences (as for any text);
+- content rules (``content_errors``): each lesion has a FINDINGS sentence with its location and
+  size; the IMPRESSION names each actionable lesion (staged, or RECIST-measurable and not a cyst);
+  an organ cut off by the scan edge is said to be incompletely imaged; the IMPRESSION is not
+  empty; no sentence only echoes ids.
+A failed check is re-asked with the error list only (never the failed reply, so the prompt does
+not grow), at most ``max_attempts`` times; then the template narrative is used and the draft says
+why. ``max_tokens`` follows from the schema (``max_json_chars``: the longest compact JSON the
+schema admits; a token is at least one character); prompt + max_tokens is checked against the
+served context before sending. Server failures end the attempt loop with a typed reason
+(timeout, context overflow, HTTP error, unreachable), never a generic "unavailable".
 """
 
 from __future__ import annotations
@@ -15,198 +29,366 @@ import asyncio
 import json
 import re
 import time
+from dataclasses import dataclass, field
 
 import httpx
 
 from perception.schema import Findings
 
-from .client import DEFAULT_TIMEOUT_S, LLMClient, LLMError, LLMTimeoutError, json_schema_format
-from .facts import all_ids
+from .client import (
+    DEFAULT_TIMEOUT_S,
+    LLMClient,
+    LLMContextOverflowError,
+    LLMError,
+    LLMHTTPError,
+    LLMTimeoutError,
+    LLMTruncatedError,
+    LLMUnavailableError,
+    json_schema_format,
+)
+from .facts import organ_id
 from .grounding import Validator
-from .limitations import is_lower_bound, slice_number
-from .report import GROUPS, ReportDraft, Sentence, template_draft
+from .limitations import size_phrase
+from .report import ReportDraft, Sentence, _actionable_rank, _location, template_draft
 
-PLACEHOLDER_RE = re.compile(r"\{(L\d+|study|organ:[a-z_]+)\.([a-z0-9_]+)\}")
+# Connectives the model may put before a fact: no digit, no organ, size, finding or diagnosis word.
+LEADS = ("Also", "In addition", "Additionally", "Of note", "Notably", "Furthermore", "Moreover", "Separately",
+         "Elsewhere", "In summary", "Overall")
+LEAD_PATTERN = "^(" + "|".join(re.escape(w).replace("\\ ", " ") for w in LEADS) + ")?$"
+LEAD_RE = re.compile(LEAD_PATTERN)
+MODEL_SECTIONS = ("findings", "impression")
+TOKEN_MARGIN = 16  # end-of-sequence and the odd special token, beyond the schema's longest JSON
 
-SYSTEM = """You are a board-certified abdominal radiologist drafting a CT report.
+DEFAULT_ANSWER_INTRO = "A valid answer (every fact, in the default order; improve the order and add lead-ins if you wish):"
+_ID_RE = re.compile(r"\b(?:L\d+|study|organ:[a-z_]+)\b")
+_LOWER_FIRST = ("The", "No", "Incompletely")
+
+SYSTEM = """You arrange a CT report from fact sentences that are already written. You never write a fact.
+For the FINDINGS and the IMPRESSION you choose which facts to include and their order, and for each an
+optional lead-in word from this list (or an empty string): {leads}.
 Rules:
-- Use ONLY the facts given. Never add a measurement, location, vessel, stage, or lesion that is not listed.
-- Every sentence cites the finding ids it rests on (finding_ids). Mention each lesion in the FINDINGS section.
-- Write numbers as the placeholders shown in the facts, e.g. {L1.long_axis_mm} mm; they are filled in exactly.
-- Organs cut off by the scan edge are 'incompletely imaged', never 'normal'. N and M stages are never stated.
-- Sizes of lesions reaching the scan edge are lower bounds: write 'at least'. Slices are written as 'image <number>'.
-- Never write 'no lesion' for an organ unless the reference draft does (it names what searched that organ).
-- Sections: technique (phase, slice thickness), findings (organ by organ, group = organ group), impression
-  (actionable findings first, then counts and totals).
-Answer with JSON only."""
+- Facts marked REQUIRED must be included. Use each fact at most once, only in its own section.
+- In the IMPRESSION put the most important finding first.
+Answer with JSON only, in the form {{"findings":[{{"lead":"","fact":"F2"}},...],"impression":[...]}}."""
 
 
-def _fmt(v: float, unit: str) -> str:
-    return f"{v:.0f}" if unit == "deg" else (f"{v:.2f}" if unit == "mL" else f"{v:.1f}")
+@dataclass(frozen=True)
+class Fact:
+    """One sentence written by code, with the id the model refers to it by."""
+
+    id: str
+    sentence: Sentence
+    required: bool
 
 
-def placeholder_values(f: Findings) -> dict[str, str]:
-    """placeholder -> formatted value, for every numeric field the prompt offers."""
-    out = {"{study.slice_thickness_mm}": f"{f.study.slice_thickness_mm:.1f}"}
-    for o in f.organs:
-        for field, unit in (("volume_ml", "mL"), ("mean_hu", "HU")):
-            v = getattr(o, field)
-            if v is not None:
-                out[f"{{organ:{o.name}.{field}}}"] = _fmt(v, unit)
-    for les in f.lesions:
-        for field, unit in (("long_axis_mm", "mm"), ("short_axis_mm", "mm"), ("max_diameter_3d_mm", "mm"),
-                            ("volume_ml", "mL"), ("mean_hu", "HU"), ("organ_mean_hu", "HU"), ("hu_difference", "HU")):
-            v = getattr(les, field)
-            if v is not None:
-                out[f"{{{les.id}.{field}}}"] = _fmt(v, unit)
-        out[f"{{{les.id}.image_number}}"] = str(slice_number(les))  # the image a radiologist opens, not the 0-based index
-        for vc in les.vessel_contacts:
-            out[f"{{{les.id}.{vc.vessel}_angle_deg}}"] = _fmt(vc.max_angle_deg, "deg")
-            out[f"{{{les.id}.{vc.vessel}_contact_mm}}"] = _fmt(vc.contact_length_mm, "mm")
+def _lesion_main(s: Sentence, f: Findings) -> bool:
+    """The FINDINGS sentence that gives a lesion's location and size."""
+    return s.section == "findings" and any(
+        les.id in s.finding_ids and _location(les) in s.text and size_phrase(les) in s.text for les in f.lesions)
+
+
+def actionable(f: Findings) -> list[str]:
+    """Ids of the lesions an impression must name: staged, or RECIST-measurable and not a cyst."""
+    return [les.id for les in f.lesions if _actionable_rank(les)[0] < 0]
+
+
+def facts_of(f: Findings, style: str = "structured") -> list[Fact]:
+    """The template narrative's FINDINGS and IMPRESSION sentences as numbered facts."""
+    act = set(actionable(f))
+    trunc = {organ_id(o.name) for o in f.organs if o.status.value == "truncated_by_fov"}
+    out = []
+    for s in template_draft(f, style).sentences:
+        if s.section not in MODEL_SECTIONS:
+            continue
+        required = (_lesion_main(s, f)
+                    or (s.section == "impression" and any(i in act and re.search(rf"\b{i}\b", s.text) for i in s.finding_ids))
+                    or (s.section == "findings" and "incompletely imaged" in s.text.lower() and bool(trunc & set(s.finding_ids))))
+        out.append(Fact(f"F{len(out) + 1}", s, bool(required)))
     return out
 
 
-def facts_digest(f: Findings) -> str:
-    ph = placeholder_values(f)
-    lines = [f"study: phase {f.study.contrast_phase.phase} ({f.study.contrast_phase.source}); slice thickness "
-             f"{{study.slice_thickness_mm}} mm; {len(f.lesions)} lesions"]
-    for o in f.organs:
-        bits = [o.status.value]
-        for field, unit in (("volume_ml", "mL"), ("mean_hu", "HU")):
-            key = f"{{organ:{o.name}.{field}}}"
-            if key in ph:
-                bits.append(f"{field} {key} {unit}")
-        bits += [f"{fl.name} positive ({fl.rule})" for fl in o.flags if fl.status == "positive"]
-        lines.append(f"organ:{o.name}: " + "; ".join(bits))
-    for les in f.lesions:
-        p = lambda k: f"{{{les.id}.{k}}}"
-        bits = [f"{les.kind} in {les.organ or 'no organ'}", f"size {'at least ' if is_lower_bound(les) else ''}{p('long_axis_mm')} x {p('short_axis_mm')} mm "
-                f"on image {p('image_number')}" + (" (sizes are lower bounds: the lesion reaches the scan edge)" if is_lower_bound(les) else ""),
-                f"volume {p('volume_ml')} mL", f"mean {p('mean_hu')} HU"]
-        if les.organ_mean_hu is not None:
-            bits.append(f"{les.attenuation_term}, organ {p('organ_mean_hu')} HU, difference {p('hu_difference')} HU")
-        if les.segments:
-            bits.append("segments " + ", ".join(les.segments))
-        if les.laterality:
-            bits.append(f"side {les.laterality}" + (f", {les.kidney_pole} pole" if les.kidney_pole else ""))
-        for vc in les.vessel_contacts:
-            bits.append(f"vessel {vc.vessel}: {vc.category.value}" + (
-                f" {p(vc.vessel + '_angle_deg')} degrees over {p(vc.vessel + '_contact_mm')} mm" if vc.category.value != "none" else ""))
-        bits += [f"{h.system}: {h.category}" for h in les.staging if h.category != "not assessed"]
-        lines.append(f"{les.id}: " + "; ".join(bits))
+def output_schema(facts: list[Fact]) -> dict:
+    """Per section an ordered list of {lead, fact}; fact is an enum of that section's ids."""
+    props = {}
+    for sec in MODEL_SECTIONS:
+        ids = [x.id for x in facts if x.sentence.section == sec]
+        item = {"type": "object",
+                "properties": {"lead": {"type": "string", "pattern": LEAD_PATTERN, "maxLength": max(map(len, LEADS))},
+                               "fact": {"type": "string", "enum": ids}},
+                "required": ["lead", "fact"], "additionalProperties": False}
+        n_req = sum(x.required for x in facts if x.sentence.section == sec)
+        props[sec] = {"type": "array", "items": item, "minItems": n_req or (1 if sec == "impression" and ids else 0),
+                      "maxItems": len(ids)}
+    return {"type": "object", "properties": props, "required": list(MODEL_SECTIONS), "additionalProperties": False}
+
+
+def max_json_chars(schema: dict) -> int:
+    """Length of the longest compact JSON text the schema admits (the subset output_schema uses)."""
+    t = schema.get("type")
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"])
+    if t == "string":
+        if "maxLength" not in schema:
+            raise ValueError(f"string without maxLength or enum has no bound: {schema}")
+        return schema["maxLength"] + 2
+    if t == "array":
+        n = schema["maxItems"]
+        return 2 + n * max_json_chars(schema["items"]) + max(0, n - 1)
+    if t == "object":
+        props = schema["properties"]
+        return 2 + sum(len(json.dumps(k)) + 1 + max_json_chars(v) for k, v in props.items()) + max(0, len(props) - 1)
+    raise ValueError(f"no length bound for schema type {t!r}")
+
+
+def max_tokens_for(schema: dict) -> int:
+    """Tokens enough for any reply the schema admits: each token is at least one character."""
+    return max_json_chars(schema) + TOKEN_MARGIN
+
+
+def facts_prompt(facts: list[Fact]) -> str:
+    lines = []
+    for sec in MODEL_SECTIONS:
+        lines.append(f"{sec.upper()} facts:")
+        for x in facts:
+            if x.sentence.section == sec:
+                where = f"[{x.sentence.group}] " if x.sentence.group else ""
+                lines.append(f"{x.id} {where}{'(REQUIRED) ' if x.required else ''}{x.sentence.text}")
+        lines.append("")
+    default = {sec: [{"lead": "", "fact": x.id} for x in facts if x.sentence.section == sec] for sec in MODEL_SECTIONS}
+    lines.append(DEFAULT_ANSWER_INTRO)
+    lines.append(json.dumps(default, separators=(",", ":")))
     return "\n".join(lines)
 
 
-def output_schema(f: Findings) -> dict:
-    return {
-        "type": "object",
-        "properties": {"sentences": {"type": "array", "minItems": 1, "items": {
-            "type": "object",
-            "properties": {
-                "section": {"type": "string", "enum": ["technique", "findings", "impression"]},
-                "group": {"type": "string", "enum": GROUPS + [""]},
-                "text": {"type": "string"},
-                "finding_ids": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": all_ids(f)}},
-            },
-            "required": ["section", "group", "text", "finding_ids"], "additionalProperties": False}}},
-        "required": ["sentences"], "additionalProperties": False,
-    }
+def render(item_lead: str, s: Sentence) -> Sentence:
+    """The fact sentence with its lead-in prepended (the fact text itself is never changed)."""
+    if not item_lead:
+        return s
+    text = s.text
+    first = text.split(" ", 1)[0]
+    if first in _LOWER_FIRST:
+        text = text[0].lower() + text[1:]
+    return s.model_copy(update={"text": f"{item_lead}, {text}"})
 
 
-def fill_placeholders(text: str, values: dict[str, str]) -> tuple[str, list[str]]:
-    unknown = []
-
-    def sub(m: re.Match) -> str:
-        if m.group(0) in values:
-            return values[m.group(0)]
-        unknown.append(m.group(0))
-        return m.group(0)
-
-    return PLACEHOLDER_RE.sub(sub, text), unknown
-
-
-def parse_reply(content: str | None, f: Findings, values: dict[str, str]) -> tuple[list[Sentence], list[str]]:
-    """Sentences from the model's JSON, or the problems that prevent reading it."""
+def parse_reply(content: str | None, facts: list[Fact]) -> tuple[list[Sentence], list[str]]:
+    """The arranged sentences from the model's JSON, or the problems that prevent reading it."""
     if not content:
-        return [], ["the reply was empty; answer with the JSON object"]
+        return [], ["[format] the reply was empty; answer with the JSON object"]
     try:
         data = json.loads(content)
-        raw = data["sentences"]
-        assert isinstance(raw, list) and raw
-    except (ValueError, KeyError, TypeError, AssertionError) as e:
-        return [], [f"the reply is not the required JSON object with a non-empty 'sentences' list ({type(e).__name__})"]
-    out, errs = [], []
-    for i, s in enumerate(raw):
-        try:
-            text, unknown = fill_placeholders(str(s["text"]), values)
-            for u in unknown:
-                errs.append(f"sentence {i + 1}: unknown placeholder {u}")
-            out.append(Sentence(section=s["section"], group=s.get("group", ""), text=text.strip(),
-                                finding_ids=list(s["finding_ids"])))
-        except (KeyError, TypeError, ValueError) as e:
-            errs.append(f"sentence {i + 1}: malformed ({type(e).__name__}: {e})")
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+    except (ValueError, TypeError) as e:
+        return [], [f"[format] the reply is not the required JSON object ({type(e).__name__})"]
+    by_id = {x.id: x for x in facts}
+    out, errs, seen = [], [], set()
+    for sec in MODEL_SECTIONS:
+        items = data.get(sec)
+        if not isinstance(items, list):
+            errs.append(f"[format] '{sec}' must be a list of {{\"lead\", \"fact\"}} objects")
+            continue
+        for i, it in enumerate(items):
+            where = f"{sec} item {i + 1}"
+            if not isinstance(it, dict) or set(it) - {"lead", "fact"}:
+                errs.append(f"[format] {where}: expected an object with 'lead' and 'fact' only")
+                continue
+            fid, lead = it.get("fact"), it.get("lead", "")
+            x = by_id.get(fid) if isinstance(fid, str) else None
+            if x is None or x.sentence.section != sec:
+                errs.append(f"[format] {where}: {fid!r} is not a {sec} fact id")
+                continue
+            if not isinstance(lead, str) or not LEAD_RE.fullmatch(lead):
+                errs.append(f"[format] {where}: lead {lead!r} is not one of {', '.join(LEADS)} (or empty)")
+                continue
+            if fid in seen:
+                errs.append(f"[format] {where}: {fid} is used twice")
+                continue
+            seen.add(fid)
+            out.append(render(lead, x.sentence))
+    missing = [x.id for x in facts if x.required and x.id not in seen]
+    if missing:
+        errs.append(f"[format] required facts missing: {', '.join(missing)}")
     return out, errs
 
 
-async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, style: str = "structured",
-                    http: httpx.AsyncClient | None = None, max_tokens: int = 2000) -> ReportDraft:
-    """The LLM narrative if it passes grounding within max_attempts, else the template narrative."""
+def content_errors(f: Findings, sentences: list[Sentence]) -> list[str]:
+    """The content rules, on any draft's sentences (LLM or template), independent of grounding."""
+    errs = []
+    fnd = [s for s in sentences if s.section == "findings"]
+    imp = [s for s in sentences if s.section == "impression"]
+    for les in f.lesions:
+        loc, size = _location(les), size_phrase(les)
+        if not any(les.id in s.finding_ids and loc in s.text and size in s.text for s in fnd):
+            errs.append(f"[content] {les.id}: no FINDINGS sentence gives its location ('{loc}') and size ('{size}')")
+    for lid in actionable(f):
+        if not any(lid in s.finding_ids and re.search(rf"\b{lid}\b", s.text) for s in imp):
+            errs.append(f"[content] {lid}: actionable lesion not named in the IMPRESSION")
+    for o in f.organs:
+        if o.status.value == "truncated_by_fov" and not any(
+                organ_id(o.name) in s.finding_ids and "incompletely imaged" in s.text.lower() for s in sentences):
+            errs.append(f"[content] {o.name}: cut off by the scan edge but not said to be incompletely imaged")
+    if not imp:
+        errs.append("[content] the IMPRESSION is empty")
+    for i, s in enumerate(sentences):
+        words = re.findall(r"[A-Za-z]{2,}", _ID_RE.sub(" ", s.text))
+        if len(words) < 2:
+            errs.append(f"[content] sentence {i + 1} ({s.text!r}) only echoes ids")
+    return errs
+
+
+@dataclass
+class Attempt:
+    """One request: its outcome class and the checks' error counts."""
+
+    outcome: str  # accepted | rejected | truncated | <LLMError.kind>
+    grounding_errors: int = 0
+    content_errors: int = 0
+    format_errors: int = 0
+    prompt_tokens: int | None = None
+    max_tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class NarrativeRun:
+    """A narrative and how it was reached (what the benchmark and the tests measure)."""
+
+    draft: ReportDraft
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.draft.engine == "llm"
+
+    @property
+    def error_class(self) -> str | None:
+        """Why the template was used: the typed LLM error kind, 'rejected' (checks), or None."""
+        return None if self.accepted else (self.attempts[-1].outcome if self.attempts else "not_asked")
+
+    @property
+    def grounding_ok(self) -> bool:
+        """The first complete arrangement passed grounding."""
+        return any(a.outcome in ("accepted", "rejected") and a.grounding_errors == 0 and a.format_errors == 0
+                   for a in self.attempts[:1])
+
+    @property
+    def content_ok(self) -> bool:
+        """The first complete arrangement passed the content rules."""
+        return any(a.outcome in ("accepted", "rejected") and a.content_errors == 0 and a.format_errors == 0
+                   for a in self.attempts[:1])
+
+
+def _reason(e: LLMError, attempt: int) -> str:
+    if isinstance(e, LLMTimeoutError):
+        return f"LLM timed out after {e.timeout_s:g} s"  # agent.dataset.case.TIMED_OUT is this prefix
+    what = {LLMContextOverflowError: "LLM context overflow", LLMUnavailableError: "LLM unavailable",
+            LLMHTTPError: "LLM server error"}.get(type(e), "LLM reply unusable")
+    return f"{what} ({type(e).__name__}, attempt {attempt}): {e}"
+
+
+async def narrate(f: Findings, client: LLMClient, *, max_attempts: int = 3, style: str = "structured",
+                  http: httpx.AsyncClient | None = None, max_tokens: int | None = None) -> NarrativeRun:
+    """The model's arrangement if it passes grounding and the content rules within max_attempts,
+    else the template narrative with the reason. ``max_tokens``: default from the schema."""
     t0 = time.perf_counter()
-    validator = Validator(f)
-    values = placeholder_values(f)
     reference = template_draft(f, style)
-    messages = [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": "FACTS (finding id: facts):\n" + facts_digest(f)
-         + "\n\nREFERENCE DRAFT (correct but terse; rewrite it as a fluent report, keep every fact):\n"
-         + "\n".join(f"[{s.section}/{s.group or '-'}] ({', '.join(s.finding_ids)}) {s.text}" for s in reference.sentences
-                      if s.section != "limitations")},
-    ]
-    fmt = json_schema_format("report_draft", output_schema(f))
+    facts = facts_of(f, style)
+    validator = Validator(f)
+    schema = output_schema(facts)
+    limit = max_tokens or max_tokens_for(schema)
+    fmt = json_schema_format("report_arrangement", schema)
+    base = [{"role": "system", "content": SYSTEM.format(leads=", ".join(LEADS))},
+            {"role": "user", "content": facts_prompt(facts)}]
+    messages = base
+    run = NarrativeRun(reference)
     errors_seen: list[list[str]] = []
     model = client.model
-    for attempt in range(1, max_attempts + 1):
+
+    def fallback(reason: str) -> NarrativeRun:
+        run.draft = reference.model_copy(update={
+            "attempts": len(run.attempts), "validation_errors": errors_seen, "model": model,
+            "fallback_reason": reason, "seconds": time.perf_counter() - t0})
+        return run
+
+    own = http is None
+    http = http or httpx.AsyncClient(timeout=client.timeout_s)
+    try:
+        for attempt in range(1, max_attempts + 1):
+            ta = time.perf_counter()
+            rec = Attempt("rejected", max_tokens=limit)
+            run.attempts.append(rec)
+            try:
+                rec.prompt_tokens = await client.check_budget(messages, limit, http)
+                msg = await client.chat(messages, response_format=fmt, client=http, max_tokens=limit)
+                model = client.model
+                if msg.get("finish_reason") == "length":
+                    raise LLMTruncatedError(f"the reply ran to max_tokens ({limit}) before the JSON closed", limit)
+            except LLMTruncatedError as e:
+                rec.outcome, rec.seconds = "truncated", time.perf_counter() - ta
+                errs = [f"[truncated] {e}; answer with compact JSON, each fact once"]
+            except LLMError as e:
+                rec.outcome, rec.seconds = e.kind, time.perf_counter() - ta
+                errors_seen.append([f"[{e.kind}] {e}"])
+                return fallback(_reason(e, attempt))
+            else:
+                sentences, errs = parse_reply(msg.get("content"), facts)
+                rec.format_errors = len(errs)
+                if sentences:
+                    g = [str(x) for x in validator.check_report([(s.text, s.finding_ids, s.section) for s in sentences])]
+                    c = content_errors(f, sentences)
+                    rec.grounding_errors, rec.content_errors = len(g), len(c)
+                    errs += g + c
+                rec.seconds = time.perf_counter() - ta
+                if not errs:
+                    rec.outcome = "accepted"
+                    head = [s for s in reference.sentences if s.section == "technique"]
+                    lim = [s for s in reference.sentences if s.section == "limitations"]
+                    run.draft = ReportDraft(engine="llm", model=model, style=style, attempts=attempt,
+                                            validation_errors=errors_seen, sentences=head + sentences + lim,
+                                            seconds=time.perf_counter() - t0)
+                    return run
+            errors_seen.append(errs)
+            # the re-ask carries the error list, never the failed reply: the prompt does not grow
+            messages = base + [{"role": "user", "content": "Your previous answer had these errors; answer again with the "
+                                "full JSON, fixing every one:\n- " + "\n- ".join(errs[:30])}]
+    finally:
+        if own:
+            await http.aclose()
+    n_g = sum(a.grounding_errors for a in run.attempts)
+    n_c = sum(a.content_errors for a in run.attempts)
+    n_f = sum(a.format_errors for a in run.attempts)
+    return fallback(f"the LLM arrangement failed its checks {max_attempts} times ({n_f} format, {n_g} grounding, "
+                    f"{n_c} content-rule errors); template narrative used")
+
+
+async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, style: str = "structured",
+                    http: httpx.AsyncClient | None = None, max_tokens: int | None = None) -> ReportDraft:
+    """The LLM narrative if it passes the checks within max_attempts, else the template narrative."""
+    return (await narrate(f, client, max_attempts=max_attempts, style=style, http=http, max_tokens=max_tokens)).draft
+
+
+async def narrate_many(findings: list[Findings], client: LLMClient, *, concurrency: int = 8, max_attempts: int = 3,
+                       style: str = "structured") -> list[NarrativeRun]:
+    """Many narratives through concurrent requests (bounded), so the server can batch them."""
+    sem = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(timeout=client.timeout_s) as http:
         try:
-            msg = await client.chat(messages, response_format=fmt, client=http, max_tokens=max_tokens)
-        except LLMError as e:
-            errors_seen.append([str(e)])
-            reason = (f"LLM timed out after {e.timeout_s:g} s" if isinstance(e, LLMTimeoutError)
-                      else f"LLM unavailable: {e}")
-            return reference.model_copy(update={"attempts": attempt, "validation_errors": errors_seen, "model": client.model,
-                                                "fallback_reason": reason, "seconds": time.perf_counter() - t0})
-        model = client.model
-        content = msg.get("content")
-        sentences, errs = parse_reply(content, f, values)
-        if sentences:
-            errs += [str(e) for e in validator.check_report([(s.text, s.finding_ids, s.section) for s in sentences])]
-        if not errs:
-            # the Limitations part is rendered by code, never rewritten by the model
-            lim = [s for s in reference.sentences if s.section == "limitations"]
-            return ReportDraft(engine="llm", model=model, style=style, attempts=attempt, validation_errors=errors_seen,
-                               sentences=[s for s in sentences if s.section != "limitations"] + lim,
-                               seconds=time.perf_counter() - t0)
-        errors_seen.append(errs)
-        messages += [{"role": "assistant", "content": content or ""},
-                     {"role": "user", "content": "Your draft has these errors; fix every one and answer with the full corrected JSON:\n- "
-                      + "\n- ".join(errs[:40])}]
-    return reference.model_copy(update={
-        "attempts": max_attempts, "validation_errors": errors_seen, "model": model,
-        "fallback_reason": f"the LLM draft failed grounding {max_attempts} times; template narrative used",
-        "seconds": time.perf_counter() - t0})
+            await client.resolve_model(http)
+        except LLMError:
+            pass  # each case falls back with the typed reason
+
+        async def one(f: Findings) -> NarrativeRun:
+            async with sem:
+                return await narrate(f, client, max_attempts=max_attempts, style=style, http=http)
+
+        return list(await asyncio.gather(*(one(f) for f in findings)))
 
 
 async def llm_drafts(findings: list[Findings], client: LLMClient, *, concurrency: int = 8, max_attempts: int = 3,
                      style: str = "structured") -> list[ReportDraft]:
-    """Many narratives through concurrent requests (bounded), so the server can batch them."""
-    sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(timeout=client.timeout_s) as http:
-        await client.resolve_model(http)
-
-        async def one(f: Findings) -> ReportDraft:
-            async with sem:
-                return await llm_draft(f, client, max_attempts=max_attempts, style=style, http=http)
-
-        return list(await asyncio.gather(*(one(f) for f in findings)))
+    return [r.draft for r in await narrate_many(findings, client, concurrency=concurrency, max_attempts=max_attempts,
+                                                style=style)]
 
 
 def draft_report(f: Findings, llm_url: str | None = None, model: str | None = None, *, style: str = "structured",

@@ -1,12 +1,18 @@
 """A scripted OpenAI-compatible HTTP server for tests: real HTTP on 127.0.0.1, replies you control.
 
-``ScriptedServer(handler)``: handler(body: dict, n: int) -> dict message (or an int HTTP status).
+``ScriptedServer(handler)``: handler(body: dict, n: int) -> dict message (or an int HTTP status, or a
+tuple (HTTP status, error message)).
 Every request body is kept in ``.requests``; ``.max_in_flight`` records concurrency.
 
 ``together=k`` proves concurrency without timing anything: the first k requests each wait at a
 ``threading.Barrier(k)`` that only opens once all k are in flight at once. A client that never has k
 requests open together cannot pass it: after ``wait_s`` the barrier breaks, those requests get HTTP
 503 and leaving the ``with`` block fails the test with the count seen (it never hangs).
+
+``max_model_len`` is listed by GET /v1/models (as vLLM does) when given; POST /tokenize (vLLM's route,
+at the server root) then answers ``{"count", "max_model_len"}`` with a count of its own rule,
+``scripted_token_count`` (one token per whitespace-separated word of the messages' contents), kept in
+``.tokenize_requests`` and not in ``.requests``.
 
 ``hold_s`` keeps each request open that long. It proves nothing by itself; it is only for tests of an
 upper bound (a limit can be seen broken, never proven kept, so an over-eager client needs requests
@@ -23,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class ScriptedServer:
     def __init__(self, handler, model: str = "scripted-model", *, together: int = 0, wait_s: float = 60.0,
-                 hold_s: float = 0.0):
+                 hold_s: float = 0.0, max_model_len: int | None = None):
         if together < 0 or wait_s <= 0 or hold_s < 0:
             raise ValueError(f"together {together!r} >= 0, wait_s {wait_s!r} > 0, hold_s {hold_s!r} >= 0 expected")
         self.handler = handler
@@ -31,7 +37,9 @@ class ScriptedServer:
         self.together = together
         self.wait_s = wait_s
         self.hold_s = hold_s
+        self.max_model_len = max_model_len
         self.requests: list[dict] = []
+        self.tokenize_requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.barrier_error: str | None = None
@@ -53,12 +61,24 @@ class ScriptedServer:
 
             def do_GET(self):
                 if self.path.rstrip("/").endswith("/v1/models"):
-                    self._send(200, {"object": "list", "data": [{"id": outer.model, "object": "model"}]})
+                    m = {"id": outer.model, "object": "model"}
+                    if outer.max_model_len is not None:
+                        m["max_model_len"] = outer.max_model_len
+                    self._send(200, {"object": "list", "data": [m]})
                 else:
                     self._send(404, {"error": "not found"})
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if self.path.rstrip("/") == "/tokenize":
+                    if outer.max_model_len is None:
+                        self._send(404, {"error": "not found"})
+                        return
+                    with outer._lock:
+                        outer.tokenize_requests.append(body)
+                    self._send(200, {"count": scripted_token_count(body["messages"]), "max_model_len": outer.max_model_len,
+                                     "tokens": []})
+                    return
                 with outer._lock:
                     outer.requests.append(body)
                     n = len(outer.requests)
@@ -77,8 +97,13 @@ class ScriptedServer:
                 if isinstance(msg, int):
                     self._send(msg, {"error": {"message": "scripted failure"}})
                     return
+                if isinstance(msg, tuple):  # (HTTP status, error message)
+                    self._send(msg[0], {"error": {"message": msg[1]}})
+                    return
+                msg = dict(msg)
+                finish = msg.pop("_finish_reason", "stop")
                 self._send(200, {"id": f"c{n}", "object": "chat.completion", "model": outer.model,
-                                 "choices": [{"index": 0, "message": {"role": "assistant", **msg}, "finish_reason": "stop"}]})
+                                 "choices": [{"index": 0, "message": {"role": "assistant", **msg}, "finish_reason": finish}]})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -100,7 +125,7 @@ class ScriptedServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
-    def __enter__(self) -> "ScriptedServer":
+    def __enter__(self) -> ScriptedServer:  # noqa: PYI034
         self.thread.start()
         return self
 
@@ -115,5 +140,28 @@ class ScriptedServer:
             raise AssertionError(f"ScriptedServer(together={self.together}): only {len(self.requests)} request(s) came")
 
 
-def reply(sentences: list[dict]) -> dict:
-    return {"content": json.dumps({"sentences": sentences})}
+def scripted_token_count(messages: list[dict]) -> int:
+    """The scripted server's tokenizer: one token per whitespace-separated word of the contents."""
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
+
+
+def reply(obj: dict, finish_reason: str | None = None) -> dict:
+    """A message whose content is ``obj`` as JSON (``finish_reason`` given: that finish reason)."""
+    msg = {"content": json.dumps(obj)}
+    if finish_reason:
+        msg["_finish_reason"] = finish_reason
+    return msg
+
+
+def default_arrangement(body: dict) -> dict:
+    """The arrangement a narrative prompt (reasoning.narrative.facts_prompt) offers as valid: every
+    fact in the template's order, no lead-ins. A scripted model that changes nothing answers it."""
+    from reasoning.narrative import DEFAULT_ANSWER_INTRO
+
+    user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return json.loads(user.split(DEFAULT_ANSWER_INTRO, 1)[1].strip().splitlines()[0])
+
+
+def echo_default(body: dict, n: int) -> dict:
+    """Handler: answer every narrative request with its default arrangement."""
+    return reply(default_arrangement(body))

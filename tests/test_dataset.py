@@ -408,16 +408,11 @@ def test_worker_crash_is_isolated_and_recorded(source, tmp_path):
     assert (e["stage"], e["error_type"]) == ("worker", "WorkerCrashedError") and "alone" in e["message"]
 
 
-LINE = re.compile(r"^\[(technique|findings|impression)/([^\]]*)\] \(([^)]*)\) (.*)$")
-
-
 def echo_reference(body, n):
-    """A scripted model that rewrites nothing: it answers with the reference draft, as JSON."""
-    from tests.scripted_openai import reply
+    """A scripted model that rewrites nothing: it answers with the default arrangement of the facts."""
+    from tests.scripted_openai import echo_default
 
-    user = body["messages"][1]["content"].split("REFERENCE DRAFT", 1)[1]
-    return reply([{"section": m[1], "group": "" if m[2] == "-" else m[2], "text": m[4], "finding_ids": m[3].split(", ")}
-                  for m in map(LINE.match, user.splitlines()) if m])
+    return echo_default(body, n)
 
 
 def test_llm_narratives_are_batched_with_bounded_concurrency(source, tmp_path):

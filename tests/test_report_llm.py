@@ -1,19 +1,36 @@
-"""The LLM narrative path over real HTTP with a scripted OpenAI-compatible server: acceptance,
-each failure class caught and re-asked with the exact errors, fallback, concurrency."""
+"""The LLM narrative path over real HTTP with a scripted OpenAI-compatible server: the model only
+arranges fact sentences written by code; what it may not do is refused and re-asked with the error
+list (never the failed reply); the prompt budget is checked before sending; server failures end as
+typed reasons; content rules are checked next to grounding."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import pytest
 
-from reasoning.client import LLMClient
-from reasoning.narrative import llm_draft, llm_drafts, placeholder_values
+from reasoning.client import LLMClient, strip_think
+from reasoning.grounding import Validator
+from reasoning.narrative import (
+    LEADS,
+    content_errors,
+    facts_of,
+    llm_draft,
+    llm_drafts,
+    max_tokens_for,
+    narrate,
+    output_schema,
+)
 from reasoning.report import template_draft
 from tests.cases import build_case
-from tests.scripted_openai import ScriptedServer, reply
+from tests.scripted_openai import (
+    ScriptedServer,
+    default_arrangement,
+    echo_default,
+    reply,
+    scripted_token_count,
+)
 
 
 @pytest.fixture(scope="module")
@@ -21,102 +38,243 @@ def findings(tmp_path_factory):
     return build_case(tmp_path_factory.mktemp("llm") / "case")["findings"]
 
 
-def good_sentences(f, use_placeholders=True):
-    """A correct draft as an LLM would write it: the template's facts, numbers as placeholders."""
-    values = {v: k for k, v in placeholder_values(f).items()}
-    out = []
-    for s in template_draft(f).sentences:
-        text = s.text
-        if use_placeholders:
-            # replace a few exact values by their placeholders (the fill-in must restore them)
-            for les in f.lesions:
-                key = f"{{{les.id}.long_axis_mm}}"
-                val = placeholder_values(f)[key]
-                text = text.replace(f"{val} x", f"{key} x", 1) if les.id in s.finding_ids else text
-        out.append({"section": s.section, "group": s.group, "text": text, "finding_ids": s.finding_ids})
-    del values
-    return out
+def run(f, handler, *, max_model_len=None, **kw):
+    with ScriptedServer(handler, max_model_len=max_model_len) as srv:
+        r = asyncio.run(narrate(f, LLMClient(srv.base_url), **kw))
+    return r, srv
 
 
-def run(f, handler, **kw):
-    with ScriptedServer(handler) as srv:
-        d = asyncio.run(llm_draft(f, LLMClient(srv.base_url), **kw))
-    return d, srv
+def template_texts(f, section):
+    return [s.text for s in template_draft(f).sentences if s.section == section]
 
 
-def test_accepts_a_grounded_draft_and_fills_placeholders(findings):
-    d, srv = run(findings, lambda body, n: reply(good_sentences(findings)))
+def main_sentence_id(f, lesion_id):
+    """The fact id of the template's FINDINGS sentence that opens with '<id>: ' (its size and location)."""
+    return next(x.id for x in facts_of(f) if x.sentence.section == "findings" and x.sentence.text.startswith(f"{lesion_id}: "))
+
+
+def test_the_default_arrangement_is_accepted_and_renders_the_template_facts(findings):
+    r, srv = run(findings, echo_default)
+    d = r.draft
     assert d.engine == "llm" and d.attempts == 1 and d.validation_errors == [] and d.model == "scripted-model"
-    assert d.fallback_reason is None
-    l1 = findings.lesion("L1")
-    assert any(f"{l1.long_axis_mm:.1f} x" in s.text for s in d.sentences if "L1" in s.finding_ids)
-    assert not any("{" in s.text for s in d.sentences)
+    assert r.grounding_ok and r.content_ok and r.error_class is None
+    for sec in ("technique", "findings", "impression", "limitations"):
+        assert [s.text for s in d.sentences if s.section == sec] == template_texts(findings, sec)
     body = srv.requests[0]
     assert body["response_format"]["type"] == "json_schema"
+    assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "guided_json" not in body and "structured_outputs" not in body
     schema = body["response_format"]["json_schema"]["schema"]
-    ids = schema["properties"]["sentences"]["items"]["properties"]["finding_ids"]["items"]["enum"]
-    assert set(ids) == {"study"} | {f"organ:{o.name}" for o in findings.organs} | {l.id for l in findings.lesions}
-    assert "guided_json" not in body and "guided_json" not in json.dumps(body.get("extra_body", {}))
+    enum = schema["properties"]["findings"]["items"]["properties"]["fact"]["enum"]
+    assert len(enum) == len(template_texts(findings, "findings"))
 
 
-def corrupt(findings, kind):
-    s = good_sentences(findings, use_placeholders=False)
-    i = next(k for k, x in enumerate(s) if x["finding_ids"] == ["L1"] and "x" in x["text"] and "(long x short axis, image" in x["text"])
-    l1 = findings.lesion("L1")
-    if kind == "number":
-        s[i]["text"] = s[i]["text"].replace(f"{l1.long_axis_mm:.1f} x", f"{l1.long_axis_mm + 7:.1f} x")
-    elif kind == "segment":
-        k = next(k for k, x in enumerate(s) if re.search(r"in segments? [IVX]+", x["text"]))
-        les = findings.lesion(s[k]["finding_ids"][0])
-        wrong = next(r for n, r in ((1, "I"), (2, "II"), (3, "III")) if f"liver_segment_{n}" not in les.segments)
-        s[k]["text"] = re.sub(r"in segments? [IVX]+( and [IVX]+)?", f"in segment {wrong}", s[k]["text"], count=1)
-    elif kind == "invented_lesion":
-        s.append({"section": "findings", "group": "liver", "text": "L9: a second hypoattenuating lesion, 12.0 x 8.0 mm.", "finding_ids": ["L1"]})
-    elif kind == "vessel":
-        k = next(k for k, x in enumerate(s) if "no contact with the aorta" in x["text"])
-        s[k]["text"] = s[k]["text"].replace("has no contact with the aorta", "encases the aorta")
-    elif kind == "missing_lesion":
-        s = [x for x in s if not (x["section"] == "findings" and "L2" in x["finding_ids"])]
-    return s
+def test_max_tokens_covers_the_longest_reply_the_schema_admits(findings):
+    """max_tokens follows from the schema: the longest compact reply (every fact, each with the
+    longest lead-in), written here independently, has no more characters than max_tokens."""
+    _, srv = run(findings, echo_default)
+    facts = facts_of(findings)
+    longest = max(LEADS, key=len)
+    worst = {sec: [{"lead": longest, "fact": x.id} for x in facts if x.sentence.section == sec]
+             for sec in ("findings", "impression")}
+    n_chars = len(json.dumps(worst, separators=(",", ":")))
+    mt = srv.requests[0]["max_tokens"]
+    assert n_chars <= mt <= n_chars + 32
+    assert mt == max_tokens_for(output_schema(facts))
 
 
-@pytest.mark.parametrize("kind,expect", [("number", "[number]"), ("segment", "[segment]"), ("invented_lesion", "L9"),
-                                         ("vessel", "[vessel]"), ("missing_lesion", "[missing_lesion]")])
-def test_each_failure_class_is_caught_and_reasked(findings, kind, expect):
+def test_lead_ins_are_rendered_and_the_order_is_the_models(findings):
     def handler(body, n):
-        return reply(corrupt(findings, kind) if n == 1 else good_sentences(findings))
+        a = default_arrangement(body)
+        a["findings"][0]["lead"] = "Of note"
+        a["impression"].reverse()
+        a["impression"][0]["lead"] = "Notably"
+        return reply(a)
 
-    d, srv = run(findings, handler)
+    r, _ = run(findings, handler)
+    d = r.draft
+    assert d.engine == "llm" and d.attempts == 1, d.validation_errors
+    first = template_texts(findings, "findings")[0]
+    got = next(s.text for s in d.sentences if s.section == "findings")
+    assert got.startswith("Of note, ") and got.lower().endswith(first[1:].lower())
+    imp = template_texts(findings, "impression")
+    assert [s.text for s in d.sentences if s.section == "impression"][1:] == imp[::-1][1:]
+
+
+def corrupt(body, kind, f):
+    a = default_arrangement(body)
+    if kind == "missing_lesion":  # the L1 sentence with its size and location left out
+        a["findings"] = [x for x in a["findings"] if x["fact"] != main_sentence_id(f, "L1")]
+    elif kind == "wrong_section":
+        a["findings"].append({"lead": "", "fact": a["impression"][0]["fact"]})
+    elif kind == "fact_word_lead":
+        a["findings"][0]["lead"] = "Benign"
+    elif kind == "digit_lead":
+        a["findings"][0]["lead"] = "In 2 places"
+    elif kind == "duplicate":
+        a["findings"].append(dict(a["findings"][0]))
+    elif kind == "invented_id":
+        a["findings"].append({"lead": "", "fact": "F999"})
+    elif kind == "not_json":
+        return {"content": "Sure! Here is the report: the liver is normal."}
+    return reply(a)
+
+
+@pytest.mark.parametrize("kind,expect", [
+    ("missing_lesion", "required facts missing"), ("wrong_section", "is not a findings fact id"),
+    ("fact_word_lead", "lead 'Benign' is not one of"), ("digit_lead", "lead 'In 2 places' is not one of"),
+    ("duplicate", "is used twice"), ("invented_id", "'F999' is not a findings fact id"),
+    ("not_json", "not the required JSON object")])
+def test_each_refusal_is_reasked_with_the_error_list_only(findings, kind, expect):
+    def handler(body, n):
+        return corrupt(body, kind, findings) if n == 1 else echo_default(body, n)
+
+    r, srv = run(findings, handler)
+    d = r.draft
     assert d.engine == "llm" and d.attempts == 2, d.validation_errors
     assert any(expect in e for e in d.validation_errors[0]), d.validation_errors
-    # the re-ask carries the exact errors back to the model
-    reask = srv.requests[1]["messages"][-1]["content"]
-    assert all(e in reask for e in d.validation_errors[0][:40])
+    assert r.attempts[0].outcome == "rejected" and r.attempts[0].format_errors >= 1
+    assert not r.grounding_ok  # the first arrangement was not complete
+    # the re-ask carries the errors, never the failed reply: system, facts, errors (no assistant turn)
+    msgs = srv.requests[1]["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "user"]
+    assert msgs[:2] == srv.requests[0]["messages"][:2]
+    assert all(e in msgs[2]["content"] for e in d.validation_errors[0])
 
 
 def test_falls_back_to_template_after_bounded_attempts(findings):
-    d, srv = run(findings, lambda body, n: reply(corrupt(findings, "number")), max_attempts=3)
+    r, srv = run(findings, lambda body, n: corrupt(body, "missing_lesion", findings), max_attempts=3)
+    d = r.draft
     assert d.engine == "template" and d.attempts == 3 and len(d.validation_errors) == 3
-    assert "failed grounding 3 times" in d.fallback_reason
-    assert len(srv.requests) == 3
+    assert d.fallback_reason.startswith("the LLM arrangement failed its checks 3 times")
+    assert len(srv.requests) == 3 and r.error_class == "rejected"
     assert [s.text for s in d.sentences] == [s.text for s in template_draft(findings).sentences]
+    # re-asks do not grow: every prompt after the first has the same three messages
+    assert all(len(b["messages"]) == 3 for b in srv.requests[1:])
 
 
-def test_malformed_json_and_server_errors_fall_back(findings):
-    d, _ = run(findings, lambda body, n: {"content": "Sure! Here is the report: ..."}, max_attempts=2)
-    assert d.engine == "template" and "not the required JSON" in d.validation_errors[0][0]
-    d, _ = run(findings, lambda body, n: 500, max_attempts=2)
-    assert d.engine == "template" and "HTTP 500" in d.fallback_reason
+# ------------------------------------------------------------------------------------ content rules
+
+def _actionable_by_hand(f):
+    return {les.id for les in f.lesions
+            if any(h.category != "not assessed" and (h.category.startswith("T") or "resectable" in h.category
+                                                     or "advanced" in h.category) for h in les.staging)
+            or (les.recist_measurable and les.kind != "cyst")}
 
 
-def test_unreachable_server_falls_back(findings):
-    d = asyncio.run(llm_draft(findings, LLMClient("http://127.0.0.1:9/v1", "m", timeout_s=2)))
-    assert d.engine == "template" and d.fallback_reason.startswith("LLM unavailable")
+def test_content_rules_hold_for_the_template_and_refuse_what_is_missing(findings):
+    tpl = template_draft(findings).sentences
+    assert content_errors(findings, tpl) == []
+    act = _actionable_by_hand(findings)
+    assert act and act != {les.id for les in findings.lesions}  # a cyst is not actionable in this case
+    # L1's size-and-location sentence gone: the rule names L1 (its other sentences still cite it)
+    no_main = [s for s in tpl if not (s.section == "findings" and s.text.startswith("L1: "))]
+    errs = content_errors(findings, no_main)
+    assert len(errs) == 1 and errs[0].startswith("[content] L1: no FINDINGS sentence gives its location")
+    # an impression without the actionable lesions names each of them
+    no_imp = [s for s in tpl if s.section != "impression"]
+    errs = content_errors(findings, no_imp)
+    named = {e.split()[1].rstrip(":") for e in errs if "not named in the IMPRESSION" in e}
+    assert named == act and any("IMPRESSION is empty" in e for e in errs)
+    # a sentence that only echoes ids (what the tiny model was "accepted" with before)
+    echo = tpl + [tpl[1].model_copy(update={"text": "L1 L2.", "finding_ids": ["L1", "L2"]})]
+    assert any("only echoes ids" in e for e in content_errors(findings, echo))
+    # an organ cut off by the scan edge must be said so
+    trunc = [o for o in findings.organs if o.status.value == "truncated_by_fov"]
+    assert trunc
+    hidden = [s for s in tpl if "incompletely imaged" not in s.text.lower()]
+    errs = content_errors(findings, hidden)
+    assert {e.split()[1].rstrip(":") for e in errs if "scan edge" in e} == {o.name for o in trunc}
+
+
+def test_accepted_arrangements_pass_grounding_independently(findings):
+    def handler(body, n):
+        a = default_arrangement(body)
+        for i, it in enumerate(a["findings"]):
+            it["lead"] = LEADS[i % len(LEADS)]
+        return reply(a)
+
+    r, _ = run(findings, handler)
+    assert r.draft.engine == "llm", r.draft.validation_errors
+    s = r.draft.sentences
+    assert Validator(findings).check_report([(x.text, x.finding_ids, x.section) for x in s]) == []
+    assert content_errors(findings, s) == []
+
+
+# ------------------------------------------------------------------------------------ budget and errors
+
+def test_prompt_over_the_served_context_is_not_sent(findings):
+    """The server lists max_model_len; the prompt is counted by its /tokenize; prompt + max_tokens
+    over the context is refused before any completion request, named as an overflow."""
+    facts = facts_of(findings)
+    mt = max_tokens_for(output_schema(facts))
+    seen = {}
+
+    def handler(body, n):
+        seen["n"] = scripted_token_count(body["messages"])
+        return echo_default(body, n)
+
+    r, srv = run(findings, handler, max_model_len=100_000)  # roomy: accepted, and the count is known
+    assert r.draft.engine == "llm" and len(srv.tokenize_requests) == 1
+    n_prompt = seen["n"]
+    assert r.attempts[0].prompt_tokens == n_prompt and r.attempts[0].max_tokens == mt
+    r, srv = run(findings, echo_default, max_model_len=n_prompt + mt)  # exactly fits
+    assert r.draft.engine == "llm"
+    r, srv = run(findings, echo_default, max_model_len=n_prompt + mt - 1)  # one token short
+    d = r.draft
+    assert srv.requests == [] and d.engine == "template" and r.error_class == "context_overflow"
+    assert d.fallback_reason.startswith("LLM context overflow (LLMContextOverflowError, attempt 1)")
+    assert f"prompt {n_prompt} tokens (counted by the server) + max_tokens {mt} > the served context of " \
+           f"{n_prompt + mt - 1} tokens" in d.fallback_reason
+    assert "unavailable" not in d.fallback_reason
+
+
+def test_server_context_400_is_an_overflow_not_unavailable(findings):
+    msg = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens."
+    r, _ = run(findings, lambda body, n: (400, msg))
+    assert r.error_class == "context_overflow" and "maximum context length is 4096" in r.draft.fallback_reason
+    r, _ = run(findings, lambda body, n: 500)
+    assert r.error_class == "http_error" and r.draft.fallback_reason.startswith("LLM server error (LLMHTTPError")
+    assert "HTTP 500" in r.draft.fallback_reason
+
+
+def test_truncated_reply_is_named_and_reasked(findings):
+    def handler(body, n):
+        return {"content": '{"findings":[{"lead":"","fa', "_finish_reason": "length"} if n == 1 else echo_default(body, n)
+
+    r, srv = run(findings, handler)
+    assert r.draft.engine == "llm" and r.draft.attempts == 2
+    assert r.attempts[0].outcome == "truncated" and "[truncated]" in r.draft.validation_errors[0][0]
+    assert "[truncated]" in srv.requests[1]["messages"][-1]["content"]
+
+
+def test_timeout_and_unreachable_are_named(findings):
+    with ScriptedServer(echo_default, hold_s=3.0) as srv:
+        r = asyncio.run(narrate(findings, LLMClient(srv.base_url, timeout_s=0.5)))
+    assert r.error_class == "timeout" and r.draft.fallback_reason == "LLM timed out after 0.5 s"
+    r = asyncio.run(narrate(findings, LLMClient("http://127.0.0.1:9/v1", "m", timeout_s=2)))
+    assert r.error_class == "unavailable" and r.draft.engine == "template"
+    assert r.draft.fallback_reason.startswith("LLM unavailable (LLMUnavailableError, attempt 1)")
+
+
+def test_think_blocks_are_stripped(findings):
+    def handler(body, n):
+        return {"content": "<think>The liver has 3 metastases.</think>\n" + echo_default(body, n)["content"]}
+
+    r, _ = run(findings, handler)
+    assert r.draft.engine == "llm" and not any("think" in s.text or "metastases" in s.text for s in r.draft.sentences)
+    assert strip_think("<think>unfinished") == "" and strip_think("a<think>x</think>b") == "ab"
 
 
 def test_many_narratives_run_concurrently_with_a_bound(findings):
     # together=3: the first three requests are answered only once all three are open at once
-    with ScriptedServer(lambda body, n: reply(good_sentences(findings)), together=3) as srv:
+    with ScriptedServer(echo_default, together=3) as srv:
         drafts = asyncio.run(llm_drafts([findings] * 6, LLMClient(srv.base_url), concurrency=3))
     assert all(d.engine == "llm" for d in drafts)
     assert len(srv.requests) == 6 and srv.max_in_flight == 3  # concurrent (the barrier) and bounded
+
+
+def test_llm_draft_is_the_runs_draft(findings):
+    with ScriptedServer(echo_default) as srv:
+        d = asyncio.run(llm_draft(findings, LLMClient(srv.base_url)))
+    assert d.engine == "llm" and d.attempts == 1
