@@ -3,7 +3,8 @@
 ``require(kind, reason)`` is the only way a test in this suite skips for a missing prerequisite.
 ``kind`` names what is missing:
 
-    data     the real CT data in ../shared/data (its README says where each set comes from)
+    data     the real CT data in ../shared/data (its README says where each set comes from), and the
+             vendored reference code in ../shared/vendor (DeepTumorVQA's evaluator, see its README)
     llm      the real vLLM test server (`make llm-env`) and the `agent` extra (langchain)
     browser  headless Chromium + chromedriver (`make browser`)
     seg      the segmentation venv: torch, MONAI, TotalSegmentator, nnU-Net (`make seg-env`)
@@ -86,10 +87,10 @@ def require(kind: str, reason: str, *, allow_module_level: bool = False) -> NoRe
     pytest.skip(f"{TAG}{kind}] {reason}", allow_module_level=allow_module_level)
 
 
-def require_path(path: Path, kind: str = "data") -> Path:
-    """``path`` if it exists, else require(kind, ...) naming it."""
+def require_path(path: Path, kind: str = "data", expected: str = "../shared/data next to the repository") -> Path:
+    """``path`` if it exists, else require(kind, ...) naming it and what was ``expected``."""
     if not path.exists():
-        require(kind, f"{path} not found (expected ../shared/data next to the repository)")
+        require(kind, f"{path} not found (expected {expected})")
     return path
 
 

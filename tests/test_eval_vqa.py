@@ -44,13 +44,26 @@ def test_eval_vqa_writes_benchmark_results(tmp_path):
         res = json.loads(out.read_text())
         rows = {x["qid"]: x for x in res["results"]}
         assert set(rows) == {"1", "2", "3"}
+        # a question without a case is an abstention the official scorer cannot credit (not 'no' from "no findings")
         assert rows["3"]["status"] == "no_case" and rows["3"]["pred_answer"] == ""
+        assert rows["3"]["raw_output"] == "[abstained: no_case]" and "missing_case" in rows["3"]["reason"]
         if fmt == "mc":
             assert rows["1"]["pred_answer"] == "B" and rows["2"]["pred_answer"] == "A"
         else:
             assert float(rows["1"]["pred_answer"]) == n_kidney
             assert abs(float(rows["2"]["pred_answer"]) - spleen_hu) <= 0.01
-        sub = res["metrics"]["by_subtype"]
-        assert sub["lesion counting"]["accuracy"] == 1.0
+        # scored and named as DeepTumorVQA's scorer does (eval/metrics.py aggregate), abstentions counted apart
+        met = res["metrics"]
+        sub = met["by_subtype"]
+        assert sub["liver lesion existence"]["accuracy"] == 0.0 and sub["liver lesion existence"]["n_total"] == 1
+        assert met["radagent"]["n_abstained"] == 1 and met["radagent"]["abstained_by_status"] == {"no_case": 1}
+        assert set(met["by_super_type"]) == {"Visual Reasoning", "Measurement", "Recognition"}  # the file's spelling, as there
+        assert met["overall"]["n_total"] == 3 and met["overall"]["n_subtypes"] == 3
         hu_score = sub["organ HU measurement"]
-        assert hu_score["accuracy"] == 1.0 if fmt == "mc" else hu_score["within_5"] == 1.0 and hu_score["accuracy"] > 0.99
+        if fmt == "mc":
+            assert sub["lesion counting"] == {"metric": "exact_match", "accuracy": 1.0, "n_parsed": 1, "n_total": 1}
+            assert hu_score["accuracy"] == 1.0 and met["overall"]["accuracy"] == round(2 / 3, 4)
+        else:
+            assert sub["lesion counting"]["mean_mra"] == 1.0 and sub["lesion counting"]["tolerance_acc"]["tol_5%"] == 1.0
+            assert hu_score["tolerance_acc"]["tol_5%"] == 1.0 and hu_score["mean_mra"] > 0.99
+            assert met["overall"]["accuracy"] == round((1.0 + hu_score["mean_mra"]) / 3, 4)
