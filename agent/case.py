@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # imported lazily at run time: starting the CLI must stay che
     from perception.schema import Findings
     from perception.segment.request import SegmentRequest
     from reasoning.agent import ChatSession
+    from reasoning.claims import Verification
     from reasoning.report import ReportDraft
 
 Style = Literal["structured", "narrative"]
@@ -287,3 +288,13 @@ def ask(findings: Findings, q, choices: list[str] | None = None):
     from reasoning.vqa import answer
 
     return answer(findings, q, choices)
+
+
+# --- claim checking --------------------------------------------------------------------------------
+def verify(findings: Findings, text: str) -> Verification:
+    """Every sentence of ``text`` (a dictated or LLM-written report, plain text or markdown) parsed
+    into claims, each supported by ``findings`` (or a sourced rule), unsupported with the reason, or
+    not checkable; ``.ok`` when no claim is unsupported."""
+    from reasoning.claims import verify as _verify
+
+    return _verify(findings, text)

@@ -73,7 +73,7 @@ def test_obs2_searched_organ_names_its_source(base):
     f = no_lesions(base, search)
     md, js, html = render(f)
     assert "No lesion found in the liver in its imaged part (searched by mask liver_lesion.nii.gz)." in md
-    assert "No lesion found in the organs searched: liver (by mask liver_lesion.nii.gz)." in md
+    assert "No lesion found in the organs searched: liver (in its imaged part, by mask liver_lesion.nii.gz)." in md
     assert "spleen" in md.split("Lesions were not searched for in:")[1]
     assert not re.search(r"No lesion found in the (spleen|pancreas)", md)
     assert any(s["section"] == "limitations" for s in js["sentences"]) and "<h2>Limitations</h2>" in html
@@ -103,7 +103,9 @@ def test_a_cyst_only_search_never_reads_as_no_lesion(base):
     # a sentence claiming no lesion there is an error for the checker; "no cyst" is not
     v = Validator(f)
     assert v.check_report([("No lesion found in the right kidney.", ["organ:kidney_right"], "findings")])
-    assert not v.check_report([("No cyst found in the right kidney.", ["organ:kidney_right"], "findings")])
+    assert f.organ("kidney_right").status.value == "truncated_by_fov"  # so absence holds for its imaged part only
+    assert not v.check_report([("No cyst found in the right kidney in its imaged part.", ["organ:kidney_right"], "findings")])
+    assert v.check_report([("No cyst found in the right kidney.", ["organ:kidney_right"], "findings")])
 
 
 # --- observation 4: warnings and ignored masks reach the report -------------------------------------
