@@ -57,27 +57,82 @@ import asyncio
 import re
 import threading
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from perception.schema import Findings
+from reasoning.chat_answer import (
+    MARKUP_RE,
+    Fact,
+    build_facts,
+    instruction,
+    max_tokens_for,
+    render,
+    response_format,
+)
 from reasoning.chat_check import check_reply, split_sentences, states_answer
-from reasoning.chat_state import ChatState, Resolution, _organ_of, answer_text, describe_lesion, resolve
-from reasoning.chat_tools import (DERIVABLE_UNITS, TOOL_NAMES, TOOL_SPECS, AnswerQuestionArgs, CompareArgs, CompareField,
-                                  FindingsTools, GetLesionArgs, GetOrganArgs, KnowledgeArgs, ListLesionsArgs, SubtypeName,
-                                  ToolResult, find_lesion, langchain_tools, ranked_lesions)
+from reasoning.chat_state import (
+    ChatState,
+    Resolution,
+    _organ_of,
+    answer_text,
+    describe_lesion,
+    resolve,
+)
+from reasoning.chat_tools import (
+    DERIVABLE_UNITS,
+    TOOL_NAMES,
+    TOOL_SPECS,
+    AnswerQuestionArgs,
+    CompareArgs,
+    CompareField,
+    FindingsTools,
+    GetLesionArgs,
+    GetOrganArgs,
+    KnowledgeArgs,
+    ListLesionsArgs,
+    SubtypeName,
+    ToolResult,
+    find_lesion,
+    langchain_tools,
+    ranked_lesions,
+)
 from reasoning.grounding import Validator
 from reasoning.vqa import Answer
 
 __all__ = [  # the session, and the names of chat_tools / chat_state / chat_check that callers import from here
-    "ChatSession", "ChatTurn", "SYSTEM_PROMPT", "ToolCallRecord", "ask_with_llm",
-    "DERIVABLE_UNITS", "TOOL_NAMES", "TOOL_SPECS", "AnswerQuestionArgs", "CompareArgs", "CompareField", "FindingsTools",
-    "GetLesionArgs", "GetOrganArgs", "KnowledgeArgs", "ListLesionsArgs", "SubtypeName", "ToolResult", "find_lesion",
-    "langchain_tools", "ranked_lesions",
-    "ChatState", "Resolution", "answer_text", "describe_lesion", "resolve",
-    "check_reply", "split_sentences", "states_answer",
+    "DERIVABLE_UNITS",
+    "SYSTEM_PROMPT",
+    "TOOL_NAMES",
+    "TOOL_SPECS",
+    "AnswerQuestionArgs",
+    "ChatSession",
+    "ChatState",
+    "ChatTurn",
+    "CompareArgs",
+    "CompareField",
+    "FindingsTools",
+    "GetLesionArgs",
+    "GetOrganArgs",
+    "KnowledgeArgs",
+    "ListLesionsArgs",
+    "Resolution",
+    "SubtypeName",
+    "ToolCallRecord",
+    "ToolResult",
+    "answer_text",
+    "ask_with_llm",
+    "check_reply",
+    "describe_lesion",
+    "find_lesion",
+    "langchain_tools",
+    "ranked_lesions",
+    "resolve",
+    "split_sentences",
+    "states_answer",
 ]
 
 
@@ -125,6 +180,7 @@ class _TurnContext:
     first_tool_choice: Any
     max_tool_rounds: int
     strict_tools: bool = True
+    stop_after_tools: bool = False  # structured answers: after the first round of tool calls the agent stops
 
 
 def _tool_policy_middleware():
@@ -148,10 +204,20 @@ def _tool_policy_middleware():
                 change["tool_choice"] = "none"
             return request.override(**change) if change else request
 
+        @staticmethod
+        def _stop(request) -> bool:
+            ctx = request.runtime.context if request.runtime is not None else None
+            return isinstance(ctx, _TurnContext) and ctx.stop_after_tools and any(
+                isinstance(m, AIMessage) and m.tool_calls for m in request.messages[ctx.start:])
+
         def wrap_model_call(self, request, handler):
+            if self._stop(request):  # the answer is written as structured output after the agent (no free text)
+                return AIMessage(content="")
             return handler(self._adjust(request))
 
         async def awrap_model_call(self, request, handler):
+            if self._stop(request):
+                return AIMessage(content="")
             return await handler(self._adjust(request))
 
     return ToolPolicy()
@@ -169,7 +235,8 @@ class ChatSession:
     def __init__(self, findings: Findings, llm_url: str | None = None, model: str | None = None, *,
                  api_key: str | None = None, max_attempts: int = 3, max_tool_rounds: int = 3,
                  first_tool_choice: str | dict | None = "required", strict_tools: bool = True, max_tokens: int = 300,
-                 timeout_s: float = 120.0, history_turns: int = 6):  # reasoning.client.DEFAULT_TIMEOUT_S
+                 timeout_s: float = 120.0, history_turns: int = 6,  # reasoning.client.DEFAULT_TIMEOUT_S
+                 answer_mode: Literal["structured", "free_text"] = "structured"):
         self.findings = findings
         self.llm_url = _v1(llm_url) if llm_url else None
         self.model = model
@@ -181,6 +248,7 @@ class ChatSession:
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
         self.history_turns = history_turns
+        self.answer_mode = answer_mode
         if self.llm_url is not None:
             import importlib.util
 
@@ -224,7 +292,7 @@ class ChatSession:
             return self._finish(self._deterministic(message, res), res, t0)
         try:
             agent = self._ensure_agent_sync()
-            invoke = lambda msgs, ctx: agent.invoke({"messages": msgs}, context=ctx, config=self._config())  # noqa: E731
+            invoke = lambda msgs, ctx: agent.invoke({"messages": msgs}, context=ctx, config=self._config())
             turn = self._llm_turn(message, res, choices, invoke)
         except _LLMUnavailable as e:
             turn = self._fallback(message, res, [], [], 0, f"LLM unavailable: {e}")
@@ -239,10 +307,31 @@ class ChatSession:
             agent = await self._ensure_agent_async()
             msgs0, start = self._messages(message, res, choices)
             msgs, errors_seen = msgs0, []
+            if self.answer_mode == "structured":
+                try:
+                    msgs = (await agent.ainvoke({"messages": msgs}, context=self._ctx(start, 1), config=self._config()))["messages"]
+                except Exception as e:
+                    raise _LLMUnavailable(f"{type(e).__name__}: {e}") from e
+                facts, forced = self._facts(res, msgs, start)
+                if not facts:
+                    return self._finish(self._no_facts(message, res, msgs, start), res, t0)
+                for attempt in range(1, self.max_attempts + 1):
+                    body, kw = self._final_request(msgs, facts, errors_seen)
+                    try:
+                        out = await self._final_llm.bind(**kw).ainvoke(body)
+                        raw, err = self._final_call(lambda out=out: out)
+                    except _LLMUnavailable:
+                        raise
+                    except Exception as e:  # noqa: BLE001
+                        raw, err = self._final_call(lambda e=e: (_ for _ in ()).throw(e))
+                    turn = self._after_structured(message, res, msgs, start, attempt, errors_seen, raw, err, facts, forced)
+                    if turn is not None:
+                        return self._finish(turn, res, t0)
+                return self._finish(self._give_up(message, res, msgs, start, errors_seen), res, t0)
             for attempt in range(1, self.max_attempts + 1):
                 try:
                     out = await agent.ainvoke({"messages": msgs}, context=self._ctx(start, attempt), config=self._config())
-                except Exception as e:  # noqa: BLE001 - any server/client failure falls back
+                except Exception as e:
                     raise _LLMUnavailable(f"{type(e).__name__}: {e}") from e
                 turn, msgs = self._after_attempt(message, res, out["messages"], start, attempt, errors_seen)
                 if turn is not None:
@@ -280,7 +369,7 @@ class ChatSession:
 
     def _ctx(self, start: int, attempt: int) -> _TurnContext:
         return _TurnContext(start, attempt == 1 and bool(self.first_tool_choice), self.first_tool_choice, self.max_tool_rounds,
-                            self.strict_tools)
+                            self.strict_tools, self.answer_mode == "structured")
 
     def _build_agent(self):
         from langchain.agents import create_agent
@@ -288,6 +377,8 @@ class ChatSession:
 
         llm = ChatOpenAI(model=self.model, base_url=self.llm_url, api_key=self.api_key or "EMPTY", temperature=0.0,
                          max_tokens=self.max_tokens, timeout=self.timeout_s, max_retries=1)
+        self._final_llm = ChatOpenAI(model=self.model, base_url=self.llm_url, api_key=self.api_key or "EMPTY", temperature=0.0,
+                                     timeout=self.timeout_s, max_retries=1)
         return create_agent(llm, langchain_tools(self.tools), system_prompt=SYSTEM_PROMPT,
                             middleware=[_tool_policy_middleware()], context_schema=_TurnContext)
 
@@ -343,15 +434,80 @@ class ChatSession:
     def _llm_turn(self, message, res, choices, invoke) -> ChatTurn:
         msgs, start = self._messages(message, res, choices)
         errors_seen: list[list[str]] = []
+        if self.answer_mode == "structured":
+            try:
+                msgs = invoke(msgs, self._ctx(start, 1))["messages"]
+            except Exception as e:
+                raise _LLMUnavailable(f"{type(e).__name__}: {e}") from e
+            facts, forced = self._facts(res, msgs, start)
+            if not facts:
+                return self._no_facts(message, res, msgs, start)
+            for attempt in range(1, self.max_attempts + 1):
+                body, kw = self._final_request(msgs, facts, errors_seen)
+                raw, err = self._final_call(lambda body=body, kw=kw: self._final_llm.bind(**kw).invoke(body))
+                turn = self._after_structured(message, res, msgs, start, attempt, errors_seen, raw, err, facts, forced)
+                if turn is not None:
+                    return turn
+            return self._give_up(message, res, msgs, start, errors_seen)
         for attempt in range(1, self.max_attempts + 1):
             try:
                 out = invoke(msgs, self._ctx(start, attempt))
-            except Exception as e:  # noqa: BLE001 - any server/client failure falls back
+            except Exception as e:
                 raise _LLMUnavailable(f"{type(e).__name__}: {e}") from e
             turn, msgs = self._after_attempt(message, res, out["messages"], start, attempt, errors_seen)
             if turn is not None:
                 return turn
         return self._give_up(message, res, msgs, start, errors_seen)
+
+    # structured answers ---------------------------------------------------------------------------
+    def _facts(self, res: Resolution, msgs: list, start: int) -> tuple[list[Fact], list[str]]:
+        _, results = self._records(msgs, start)
+        expected = res.answer if res.answer is not None and res.answer.status in ("answered", "cannot_be_determined") else None
+        facts = build_facts(self.findings, expected, res.subject, results, res.mention)
+        forced = [x.ref for x in facts if (expected is not None and x.ref == "F1")
+                  or any(x.finding_ids == [m] and x.text.startswith(f"{m}: ") for m in res.mention)]
+        return facts, forced
+
+    def _final_request(self, msgs: list, facts: list[Fact], errors_seen: list[list[str]]) -> tuple[list, dict]:
+        """The messages and request settings of the structured final answer (the re-ask carries the
+        errors of the refused reply, not the reply)."""
+        from langchain_core.messages import AIMessage, HumanMessage
+
+        keep = [m for m in msgs if not (isinstance(m, AIMessage) and not m.tool_calls)] if msgs else []
+        hist = [m for m in msgs if isinstance(m, AIMessage) and not m.tool_calls and m.text.strip()]
+        keep = [m for m in msgs if m in hist or m in keep]  # history answers kept, this turn's stop message dropped
+        body = keep + [HumanMessage(instruction(facts, errors_seen[-1] if errors_seen else None))]
+        return body, {"response_format": response_format(facts), "max_tokens": max_tokens_for(facts)}
+
+    @staticmethod
+    def _final_call(call) -> tuple[str | None, str | None]:
+        """(raw reply, None) or (None, the attempt's error); an unreachable server raises _LLMUnavailable."""
+        try:
+            out = call()
+        except Exception as e:
+            if type(e).__name__ in ("LengthFinishReasonError", "ContentFilterFinishReasonError"):
+                return None, f"the JSON answer was cut off ({type(e).__name__}); keep intro and closing short"
+            raise _LLMUnavailable(f"{type(e).__name__}: {e}") from e
+        return (out.text if hasattr(out, "text") else str(out.content)), None
+
+    def _after_structured(self, message, res, msgs, start, attempt, errors_seen, raw, err, facts, forced) -> ChatTurn | None:
+        records, results = self._records(msgs, start)
+        rendered = render(self.validator, raw, facts, forced) if err is None else None
+        errs = [err] if err is not None else rendered.errors
+        if errs:
+            errors_seen.append(errs)
+            return None
+        expected = res.answer if res.answer is not None and res.answer.status in ("answered", "cannot_be_determined") else None
+        answers = ([res.answer] if res.answer is not None else []) + [r.answer for r in results if r.answer is not None]
+        primary = expected or next((r.answer for r in reversed(results) if r.answer is not None and r.answer.status == "answered"),
+                                   res.answer)
+        return ChatTurn(message=message, text=rendered.text, engine="llm", answer=primary, answers=answers, tool_calls=records,
+                        finding_ids=sorted(set(rendered.finding_ids), key=_id_key), grounding_errors=errors_seen,
+                        attempts=attempt, resolved_as=res.note, model=self.model)
+
+    def _no_facts(self, message, res, msgs, start) -> ChatTurn:
+        records, results = self._records(msgs, start)
+        return self._fallback(message, res, records, results, 0, "the tools returned no fact to answer with")
 
     def _records(self, msgs: list, start: int) -> tuple[list[ToolCallRecord], list[ToolResult]]:
         from langchain_core.messages import AIMessage, ToolMessage
@@ -420,6 +576,8 @@ class ChatSession:
 
     # bookkeeping ------------------------------------------------------------------------------------
     def _finish(self, turn: ChatTurn, res: Resolution, t0: float) -> ChatTurn:
+        if turn.engine == "llm" and MARKUP_RE.search(turn.text):  # never reached by construction; never shown either
+            turn = self._fallback(turn.message, res, turn.tool_calls, [], turn.attempts, "the reply contained tool-call markup")
         if res.state is not None:
             self.state = res.state
         elif turn.engine == "llm":

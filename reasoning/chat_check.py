@@ -6,13 +6,22 @@ from __future__ import annotations
 import re
 
 from perception.registry import COUINAUD
-from reasoning.grounding import NUM, SLICE_RE, UNIT_RE, WORD_NUM, Validator, _matches, _unit
+from reasoning.chat_answer import MARKUP_RE
+from reasoning.grounding import (
+    NUM,
+    SLICE_RE,
+    UNIT_RE,
+    WORD_NUM,
+    Validator,
+    _matches,
+    _unit,
+)
 from reasoning.vqa import Answer
 from reasoning.vqa.result import _fmt
 
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\[\"'])|\n+")
 _NEGATION = re.compile(r"\b(cannot|can ?not|can't|could not|not (?:be )?(?:determined|measured|assessable|assessed|possible|known)"
-                       r"|undetermin\w*|unknown|unable|indeterminable|not available)\b", re.I)
+                       r"|undetermin\w*|unknown|unable|indeterminable|not available)\b", re.IGNORECASE)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -99,6 +108,9 @@ def check_reply(validator: Validator, text: str, cited: list[str], derived: list
     (and the lesion ids in ``mention`` named)."""
     if not text.strip():
         return ["the reply was empty; answer the question in 1-3 sentences"]
+    if MARKUP_RE.search(text):  # never shown, whatever else the text says
+        return [("the reply contains tool-call markup (<tool_call>, <tool_response> or a JSON tool call); "
+                 "answer in plain sentences")]
     errs = [str(e) for i, s in enumerate(split_sentences(text)) for e in validator.check_sentence(i, _blank_derived(s, derived), cited)]
     if expected is not None:
         miss = states_answer(text, expected)

@@ -21,7 +21,14 @@ import re
 import numpy as np
 import pytest
 
-from reasoning.agent import ChatSession, ChatState, FindingsTools, ask_with_llm, check_reply, resolve
+from reasoning.agent import (
+    ChatSession,
+    ChatState,
+    FindingsTools,
+    ask_with_llm,
+    check_reply,
+    resolve,
+)
 from reasoning.grounding import Validator
 from tests.cases import build_case
 from tests.require import require
@@ -90,7 +97,9 @@ def tool_json(body: dict):
 
 
 def session(findings, srv, **kw) -> ChatSession:
-    return ChatSession(findings, srv.base_url, srv.model, **kw)
+    """The free-text answer mode (answer_mode='free_text'): the model writes the final text and the
+    grounding check accepts or refuses it. The default structured mode is tested further down."""
+    return ChatSession(findings, srv.base_url, srv.model, **{"answer_mode": "free_text", **kw})
 
 
 # --- scripted server: the agent loop -------------------------------------------------------------------
@@ -259,11 +268,106 @@ def test_ask_with_llm_multiple_choice(lc, findings):
 
     choices = ["A) 0.5 mL", f"B) {l2.volume_ml:.1f} mL", "C) 20 mL", "D) 60 mL"]
     with ScriptedServer(model) as srv:
-        text, a = ask_with_llm(findings, "What is the volume of lesion L2?", srv.base_url, None, choices)
+        text, a = ask_with_llm(findings, "What is the volume of lesion L2?", srv.base_url, None, choices, answer_mode="free_text")
     assert a.answer == "B" and a.answer_type == "choice" and text.startswith("B)")
     assert "Options:\nA) 0.5 mL" in srv.requests[0]["messages"][-1]["content"]
     text2, a2 = ask_with_llm(findings, "What is the volume of lesion L2?", None, None, choices)
     assert a2 == a and text2.startswith("B (")
+
+
+# --- structured final answers (the default mode): numbers only from the tools -------------------------
+def structured(body) -> dict | None:
+    """The JSON schema of a structured final-answer request, None for an agent (tool) request."""
+    rf = body.get("response_format")
+    return rf["json_schema"]["schema"] if rf else None
+
+
+def offered(body) -> dict[str, str]:
+    """The facts listed in the final-answer instruction: ref -> text."""
+    return dict(re.findall(r"^(F\d+): (.*)$", body["messages"][-1]["content"], re.MULTILINE))
+
+
+def test_structured_answer_states_tool_facts_with_units(lc, findings, case):
+    truth = case["lesions"][0]["volume_ml"]
+
+    def model(body, n):
+        schema = structured(body)
+        if schema is None:
+            return tool_call("get_lesion", {"lesion_id": "L1"})
+        return {"content": json.dumps({"intro": "Measured on the scan", "facts": ["F2", "F1"], "closing": "That is all"})}
+
+    with ScriptedServer(model) as srv:
+        turn = ChatSession(findings, srv.base_url, srv.model).ask("What is the volume of L1?")
+    assert turn.engine == "llm" and turn.attempts == 1 and turn.grounding_errors == [], turn.grounding_errors
+    assert states_ml(turn.text, truth) and not re.search(r"9\.99", turn.text)
+    agent_req, final_req = srv.requests
+    assert agent_req["tool_choice"] == "required" and "response_format" not in agent_req
+    schema = structured(final_req)
+    assert "tools" not in final_req and final_req["response_format"]["json_schema"]["strict"] is True
+    facts = offered(final_req)
+    assert schema["properties"]["facts"]["items"]["enum"] == list(facts) == ["F1", "F2"]
+    pat = schema["properties"]["intro"]["pattern"]
+    for bad in ("9", "L1", "<tool_call>", "{", "x_y"):  # the schema itself admits no number, id, markup or JSON
+        assert re.fullmatch(pat, bad) is None, bad
+    assert 0 < final_req["max_completion_tokens"] <= 300
+    # the deterministic answer is stated first whatever the order chosen; then the lesion summary
+    assert turn.text.startswith("Measured on the scan. " + facts["F1"]) and facts["F2"] in turn.text
+    assert turn.text.endswith("That is all.") and turn.finding_ids == ["L1"]
+
+
+def test_structured_refusals_are_never_shown_then_fallback(lc, findings, case):
+    truth = case["lesions"][0]["volume_ml"]
+    replies = ['<tool_call>{"name": "get_lesion", "arguments": {"lesion_id": "L1"}}</tool_call>',
+               json.dumps({"intro": "It is 9.99 mL", "facts": ["F1"], "closing": ""}),
+               json.dumps({"intro": "", "facts": ["F7"], "closing": "No metastases"})]
+
+    def model(body, n):
+        if structured(body) is None:
+            return tool_call("get_lesion", {"lesion_id": "L1"})
+        return {"content": replies[n - 2]}
+
+    with ScriptedServer(model) as srv:
+        turn = ChatSession(findings, srv.base_url, srv.model, max_attempts=3).ask("What is the volume of L1?")
+    assert turn.engine == "deterministic" and len(turn.grounding_errors) == 3
+    e1, e2, e3 = turn.grounding_errors
+    assert any("tool-call markup" in e for e in e1) and any("only words" in e for e in e2)
+    assert any("F7 is not an offered reference" in e for e in e3) and any("'No' could contradict" in e for e in e3)
+    for bad in ("<tool_call>", "9.99", "F7", "metastases"):
+        assert bad not in turn.text
+    assert states_ml(turn.text, truth) and "[Deterministic answer:" in turn.text
+    # a re-ask sends the errors, never the refused reply; only one agent (tool) request
+    assert [structured(b) is None for b in srv.requests] == [True, False, False, False]
+    for i, body in enumerate(srv.requests[2:]):
+        sent = json.dumps(body["messages"])
+        assert "Your previous answer was refused" in sent and replies[i] not in sent
+
+
+def test_structured_unmapped_message_answered_from_tool_facts(lc, findings, case):
+    """No question type matches; the answer is the facts of the tool the model called."""
+    def model(body, n):
+        if structured(body) is None:
+            return tool_call("get_organ", {"organ": "liver"})
+        facts = offered(body)
+        return {"content": json.dumps({"intro": "", "facts": [next(iter(facts))], "closing": ""})}
+
+    with ScriptedServer(model) as srv:
+        turn = ChatSession(findings, srv.base_url, srv.model).ask("Give me an overview of the liver")
+    assert turn.engine == "llm", turn.grounding_errors
+    n = len(case["liver"])
+    assert f"{n} lesion(s)" in turn.text and turn.text.startswith("liver: ")
+    assert turn.finding_ids == ["organ:liver"]
+
+
+def test_free_text_tool_markup_is_never_shown(lc, findings):
+    def model(body, n):
+        if n == 1:
+            return tool_call("get_lesion", {"lesion_id": "L1"})
+        return {"content": '<tool_call>\n{"name": "get_lesion", "arguments": {"lesion_id": "L1"}}\n</tool_call>'}
+
+    with ScriptedServer(model) as srv:
+        turn = session(findings, srv, max_attempts=2).ask("What is the volume of L1?")
+    assert turn.engine == "deterministic" and "<tool_call>" not in turn.text and '"arguments"' not in turn.text
+    assert all(errs == [e for e in errs if "tool-call markup" in e] for errs in turn.grounding_errors)
 
 
 # --- the tools ---------------------------------------------------------------------------------------------
@@ -328,7 +432,7 @@ def test_chat_repl(findings, case, tmp_path):
     assert states_ml(answers[0], liver[0]["volume_ml"]) and states_ml(answers[1], liver[1]["volume_ml"])
     assert "could not map" in answers[2]
     for les in findings.lesions:  # /lesions lists every lesion
-        assert re.search(rf"^\s*{les.id}\s", out, re.M), les.id
+        assert re.search(rf"^\s*{les.id}\s", out, re.MULTILINE), les.id
     assert "lesion volume measurement: What is the volume of the largest liver lesion?" in out  # /help
     assert "never read" not in out
     # EOF ends the REPL too; a bad path is a usage error
@@ -342,10 +446,10 @@ def test_chat_repl_with_llm(lc, findings, case, tmp_path):
 
     from agent.chat_cli import chat
 
-    def model(body, n):
-        if body["messages"][-1]["role"] == "user":
+    def model(body, n):  # the CLI runs the default structured mode: the final answer is JSON
+        if body["messages"][-1]["role"] == "user" and "response_format" not in body:
             return tool_call("get_lesion", {"lesion_id": "L1"})
-        return {"content": f"L1 measures {tool_json(body)['volume_ml']} mL."}
+        return {"content": json.dumps({"intro": "From the measurements", "facts": ["F1"], "closing": ""})}
 
     p = tmp_path / "findings.json"
     p.write_text(findings.to_json())
