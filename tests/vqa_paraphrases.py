@@ -314,7 +314,7 @@ def _recognition(s: _Suite) -> None:
     q = "kidney tumor existence"
     add(q, "shorthand", "Renal tumor, left?", YES)
     add(q, "shorthand", "Right renal mass (solid tumour)?", NO)
-    add(q, "lay", "Is there a cancer-like growth in the left kidney?", YES)
+    add(q, "lay", "Is there a solid lump (a tumor) in the left kidney?", YES)
     add(q, "lay", "Does the right kidney have a tumor?", NO)
     add(q, "benchmark", "Is there a tumor in the left kidney?", YES)
     add(q, "benchmark", "Is there a tumor in the right kidney?", NO)
@@ -451,6 +451,13 @@ def _measurement(s: _Suite) -> None:
     add(q, "benchmark", dtv("What is the volume of the largest liver lesion?", q), Num(va, tv(va), "mL"))
     add(q, "benchmark", dtv("What is the volume of the largest kidney lesion?", q, "2d_image"), Num(vk, tv(vk), "mL"))
     mc_num(q, "benchmark", "What is the volume of the largest liver lesion?", va, "mL")
+    # ordinals and lesion ids
+    S3 = s.S3
+    add(q, "shorthand", "Vol. of the 2nd largest liver lesion?", Num(vb, tv(vb), "mL"))
+    add(q, "benchmark", "What is the volume of the third largest liver lesion?", Num(S3.volume, tv(S3.volume), "mL"))
+    add(q, "lay", "How big is the smallest spot in the liver, in mL?", Num(S3.volume, tv(S3.volume), "mL", asked=True))
+    add(q, "benchmark", f"What is the volume of lesion {B.lid}?", Num(vb, tv(vb), "mL"))
+    add(q, "benchmark", "What is the volume of the fourth largest liver lesion?", Refuse("the liver has three lesions"))
     mc_num(q, "benchmark", "What is the volume of the largest liver lesion in cm3?", va, "cm3", inline=0)
 
     q = "organ HU measurement"
@@ -515,6 +522,8 @@ def _measurement(s: _Suite) -> None:
     add(q, "benchmark", "What is the mean HU of the largest liver lesion?", Num(A.mean, 1.0, "HU"))
     add(q, "benchmark", "What is the mean HU value of the largest lesion in the left kidney?", Num(KL.mean, 1.0, "HU"))
     add(q, "benchmark", "What is the mean HU of the second largest liver lesion?", Num(B.mean, 1.0, "HU"))
+    add(q, "benchmark", "What is the mean HU of the smallest liver lesion?", Num(s.S3.mean, 1.0, "HU"))
+    add(q, "shorthand", f"HU of {KL.lid}?", Num(KL.mean, 1.0, "HU"))
 
 
 
@@ -551,6 +560,8 @@ def _visual(s: _Suite) -> None:
     cnt7 = sum(T.in_segment(c, "liver_segment_7") for c in T.lesions("liver"))
     cnt8 = sum(T.in_segment(c, "liver_segment_8") for c in T.lesions("liver"))
     assert cnt8 > cnt7
+    seg_vol = {k: sum(T.shares(c).get(f"liver_segment_{k}", 0.0) * c.volume for c in T.lesions("liver")) for k in (7, 8)}
+    assert seg_vol[8] > seg_vol[7]
     add(q, "shorthand", "Seg 7 vs seg 8: which has more lesions?", seg[8])
     add(q, "shorthand", "More lesions in S7 or S8?", seg[8])
     add(q, "shorthand", "Which has more lesions, segment VII or segment VIII?", seg[8])
@@ -605,6 +616,9 @@ def _visual(s: _Suite) -> None:
     add(q, "benchmark", dtv("What is the diameter of the largest liver lesion in cm?", q, "2d_image"),
         Num(la / 10, 0.1, "cm", asked=True))
     mc_num(q, "benchmark", "What is the diameter of the largest liver lesion?", la / 10, "cm")
+    add(q, "benchmark", "What is the diameter of the third largest liver lesion?", Num(S3.long_axis, 1.0, "mm"))
+    add(q, "shorthand", f"Long axis of {KL.lid} in mm?", Num(lk, 1.0, "mm", asked=True))
+    add(q, "lay", "How wide across is the spot in the right kidney, in millimetres?", Num(KR.long_axis, 1.0, "mm", asked=True))
     mc_num(q, "benchmark", "What is the longest diameter of the largest lesion in the left kidney in mm?", lk, "mm", inline=0,
            fmt="{:.1f}")
 
@@ -618,6 +632,7 @@ def _visual(s: _Suite) -> None:
     add(q, "lay", "Where in the pancreas is the growth?", head)
     add(q, "benchmark", "Which Couinaud segment contains the largest liver lesion?", seg[sa])
     add(q, "benchmark", "Which liver segment contains the second largest liver lesion?", seg[sb])
+    add(q, "benchmark", "Which Couinaud segment contains the smallest liver lesion?", seg[top_seg(T, S3)])
     add(q, "benchmark", "In which part of the pancreas is the largest pancreatic lesion located?", head)
     add(q, "benchmark", dtv("Which Couinaud segment contains the largest liver lesion?", q, "2d_video"), seg[sa])
     mc(q, "benchmark", "Which Couinaud segment contains the largest liver lesion?", "Segment VIII",
@@ -648,6 +663,7 @@ def _visual(s: _Suite) -> None:
     add(q, "benchmark", "How many lesions are in liver segment 8?", Num(cnt8, 0))
     add(q, "benchmark", "How many lesions are located in liver segment VII?", Num(cnt7, 0))
     add(q, "benchmark", "How many lesions are located in liver segment VIII?", Num(cnt8, 0))
+    add(q, "lay", "How many spots are in segment VII of the liver?", Num(cnt7, 0))
     add(q, "benchmark", "How many lesions are in the pancreatic head?", Num(sum(T.in_segment(c, "pancreas_head")
                                                                           for c in T.lesions("pancreas")), 0))
     add(q, "benchmark", dtv("How many lesions are in liver segment 8?", q, "2d_image"), Num(cnt8, 0))
@@ -842,8 +858,9 @@ def _medical(s: _Suite) -> None:
             return Cat(("indeterminate",))
         return Cat(("hyperdense cyst",))
     add(q, "shorthand", "Left renal mass characterisation?", renal(KL))
-    add(q, "shorthand", "Characterize the right renal lesion by attenuation.", renal(KR))
-    add(q, "lay", "What kind of spot is in the left kidney, judging by its density?", renal(KL))
+    add(q, "shorthand", "Right renal lesion: simple cyst, indeterminate, hyperdense cyst or fat-containing?", renal(KR))
+    add(q, "lay", "Going by its density, does the left kidney spot look like a simple cyst, something unclear "
+        "(indeterminate), a dense cyst or a fatty lump?", renal(KL))
     add(q, "benchmark", "How would you characterize the renal mass in the right kidney?", renal(KR))
     add(q, "benchmark", "How would you characterize the renal mass in the left kidney?", renal(KL))
     mc(q, "benchmark", "How would you characterize the renal mass in the right kidney?", "Simple cyst",
@@ -866,6 +883,14 @@ def _new_types(s: _Suite) -> None:
         return "encasement" if ang > 180 else "abutment" if ang > 0 else "none"
     assert (cat_of(ao["angle"]), cat_of(iv["angle"])) == ("abutment", "encasement")
     aid = AO.lid
+    # "none" below is said only where the lesion stays a full voxel (> the 2 mm contact tolerance) off the vessel
+    gap = {}
+    for v in ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein"):
+        dist = ndimage.distance_transform_edt(~T.m[v], sampling=(3.0, 3.0, 3.0))
+        gap.update({(c.lid, v): float(dist[c.vox].min()) for c in (A, AO, PA)})
+    assert all(gap[(PA.lid, v)] >= 6.0 for v in ("aorta", "inferior_vena_cava", "portal_vein_and_splenic_vein"))
+    assert gap[(A.lid, "aorta")] >= 6.0 and gap[(A.lid, "portal_vein_and_splenic_vein")] >= 6.0
+    assert gap[(AO.lid, "inferior_vena_cava")] >= 6.0 and gap[(AO.lid, "portal_vein_and_splenic_vein")] >= 6.0
 
     # ---------------- vessels ----------------
     q = "vessel involvement"
