@@ -19,7 +19,6 @@ results ``{"results": [{qid, image_id, question_subtype, question_type, raw_outp
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import re
@@ -484,27 +483,6 @@ def result_from_answer(q: BenchQuestion, a: Any, fmt: Literal["mc", "freeform"])
 
 
 # --- answering a benchmark question ---------------------------------------------------------------
-def typed_question(text: str, subtype: str):
-    """The question of type ``subtype`` with its parameters read from ``text`` (``reasoning.vqa.Question``).
-
-    Uses ``parse_question(text, subtype=...)`` where the parser offers it; otherwise the parser's reading
-    of the text gives the parameters the subtype takes, and the subtype is the file's. Raises ValueError
-    for a subtype radagent does not know."""
-    from reasoning.vqa import SUBTYPES, Question, canonical_subtype, parse_question
-
-    name = canonical_subtype(subtype)
-    if "subtype" in inspect.signature(parse_question).parameters:
-        q = parse_question(text, subtype=name)
-        if q is not None and q.subtype == name:
-            return q
-    q = parse_question(text)
-    if q is not None and q.subtype == name:
-        return q
-    fields = set(SUBTYPES[name].params) | {"lesion_id", "rank"}
-    kept = {} if q is None else {k: v for k, v in q.model_dump(exclude_defaults=True).items() if k in fields}
-    return Question(subtype=name, text=text, **kept)
-
-
 def no_case_result(q: BenchQuestion, why: str) -> BenchResult:
     """The row for a question whose case has no findings: an abstention."""
     return abstained_result(q, "no_case", why)
@@ -512,17 +490,20 @@ def no_case_result(q: BenchQuestion, why: str) -> BenchResult:
 
 def ask_text(findings, text: str, subtype: str | None, fmt: Fmt):
     """radagent's Answer to one question text (options inside the text for mc), typed by ``subtype`` when given."""
-    from reasoning.vqa import Answer, answer, split_choices
+    from reasoning.vqa import Answer, answer, parse_question, split_choices
 
     body, opts = split_choices(text) if fmt == "mc" else (text, [])
     choices = [f"{o.letter}) {o.text}" for o in opts] or None
     if not subtype:
         return answer(findings, body, choices)
     try:
-        q = typed_question(body, subtype)
+        q = parse_question(body, subtype=subtype)  # that type; only its parameters come from the text
     except ValueError as e:
         return Answer(status="unmapped_question", explanation="the question's subtype is not a radagent question type",
                       reason=f"subtype {subtype!r} not supported: {e}")
+    if q is None:
+        return Answer(status="unmapped_question", explanation="the text does not give valid parameters for its subtype",
+                      reason=f"the parameters read from the text are not valid for subtype {subtype!r}")
     return answer(findings, q, choices)
 
 
