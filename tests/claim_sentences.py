@@ -238,7 +238,7 @@ def true_sentences(f: Facts) -> list[Sentence]:
     if words["hyper"] == "hyperattenuating":
         add("attenuation", "A hyperattenuating lesion is seen in the liver.", why["hyper"])
     if words["hypo"] == "hypoattenuating":
-        add("attenuation", "The liver lesion in segments 7 and 8 is hypoattenuating.", why["hypo"])
+        add("attenuation", "The liver lesion spanning segments 7 and 8 is hypoattenuating.", why["hypo"])
     if words["kidney_tumor"] == "hyperattenuating":
         add("attenuation", "The left renal lesion is hyperattenuating relative to the kidney.", why["kidney_tumor"])
     for name, text in (("hyper", "The hyperattenuating liver lesion has a mean attenuation of about {} HU."),
@@ -334,7 +334,7 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
         f.host_diff_hu["iso"]))
     add("attenuation", "The left kidney lesion is hypoattenuating.", "hyperattenuating ({:+.1f} HU)".format(
         f.host_diff_hu["kidney_tumor"]))
-    add("attenuation", "The liver lesion in segments 7 and 8 is hyperattenuating.", "hypoattenuating ({:+.1f} HU)".format(
+    add("attenuation", "The liver lesion spanning segments 7 and 8 is hyperattenuating.", "hypoattenuating ({:+.1f} HU)".format(
         f.host_diff_hu["hypo"]))
     add("attenuation", "A hyperattenuating lesion is present in the spleen.", "the splenic lesion is isoattenuating")
 
