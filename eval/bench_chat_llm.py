@@ -25,7 +25,7 @@ CHAT_QUESTIONS = (
     "Which segment contains the largest liver lesion?",
     "Is the kidney lesion a cyst or a tumor?",
     "What is the T stage of the pancreatic tumor?",
-    "and the third largest liver lesion?",
+    "What is the volume of the third largest liver lesion?",
 )
 
 

@@ -21,7 +21,17 @@ with ``tool_choice="required"`` (small models never call a tool with "auto"); af
 sent with ``"strict": true`` (``strict_tools``), so vLLM constrains the arguments to each tool's
 schema (without it SmolLM2-135M's forced calls carried arguments like ``{"type": "string"}``).
 
-The final text is accepted only if
+Final answers (``answer_mode``):
+
+- ``"structured"`` (default): grounded by construction (:mod:`reasoning.chat_answer`). After the
+  first round of tool calls the agent stops; code renders each fact of the tool results (and the
+  message's deterministic answer, always stated first) with its unit and context, and one request
+  with ``response_format`` ``json_schema`` asks the model which facts to state (their references,
+  an enum) and for connective words (a JSON-schema ``pattern`` without digits, brackets or markup;
+  ``max_tokens`` follows from the schema). Connective words carrying a number word, yes/no, a
+  negation, tool-call markup or a claim the grounding validator rejects are refused; the re-ask
+  sends the errors, not the refused reply.
+- ``"free_text"``: the model writes the final text, accepted only if
 
 1. every sentence passes ``reasoning.grounding.Validator.check_sentence`` (the report check),
    citing the finding ids the tools returned during the turn. Numbers a tool *derived* during the
@@ -33,7 +43,8 @@ The final text is accepted only if
    letter, or that it cannot be determined). A grounded text that answers something else is
    rejected.
 
-A rejected text is sent back with the errors (``max_attempts`` replies in all); then the turn
+In both modes tool-call markup (``<tool_call>``, ``<tool_response>``, JSON tool calls) is never
+shown. A rejected text is sent back with the errors (``max_attempts`` replies in all); then the turn
 falls back to the deterministic answer and says so (``engine="deterministic"``,
 ``fallback_reason``). An unreachable server falls back the same way.
 

@@ -267,8 +267,9 @@ class _Reader:
             subtype = self.vessel_subtype
         elif q is None and self.field_subtype:
             subtype = self.field_subtype
-        elif q is None and prev is not None and _lesion_level(prev.subtype) and self.follow:
-            subtype = prev.subtype
+        elif q is None and prev is not None and _lesion_level(prev.subtype) and self.follow and not (
+                self.organs and organs_in(prev.subtype.lower()) and _canon(organs_in(prev.subtype.lower())[0]) not in self.organs):
+            subtype = prev.subtype  # (not a question about another organ's lesions: "pancreatic tumor staging" of a liver lesion)
         elif q is None:
             subtype = "lesion volume measurement"
         else:
