@@ -13,6 +13,7 @@ from scipy.spatial.distance import pdist
 
 from agent.case import measure
 from eval.synthetic import ellipsoid, write_case
+from perception.schema import ContactCategory
 from reasoning.vqa import Question, answer
 from tests.cases import VOX, build_case
 
@@ -62,6 +63,7 @@ def test_vessel_contact_from_the_wrapping_tumours(case):
     assert ask(case, subtype="vessel contact category", lesion_id=ao, vessel="aorta").answer == "abutment"
     ang = ask(case, subtype="vessel contact angle", lesion_id=ivc, vessel="inferior_vena_cava")
     assert ang.unit == "deg" and abs(ang.answer - t["ivc"]["angle"]) <= 25  # ray casting reads high by up to ~1 voxel of arc
+    assert f"{ang.answer:.0f} deg" in ang.explanation
     assert abs(ask(case, subtype="vessel contact angle", lesion_id=ao, vessel="aorta").answer - t["aorta"]["angle"]) <= 25
     ln = ask(case, subtype="vessel contact length", lesion_id=ivc, vessel="inferior_vena_cava")
     assert ln.unit == "mm" and abs(ln.answer - t["ivc"]["length"]) <= VOX + 1e-6
@@ -95,6 +97,22 @@ def test_vessel_none_far_and_not_assessed(case):
     assert ask(case, subtype="vessel contact category", lesion_id=k, vessel="superior mesenteric artery").status == CANNOT
     r = ask(case, subtype="vessel contact angle", lesion_id=k)
     assert r.status == CANNOT and "needs a vessel" in r.reason
+    # the portal vein has no mask of its own here, only the combined portal/splenic vein mask: no contact with
+    # the whole is no contact with its part; contact with the whole does not say which part (edited findings)
+    pv = "portal_vein_and_splenic_vein"
+    assert "portal_vein" not in m and pv in m
+    d_pv = ndimage.distance_transform_edt(~m[pv], sampling=sp)[kt].min()
+    a = ask(case, subtype="vessel involvement", lesion_id=k, vessel="portal vein")
+    assert d_pv > 2.0 + VOX and a.answer == "no"
+    f = case["findings"]
+    touch = [l.model_copy(update={"vessel_contacts": [c.model_copy(update={"category": ContactCategory.abutment, "max_angle_deg": 90.0,
+                                                                           "contact_length_mm": 6.0}) if c.vessel == pv else c
+                                                      for c in l.vessel_contacts]}) for l in f.lesions]
+    ft = f.model_copy(update={"lesions": touch})
+    assert any(c.vessel == pv for c in ft.lesion(k).vessel_contacts)
+    r = answer(ft, Question(subtype="vessel involvement", lesion_id=k, vessel="portal_vein"))
+    assert r.status == CANNOT and "which part" in r.reason
+    assert answer(ft, Question(subtype="vessel involvement", lesion_id=k, vessel=pv)).answer == "yes"
     with pytest.raises(ValueError, match="unknown vessel"):
         Question(subtype="vessel involvement", vessel="femoral vein of the moon")
 
@@ -299,6 +317,9 @@ def test_sizes_of_a_lesion_cut_by_the_scan_edge_are_lower_bounds(edge_case):
     assert v.qualifier == "lower_bound" and abs(v.answer - e.sum() * VOX ** 3 / 1000) < 1e-3
     assert answer(f, Question(subtype="lesion short axis", lesion_id=i)).qualifier == "lower_bound"
     assert answer(f, Question(subtype="lesion completeness", lesion_id=i)).answer == "no"
+    assert answer(f, Question(subtype="lesion completeness", lesion_id=i, negated=True)).answer == "yes"  # "is it cut off?"
+    with pytest.raises(ValueError, match="negated"):
+        Question(subtype="lesion volume measurement", negated=True)
     # the bound decides "larger than 2 cm" (yes) and "smaller than 2 cm" (no); "larger than 4 cm" stays open
     assert long_ > 20.0 and long_ < 40.0
     thr = {t: answer(f, Question(subtype="lesion size threshold", lesion_id=i, threshold_mm=t, direction=d))

@@ -13,6 +13,9 @@ from reasoning.vqa.subtypes import canonical_subtype
 from reasoning.vqa.vocabulary import canonical_organ, canonical_segment
 
 
+NEGATABLE = frozenset({"lesion completeness"})  # yes/no types whose handler answers the opposite question too
+
+
 def canonical_vessel(name: str) -> str:
     """Vessel mask name as Findings spells it ('IVC', 'inferior vena cava' -> 'inferior_vena_cava')."""
     n = name.strip().lower().replace("-", "_").replace(" ", "_")
@@ -48,7 +51,15 @@ class Question(BaseModel):
     threshold_mm: float | None = Field(None, description="lesion size threshold: the size compared against, mm")
     unit: str | None = Field(None, description="the unit the question asks for: mm, cm, mL, cm3, L, HU, deg, %")
     diagnosis: str | None = Field(None, description="the diagnosis asked about (metastasis, hcc, benign, malignant, ...)")
+    negated: bool = Field(False, description="lesion completeness only: the question asks the opposite ('is it cut off by "
+                                             "the scan edge?'), so yes and no swap")
     text: str | None = Field(None, description="the question text this was parsed from")
+
+    @model_validator(mode="after")
+    def _negatable(self) -> "Question":
+        if self.negated and self.subtype not in NEGATABLE:
+            raise ValueError(f"negated applies to {', '.join(sorted(NEGATABLE))} only, not to {self.subtype!r}")
+        return self
 
     @field_validator("subtype")
     @classmethod

@@ -27,4 +27,7 @@ class _Cannot(Exception):
 
 
 def _fmt(v: float, nd: int = 2) -> str:
-    return f"{v:.{nd}f}".rstrip("0").rstrip(".") if isinstance(v, float) else str(v)
+    if not isinstance(v, float):
+        return str(v)
+    s = f"{v:.{nd}f}"
+    return s.rstrip("0").rstrip(".") if "." in s else s  # 120.0 at nd=0 stays '120'

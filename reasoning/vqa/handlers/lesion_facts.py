@@ -89,11 +89,13 @@ def _h_kidney_t(f: Findings, q: Question) -> _Result:
 
 def _h_completeness(f: Findings, q: Question) -> _Result:
     l = _pick(f, q, q.organ)
-    if l.size_qualifier == "lower_bound" or l.touches_edges:
-        return _Result("no", None, [l.id], "lesion size_qualifier",
+    cut = l.size_qualifier == "lower_bound" or bool(l.touches_edges)
+    yes = cut if q.negated else not cut  # negated: 'is it cut off by the scan edge?'
+    if cut:
+        return _Result("yes" if yes else "no", None, [l.id], "lesion size_qualifier",
                        f"{l.id} ({_which(q)}) reaches the scan edge ({', '.join(l.touches_edges)}): cut by the scan edge, its "
                        "sizes are lower bounds")
-    return _Result("yes", None, [l.id], "lesion size_qualifier",
+    return _Result("yes" if yes else "no", None, [l.id], "lesion size_qualifier",
                    f"{l.id} ({_which(q)}) does not reach the scan edge: completely imaged")
 
 

@@ -8,12 +8,14 @@ vessel without a mask in the study was not assessed: its contact cannot be deter
 
 from __future__ import annotations
 
-from perception.schema import Findings, Lesion, VesselContact
+from perception.schema import ContactCategory, Findings, Lesion, VesselContact
 from reasoning.vqa.lookup import _pick, _which
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 from reasoning.vqa.vocabulary import vessel_display
 
+# vessels that only a combined mask may hold (TotalSegmentator's portal_vein_and_splenic_vein)
+_PARTS = {"portal_vein": "portal_vein_and_splenic_vein", "splenic_vein": "portal_vein_and_splenic_vein"}
 _RULE = "vessel_contacts (max circumferential contact angle: abutment 0-180 deg, encasement > 180 deg)"
 
 
@@ -33,6 +35,15 @@ def _contact(f: Findings, q: Question, what: str) -> tuple[Lesion, VesselContact
         return l, vc
     if q.vessel in _vessel_masks(f):
         return l, None
+    whole = _PARTS.get(q.vessel)
+    if whole is not None and whole in _vessel_masks(f):
+        wc = next((c for c in l.vessel_contacts if c.vessel == whole), None)
+        if wc is None or wc.category.value == "none":  # no contact with the combined mask: none with its part either
+            return l, VesselContact(vessel=q.vessel, max_angle_deg=0.0, contact_length_mm=0.0, category=wc.category if wc else
+                                    ContactCategory.none, slice_of_max=None,
+                                    method=f"no {q.vessel} mask; the {whole} mask it belongs to has no contact with {l.id}")
+        raise _Cannot(f"no {q.vessel} mask in this study: {l.id} contacts the combined {vessel_display(whole)} mask "
+                      f"({wc.category.value}, {_fmt(wc.max_angle_deg, 0)} deg), which part of it cannot be told", [l.id], _RULE)
     assessed = ", ".join(vessel_display(c.vessel) for c in l.vessel_contacts) or "none"
     raise _Cannot(f"the {vessel_display(q.vessel)} was not assessed: no {q.vessel} mask in this study (vessels assessed for {l.id}: "
                   f"{assessed})", [l.id], _RULE)
