@@ -8,6 +8,7 @@ findings cannot answer may be answered.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -139,3 +140,19 @@ def test_judge_refuses_wrong_answers(cases, suite):
     assert judge(r, ans(None, status="unmapped_question"))[0]
     c = next(q for q in suite if isinstance(q.expect, Cat) and q.expect.accept[0] == "hypoattenuating")
     assert not judge(c, ans("isoattenuating", subtype=c.qtype))[0]
+
+
+VESSEL_WORDS = re.compile(r"\b(aort\w*|ivc|vena cava|sma|smv|superior mesenteric|celiac|hepatic artery|splenic vein|"
+                          r"portal vein|vessels?|artery|vein)\b", re.IGNORECASE)
+VESSEL_TYPES = {"vessel involvement", "vessel contact category", "vessel contact angle", "vessel contact length",
+                "involved vessels"}
+
+
+def test_vessel_questions_never_answered_by_organ_rules(results):
+    """A question naming a vessel is answered by a vessel rule or not at all (never as an adjacent
+    organ, a count or a size)."""
+    named = [r for r in results if VESSEL_WORDS.search(r[0].text)]
+    assert len(named) >= 60
+    wrong = [(q, a, False, f"answered {a.answer!r} by {a.subtype!r}") for q, a, _ok, _why in named
+             if a is not None and a.status == "answered" and a.subtype not in VESSEL_TYPES]
+    assert not wrong, _listing(wrong)

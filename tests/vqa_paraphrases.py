@@ -269,7 +269,7 @@ class _Suite:
 def questions(M: CaseTruth, X: CaseTruth) -> list[Q]:
     """All questions: ``M`` the main case, ``X`` the case cut by the scan edge through a liver lesion."""
     s = _Suite(M, X)
-    for section in (_recognition, _measurement, _visual, _medical, _new_types):
+    for section in (_recognition, _measurement, _visual, _medical, _new_types, _second_batch):
         section(s)
     return s.out
 
@@ -1105,3 +1105,202 @@ def _new_types(s: _Suite) -> None:
     add(q, "benchmark", "What is the volume of the liver lesion?", Num(XL.volume, 0.05, "mL", lower_bound=True), case="cut")
     add(q, "lay", "How much space does the liver spot take up, in mL?", Num(XL.volume, 0.05, "mL", asked=True, lower_bound=True),
         case="cut")
+
+
+def _second_batch(s: _Suite) -> None:
+    """More wordings, written after the first batch was committed (so not seen by whoever tuned the
+    parser on it): negated and inverted questions, other spellings of vessels and units, more
+    laterality, yes/no-shaped questions of categorical types (either the category or the yes/no it
+    implies is right)."""
+    T, tr, X, add, mc = s.T, s.tr, s.X, s.add, s.mc
+    A, B, KL, KR, SP, PA, AO, XL, hm = s.A, s.B, s.KL, s.KR, s.SP, s.PA, s.AO, s.XL, s.hm
+    aid, kid_l = AO.lid, KL.lid
+    nl, nk = len(T.lesions("liver")), len(T.lesions("kidney"))
+    vpan, vgb = T.volume("pancreas"), T.volume("gallbladder")
+
+    def tv(v):
+        return max(0.02, 0.01 * v)
+
+    # recognition
+    add("liver lesion existence", "benchmark", "Does the liver contain any focal lesions?", YES)
+    add("liver lesion existence", "shorthand", "Focal liver lesion: present or absent?", Cat(("yes", "present")))
+    add("liver lesion existence", "lay", "Is the liver clear of any spots?", NO)  # negated: it is not clear
+    add("kidney lesion existence", "lay", "Are both kidneys free of lesions?", NO)  # negated
+    add("kidney lesion existence", "shorthand", "Left renal lesion, y/n?", YES)
+    add("pancreatic lesion existence", "shorthand", "Pancreas: any focal lesion?", YES)
+    add("kidney cyst existence", "lay", "Are there any cysts in the right kidney?", YES)
+    add("lesion existence", "benchmark", "Does the spleen have any lesions?", YES)
+    add("lesion existence", "shorthand", "Splenic mass?", YES)
+    add("PDAC existence", "shorthand", "Is there PDAC?", Refuse("untyped pancreatic lesion"))
+    add("colon lesion existence", "shorthand", "Any colonic mass?", Refuse("colon not searched"))
+    add("colon lesion existence", "lay", "Is there a tumour in the large intestine?", Refuse("colon not searched"))
+    add("splenomegaly detection", "shorthand", "Spleen enlarged (splenomegaly)?", Refuse("spleen truncated"))
+    phase = Cat(("non_contrast", "non-contrast", "noncontrast", "unenhanced", "without contrast", "no contrast"))
+    add("contrast phase", "lay", "Was contrast dye given for this scan?", Cat(phase.accept + ("no",)))
+    add("contrast phase", "shorthand", "Arterial or portal venous phase?", phase)
+    add("contrast phase", "benchmark", "Which phase of contrast enhancement does this CT show?", phase)
+    trunc = ("truncated_by_fov", "incompletely imaged", "truncated", "truncated by the scan edge")
+    meas = ("measured", "completely imaged", "fully imaged")
+    add("organ status", "lay", "Is the liver fully covered by the scan?", Cat(trunc + ("no",)))
+    add("organ status", "benchmark", "Is the pancreas completely imaged?", Cat(meas + ("yes",)))
+    add("organ status", "lay", "Was the left kidney cut off by the edge of the scan?", Cat(trunc + ("yes",)))  # inverted
+    add("organ status", "shorthand", "Gallbladder in FOV entirely?", Cat(meas + ("yes",)))
+    add("lesion search coverage", "benchmark", "Were the adrenal glands evaluated for lesions?", NO)
+    add("lesion search coverage", "lay", "Has the spleen been screened for lesions?", YES)
+    add("lesion search coverage", "shorthand", "Lesion search, lungs?", NO)
+
+    # measurement
+    q = "lesion volume measurement"
+    add(q, "lay", "How many millilitres is the left kidney lesion?", Num(KL.volume, tv(KL.volume), "mL", asked=True))
+    add(q, "shorthand", "Spleen lesion vol (mL)?", Num(SP.volume, tv(SP.volume), "mL", asked=True))
+    add(q, "benchmark", "What is the volume of the right kidney cyst in cm3?", Num(KR.volume, tv(KR.volume), "cm3", asked=True))
+    tk = KL.volume + KR.volume
+    add(q, "benchmark", "What is the total volume of all kidney lesions?", Num(tk, tv(tk), "mL"))
+    add(q, "shorthand", "Pancreatic lesion volume in mm3?", Num(PA.volume * 1000, tv(PA.volume) * 1000, "mm3", asked=True))
+    q = "organ HU measurement"
+    add(q, "shorthand", "Hounsfield units of the liver parenchyma?", Num(hm["liver"], 1.0, "HU"))
+    add(q, "benchmark", "What is the attenuation of the pancreas in HU?", Num(hm["pancreas"], 2.0, "HU"))
+    add(q, "lay", "How bright is the right kidney on the CT, in HU?", Num(hm["kidney_right"], 1.5, "HU"))
+    q = "organ HU ratio"
+    ls = hm["liver"] / hm["spleen"]
+    add(q, "shorthand", "Liver-spleen attenuation ratio?", Num(ls, 0.03))
+    add(q, "benchmark", "What is the ratio of liver HU to spleen HU?", Num(ls, 0.03))
+    q = "organ volume measurement"
+    add(q, "shorthand", "Volume of the pancreas in litres?", Num(vpan / 1000, 0.0002, "L", asked=True))
+    add(q, "lay", "How much room does the pancreas take up, in cubic centimetres?", Num(vpan, 0.2, "cm3", asked=True))
+    add(q, "shorthand", "Spleen volume in mL?", Refuse("spleen truncated"))
+    add(q, "benchmark", "What is the volume of the right kidney?", Refuse("kidney truncated"))
+    q = "tumor burden percentage"
+    pct = 100 * PA.volume / vpan
+    add(q, "shorthand", "Lesion volume as % of pancreatic volume?", Num(pct, 0.15, "%"))
+    add(q, "benchmark", "What percentage of the spleen is occupied by lesions?", Refuse("spleen truncated"))
+    q = "lesion HU measurement"
+    add(q, "shorthand", "Attenuation of the right renal cyst in HU?", Num(KR.mean, 1.0, "HU"))
+    add(q, "benchmark", "What is the mean density of the largest liver lesion in Hounsfield units?", Num(A.mean, 1.0, "HU"))
+
+    # visual reasoning
+    radr = Cat(("adrenal_gland_right", "right adrenal gland", "right adrenal", "adrenal gland right"))
+    add("adjacent organ", "benchmark", "What organ borders the largest liver lesion?", radr)
+    sym = ("symmetric", "symmetrical", "neither", "equal")
+    add("bilateral kidney asymmetry", "lay", "Is one kidney much more affected by lesions than the other?", Cat(sym + ("no",)))
+    add("inter-segment comparison", "shorthand", "Segment VIII or segment VII: more lesions?", SEG[8])
+    add("inter-segment comparison", "benchmark", "Which part of the pancreas has more lesions, the body or the head?", HEAD)
+    add("kidney volume comparison", "lay", "Is the left kidney bigger than the right one?", Refuse("kidneys truncated"))
+    add("largest lesion attenuation", "shorthand", "Splenic lesion: hypodense, isodense or hyperdense vs spleen?", ATT[T.attenuation(SP)])
+    add("largest lesion attenuation", "lay", "Compared with the pancreas around it, is the pancreas spot darker, similar or "
+        "brighter?", ATT[T.attenuation(PA)])
+    add("largest lesion attenuation", "benchmark", "What is the relative attenuation of the largest liver lesion?",
+        ATT[T.attenuation(A)])
+    q = "largest lesion diameter"
+    add(q, "shorthand", "Largest liver lesion size in cm?", Num(A.long_axis / 10, 0.1, "cm", asked=True))
+    add(q, "benchmark", "What is the greatest axial dimension of the spleen lesion?", Num(SP.long_axis, 1.0, "mm"))
+    add(q, "lay", "Across its widest point, how big is the right kidney cyst in cm?", Num(KR.long_axis / 10, 0.1, "cm", asked=True))
+    q = "largest lesion location"
+    add(q, "benchmark", "Which hepatic segment harbours the largest lesion of the liver?", SEG[top_seg(T, A)])
+    add(q, "shorthand", "Largest liver lesion in segment 7 or segment 8?", SEG[top_seg(T, A)])
+    mc(q, "benchmark", "Where is the largest liver lesion located?", "Segment 8", ["Segment 7"])
+    add("largest lesion slice", "benchmark", "Which axial slice has the biggest cross-section of the largest liver lesion?",
+        Num(float(min(area_slices(A))), 0, accept=tuple(float(k) for k in area_slices(A))
+            + tuple(float(k + 1) for k in area_slices(A))))
+    cnt8 = sum(T.in_segment(c, "liver_segment_8") for c in T.lesions("liver"))
+    add("lesion count by location", "shorthand", "Count of lesions in hepatic segment 8?", Num(cnt8, 0))
+    add("lesion count by location", "lay", "How many lesions does the head of the pancreas contain?",
+        Num(sum(T.in_segment(c, "pancreas_head") for c in T.lesions("pancreas")), 0))
+    q = "lesion counting"
+    add(q, "benchmark", "How many focal liver lesions are there?", Num(nl, 0))
+    add(q, "shorthand", "Number of lesions, right kidney?", Num(len(T.lesions("kidney_right")), 0))
+    add(q, "lay", "How many kidney lesions does the patient have?", Num(nk, 0))
+    add(q, "benchmark", "How many lesions are in the adrenal glands?", Refuse("adrenals not searched"))
+    add("lesion outlier", "lay", "Does one liver lesion dominate the others in size?",
+        YES if A.volume >= 3 * B.volume and nl >= 3 else NO)
+    per: dict[int, int] = {}
+    for c in T.lesions("liver"):
+        per[top_seg(T, c)] = per.get(top_seg(T, c), 0) + 1
+    clus = "highly clustered" if max(per.values()) / nl > 0.5 else None
+    assert clus
+    add("liver lesion clustering", "shorthand", "Liver lesions: highly clustered, somewhat clustered or widely distributed?",
+        Cat((clus,)))
+    add("multi-organ lesion burden comparison", "shorthand", "Which carries more lesion volume, the liver or the spleen?",
+        Cat(("liver",)))
+    q = "organ aggregation"
+    add(q, "shorthand", "Sum of pancreas and gallbladder volumes in litres?", Num((vpan + vgb) / 1000, 0.0004, "L", asked=True))
+    add(q, "benchmark", "What is the total number of lesions in the liver, the kidneys and the spleen?",
+        Num(nl + nk + len(T.lesions("spleen")), 0))
+    add("organ enlargement", "benchmark", "Is there hepatomegaly?", Refuse("liver truncated"))
+    add("tumor organ HU difference", "shorthand", "HU difference, spleen lesion vs spleen?", Num(T.diff(SP), 1.5, "HU"))
+
+    # medical reasoning
+    add("PDAC vs PNET classification", "shorthand", "Pancreatic lesion: adenocarcinoma (PDAC) or neuroendocrine (PNET)?",
+        Cat(("PDAC",)) if T.attenuation(PA) == "hypoattenuating" else Cat(("PNET",)))
+    grade = kodama(hm["liver"], ls)
+    add("fatty liver", "lay", "Is the liver fatty?", YES if grade != "G0" else NO)
+    words = {"G0": "normal", "G1": "mild", "G2": "moderate", "G3": "severe"}
+    add("hepatic steatosis grading", "shorthand", "Grade the hepatic steatosis.",
+        Cat((grade, words[grade], f"{grade} {words[grade]}", f"{words[grade]} {grade}", f"grade {grade[1]}")))
+    add("lesion type classification", "shorthand", "Cyst or tumour: the right kidney lesion?", Cat(("cyst",)))
+    add("pancreatic steatosis", "lay", "Is the pancreas fatty?", YES if hm["pancreas"] / hm["spleen"] < 0.70 else NO)
+    add("renal mass characterization", "benchmark", "How would the right renal lesion be characterized?",
+        Cat(("simple cyst",)) if -10 <= KR.mean <= 20 else Cat(("indeterminate",)))
+    add("splenomegaly grading", "shorthand", "Grade of splenomegaly?", Refuse("spleen truncated"))
+
+    # vessels: other spellings; encasement asked as yes/no
+    add("vessel involvement", "benchmark", "Is the IVC involved by the largest liver lesion?", YES)
+    add("vessel involvement", "shorthand", f"{aid} touching the abdominal aorta?", YES)
+    add("vessel involvement", "lay", "Does the pancreas spot touch the splenic vein?", NO)  # portal/splenic vein mask: no contact
+    add("vessel involvement", "benchmark", "Does the largest liver lesion involve the common hepatic artery?",
+        Refuse("hepatic artery not segmented"))
+    add("vessel involvement", "shorthand", "Celiac axis involvement, pancreatic lesion?", Refuse("celiac trunk not segmented"))
+    add("vessel involvement", "shorthand", f"SMV involvement by {aid}?", Refuse("SMV not segmented"))
+    add("vessel contact category", "benchmark", "Is the IVC encased by the largest liver lesion?", Cat(("yes", "encasement")))
+    add("vessel contact category", "benchmark", f"Is the aorta encased by lesion {aid}?", Cat(("no", "abutment")))
+    add("vessel contact category", "lay", f"Is lesion {aid} wrapped all the way around the aorta?", Cat(("no", "abutment")))
+    iv, ao = tr["ivc"], tr["aorta"]
+    add("vessel contact angle", "shorthand", "Degrees of IVC circumference in contact with the largest liver lesion?",
+        Num(iv["angle"], 25, "deg"))
+    add("vessel contact angle", "benchmark", f"What is the circumferential involvement of the aorta by lesion {aid} in degrees?",
+        Num(ao["angle"], 25, "deg", asked=True))
+    add("vessel contact length", "shorthand", "Craniocaudal length of IVC contact, largest liver lesion, in cm?",
+        Num(iv["length"] / 10, 0.3, "cm", asked=True))
+    add("involved vessels", "shorthand", f"List the vessels in contact with lesion {aid}.", Cat(("aorta",)))
+    add("involved vessels", "benchmark", "Which vessels are abutted or encased by the pancreatic lesion?", Cat(("none",)))
+
+    # sizes, thresholds, RECIST, composition, staging, key slice, completeness
+    add("lesion short axis", "shorthand", "Short-axis diameter of the spleen lesion?", Num(SP.long_axis, 1.5, "mm"))
+    add("lesion short axis", "benchmark", f"What is the short axis of lesion {kid_l} in cm?", Num(KL.long_axis / 10, 0.15, "cm",
+                                                                                              asked=True))
+    add("lesion 3D diameter", "shorthand", "Max 3D extent of the spleen lesion in mm?", Num(T.feret(SP), 1.0, "mm", asked=True))
+    add("lesion 3D diameter", "benchmark", f"What is the 3D Feret diameter of lesion {kid_l}?", Num(T.feret(KL), 1.0, "mm"))
+    assert SP.long_axis > 12 and KR.long_axis > 12 and A.long_axis > 40 and tr["hypo"]["short"] > 15 and X.T.feret(XL) > 27
+    q = "lesion size threshold"
+    add(q, "shorthand", "Spleen lesion over 1 cm?", YES)
+    add(q, "lay", "Is the right kidney cyst under 1 cm across?", NO)
+    add(q, "benchmark", "Does the largest liver lesion exceed 5 cm?", NO)
+    add(q, "benchmark", "Is the short axis of the second largest liver lesion at least 15 mm?", YES)
+    add(q, "benchmark", "Is the 3D diameter of the liver lesion larger than 25 mm?", YES, case="cut")
+    add("RECIST measurability", "benchmark", "Does the spleen lesion meet RECIST 1.1 measurability?", YES)
+    add("lesion composition", "shorthand", "Tissue composition of the left renal lesion?", Cat(("solid",)))
+    add("lesion composition", "benchmark", "Is the spleen lesion cystic, fat-containing, calcified or solid?", Cat(("solid",)))
+    add("kidney tumor staging", "benchmark", "What is the AJCC T stage of the left kidney lesion?",
+        Cat(("T1a",)) if T.feret(KL) <= 40 else Cat(("T1b",)))
+    add("lesion key slice", "benchmark", f"Which image number shows the long axis of lesion {kid_l}?",
+        Num(float(min(KL.long_slices) + 1), 0, accept=tuple(float(k + 1) for k in KL.long_slices)))
+    add("lesion completeness", "benchmark", "Is the left kidney lesion entirely within the field of view?", YES)
+    add("lesion completeness", "lay", "Does the liver spot extend beyond the scanned range?", YES, case="cut")  # inverted
+    add("lesion completeness", "shorthand", "Liver lesion fully captured?", NO, case="cut")
+    add("lesion size threshold", "lay", "Is the liver spot bigger than 2 cm?", YES, case="cut")
+
+    # what cannot be established
+    add("change over time", "benchmark", "Compared with the previous exam, is the spleen lesion stable?", Refuse("no prior"))
+    add("change over time", "lay", "Are there any new spots since the last CT?", Refuse("no prior"))
+    add("change over time", "shorthand", "Left renal lesion: growing?", Refuse("no prior"))
+    add("diagnosis", "benchmark", "Is the pancreatic lesion an IPMN?", Refuse("no sourced rule"))
+    add("diagnosis", "shorthand", "Splenic lymphoma?", Refuse("no sourced rule"))
+    add("diagnosis", "benchmark", "Is the left kidney lesion renal cell carcinoma?", Refuse("no sourced rule"))
+    add("diagnosis", "lay", "Does the patient have liver cancer?", Refuse("no sourced rule"))
+    add("recommendation", "lay", "Does the left kidney spot need an MRI?", Refuse("advice"))
+    add("recommendation", "shorthand", "Surgery for the pancreatic lesion?", Refuse("advice"))
+    add("recommendation", "benchmark", "When should the patient come back for a follow-up scan?", Refuse("advice"))
+    add("unanswerable", "lay", "What is the patient's blood pressure?", Refuse("not in the findings"))
+    add("unanswerable", "benchmark", "Is the gallbladder inflamed?", Refuse("not in the findings"))
+    add("unanswerable", "shorthand", "Cardiac lesion count?", Refuse("heart not segmented"))
+    add("unanswerable", "benchmark", "What is the volume of the thyroid?", Refuse("thyroid not segmented"))
