@@ -18,8 +18,10 @@ from perception.registry import COUINAUD, ORGANS, SUBSEGMENTS, VESSELS
 # (Findings name, regex over lower-cased text); earlier rows win where two overlap ("left kidney"
 # before "kidney"). Side-specific names first, then families.
 ORGAN_PATTERNS: list[tuple[str, str]] = [
-    ("kidney_left", r"\bleft[\s-]+(?:kidney|renal)\b|\bkidney_left\b|\bleft-sided kidney\b|\bkidney,? left\b"),
-    ("kidney_right", r"\bright[\s-]+(?:kidney|renal)\b|\bkidney_right\b|\bright-sided kidney\b|\bkidney,? right\b"),
+    ("kidney_left", (r"\bleft[\s-]+(?:kidney|renal)\b|\bkidney_left\b|\bleft-sided kidney\b|\b(?:kidney|renal)\b[^?.;:]{0,20}, left\b"
+                    r"|(?<![\w-])l\.? (?:kidney|renal)\b")),
+    ("kidney_right", (r"\bright[\s-]+(?:kidney|renal)\b|\bkidney_right\b|\bright-sided kidney\b|\b(?:kidney|renal)\b[^?.;:]{0,20}, right\b"
+                     r"|(?<![\w-])r\.? (?:kidney|renal)\b")),
     ("adrenal_gland_left", r"\bleft adrenal(?: gland)?\b|\badrenal_gland_left\b"),
     ("adrenal_gland_right", r"\bright adrenal(?: gland)?\b|\badrenal_gland_right\b"),
     ("gallbladder", r"\bgall[\s-]?bladder\b"),
@@ -35,7 +37,17 @@ ORGAN_PATTERNS: list[tuple[str, str]] = [
     ("esophagus", r"\b(?:o)?esophag\w*"),
     ("urinary_bladder", r"\b(?:urinary )?bladder\b"),
     ("lung", r"\blungs?\b|\bpulmonary\b"),
+    ("brain", r"\bbrain\b|\bcerebr\w*|\bintracranial\b"),
+    ("heart", r"\bheart\b|\bcardiac\b"),
+    ("prostate", r"\bprostat\w*"),
+    ("thyroid_gland", r"\bthyroid(?: gland)?\b"),
+    ("trachea", r"\btrachea\w*"),
 ]
+
+# Body parts radagent has no organ for: a question naming one is about something not measured.
+OTHER_ANATOMY = (r"\b(?:breasts?|bones?|spine|vertebra\w*|ribs?|skull|skin|muscles?|lymph nodes?|nodes|uterus|uterine|ovar\w*"
+                 r"|testi\w*|eyes?|ears?|nose|mouth|tongue|throat|arms?|legs?|hands?|feet|foot|knees?|hips?|shoulders?"
+                 r"|appendix|peritone\w*|omentum|mesentery|bowel wall|thymus|pleura\w*)\b")
 
 # Written forms of organ names (after lower-casing, spaces/hyphens -> "_") -> Findings name.
 ORGAN_ALIASES: dict[str, str] = {
@@ -82,8 +94,9 @@ def organs_in(text: str) -> list[str]:
 
 LESION_WORDS = (r"\b(?:lesions?|tumou?rs?|masse?s?|cysts?|cystic|nodules?|neoplasms?|cancers?|carcinomas?|metasta\w*|pdac|pnet|"
                 r"malignan\w*|growths?|hcc|hemangiomas?|haemangiomas?|adenomas?|rcc|lumps?|spots?|abnormalit(?:y|ies)|"
-                r"foc(?:us|i)|index lesion|target lesion)\b")
-CYST_WORDS = r"\bcysts?\b|\bcystic\b"
+                r"foc(?:us|i)|index lesion|target lesion|adenocarcinomas?|sacs?|fluid-filled|fluid collections?)\b"
+                r"|\b(?:something|anything) (?:abnormal|unusual|suspicious|growing|wrong)\b")
+CYST_WORDS = r"\bcysts?\b|\bcystic\b|\bfluid-filled\b|\bsacs?\b"
 TUMOR_WORDS = r"\btumou?rs?\b|\bmass(?:es)?\b|\bcancers?\b|\bcarcinomas?\b|\bneoplasms?\b|\bmalignan\w*|\bgrowths?\b"
 
 # --- sub-segments ---------------------------------------------------------------------------------

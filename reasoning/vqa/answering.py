@@ -8,7 +8,10 @@ uses them all, else "unmapped"). The unit asked is the unit answered (27.36 mm a
 
 from __future__ import annotations
 
+import re
+
 from perception.schema import Findings
+from reasoning.vocabulary import VESSEL_PHRASES
 from reasoning.vqa.choices import (
     Option,
     _match,
@@ -24,7 +27,7 @@ from reasoning.vqa.result import _Cannot, _fmt, _Result
 from reasoning.vqa.subtypes import SUBTYPES
 
 # asked unit -> (the handler's unit it converts from, factor: asked = value * factor)
-_CONVERT = {"cm": ("mm", 0.1), "mm": ("mm", 1.0), "mL": ("mL", 1.0), "cm3": ("mL", 1.0), "L": ("mL", 0.001),
+_CONVERT = {"cm": ("mm", 0.1), "mm": ("mm", 1.0), "mL": ("mL", 1.0), "cm3": ("mL", 1.0), "L": ("mL", 0.001), "mm3": ("mL", 1000.0),
             "HU": ("HU", 1.0), "deg": ("deg", 1.0), "%": ("%", 1.0)}
 
 
@@ -55,6 +58,23 @@ def _bound_option(value: float, unit: str | None, opts: list[Option]) -> tuple[O
     return None, f"the lower bound {_fmt(value)} leaves options {', '.join(o.letter for o in possible)} possible"
 
 
+def _asks_cut(t: str) -> bool:
+    """The completeness question is asked the other way round ('is it cut off / truncated?': yes = not complete)."""
+    return re.search(r"\btruncat\w*|\bcut (?:off|by)\b|\bpartially\b|\bincomplet\w*|\bextends? beyond\b|\bpart of\b", t) is not None \
+        and re.search(r"\b(?:completely|fully|entirely|whole|entire)\b", t) is None
+
+
+def _assessed_vessel(findings: Findings, q: Question, e) -> Question:
+    """A vessel phrase may name several masks ('portal vein': portal_vein or portal_vein_and_splenic_vein): the one
+    this study has (a lesion's vessel contacts or a mask), else the first."""
+    if not getattr(q, "vessel", None) or len(e.vessel_phrases) != 1:
+        return q
+    names = dict(VESSEL_PHRASES)[e.vessel_phrases[0]]
+    have = {c.vessel for l in findings.lesions for c in l.vessel_contacts} | {m.name for m in findings.masks}
+    pick = next((n for n in names if n in have), None)
+    return q.model_copy(update={"vessel": pick}) if pick and pick != q.vessel else q
+
+
 def answer(findings: Findings, question: Question | str, choices: list[str] | None = None, subtype: str | None = None) -> Answer:
     """Answer ``question`` from ``findings`` alone. ``choices`` (or options inside the text) make it
     multiple choice: the answer is then the letter of the option that matches the computed value.
@@ -62,7 +82,7 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     opts: list[Option] = []
     if choices:
         opts = parse_choices(list(choices))
-    asked_unit = None
+    asked_unit, ents = None, None
     if isinstance(question, str):
         text = strip_prompt(question)
         if not opts:
@@ -71,8 +91,8 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
         if u.question is None:
             return Answer(status="unmapped_question", explanation="no question type uses everything this question names",
                           reason=u.reason())
-        q = u.question
-        asked_unit = u.entities.unit
+        q = _assessed_vessel(findings, u.question, u.entities)
+        asked_unit, ents = u.entities.unit, u.entities
     else:
         q = question
     asked_unit = getattr(q, "unit", None) or asked_unit
@@ -83,6 +103,9 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     except _Cannot as e:
         return Answer(status="cannot_be_determined", answer_type=spec.answer_type, finding_ids=e.ids, rule=e.rule,
                       value=e.value, explanation="the findings cannot support an answer", reason=e.reason, **base)
+    if ents is not None and spec.name == "lesion completeness" and _asks_cut(ents.norm) and r.value in ("yes", "no"):
+        r = _Result("no" if r.value == "yes" else "yes", r.unit, r.ids, r.rule, f"asked whether cut by the scan edge: {r.explanation}",
+                    r.accept, r.qualifier)
     if spec.answer_type == "numeric" and not opts:  # options carry their own units (converted when matched)
         r, why = _in_unit(r, asked_unit)
         if why:

@@ -41,7 +41,7 @@ def split_choices(text: str) -> tuple[str, list[Option]]:
 def parse_choices(choices: list[str]) -> list[Option]:
     out = []
     for i, c in enumerate(choices):
-        m = re.match(r"^\s*\(?([A-Da-d])\s*[\):\.\]]\s*(.*)$", c, re.S)
+        m = re.match(r"^\s*\(?([A-Da-d])\s*[\):\.\]]\s*(.*)$", c, re.DOTALL)
         out.append(Option(m.group(1).upper(), m.group(2).strip()) if m else Option(chr(ord("A") + i), c.strip()))
     letters = [o.letter for o in out]
     if len(set(letters)) != len(letters):
@@ -153,7 +153,19 @@ _CATEGORY_PATTERNS: dict[str, list[tuple[str, str]]] = {
     "lesion type classification": [("cyst", r"\bcyst|cystic"), ("tumor", r"tumor|solid|rcc|carcinoma|\bmass|neoplasm|malignan")],
     "renal mass characterization": [("fat-containing", r"\bfat|angiomyolipoma"),
                                     ("hyperdense cyst", r"hyperdense|hyperattenuating|high[\s-]density|hemorrhagic|proteinaceous"),
-                                    ("indeterminate", r"indeterminate|complex|solid|enhancing"), ("simple cyst", r"simple|benign cyst")],
+                                    ("indeterminate", r"indeterminate|(?<!minimally )complex|solid|enhancing|\brcc\b|bosniak (?:iii|iv|3|4)\b"),
+                                    ("simple cyst", r"simple|benign cyst|bosniak (?:i|1)\b")],
+    "contrast phase": [("non_contrast", r"non[\s-]?contrast|unenhanced|non[\s-]?enhanced|\bplain\b|without (?:iv )?contrast|\bnative\b"),
+                       ("portal_venous", r"portal|venous"), ("arterial", r"arterial"),
+                       ("delayed", r"delayed|excretory|nephrographic|\blate\b|equilibrium")],
+    "vessel contact category": [("encasement", r"encase"), ("abutment", r"abut"),
+                                ("none", r"\bnone\b|\bno (?:vascular |vessel )?contact\b|not in contact|\bclear\b|\bfree\b|\bseparate")],
+    "vessel involvement": [],
+    "lesion composition": [("fat-containing", r"\bfat"), ("calcified", r"calcif"), ("cystic", r"cyst|fluid"),
+                           ("solid", r"solid|soft[\s-]tissue")],
+    "organ status": [("incompletely imaged", r"incomplet|truncat|partial|cut (?:off|by)|not (?:completely|fully) imaged"),
+                     ("not segmented", r"not segmented|not assessed"), ("not found", r"not found"), ("failed", r"fail"),
+                     ("absent", r"absent|missing|removed|empty"), ("measured", r"measured|complete|fully imaged|whole")],
     "kidney volume comparison": [("equal", r"equal|same|similar|symmetric|no (significant )?difference"),
                                  ("left kidney", r"\bleft\b"), ("right kidney", r"\bright\b")],
     "bilateral kidney asymmetry": [("symmetric", r"symmetric(?!al)|equal|same|similar|no (significant )?(difference|asymmetry)|neither|balanced"),
@@ -180,6 +192,9 @@ def _category_label(sub: str, text: str) -> str | None:
         if not orgs:
             return None
         return organ_family(orgs[0]) if sub == "multi-organ lesion burden comparison" else orgs[0]
+    if sub == "kidney tumor staging":
+        m = re.search(r"\bt\s*([0-4])\s*([abc])?\b", t)
+        return f"T{m.group(1)}{m.group(2) or ''}" if m else None
     for label, pat in _CATEGORY_PATTERNS.get(sub, []):
         if _has(t, pat):
             return label

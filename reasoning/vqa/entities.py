@@ -18,6 +18,7 @@ from reasoning.vocabulary import (
     CYST_WORDS,
     LESION_WORDS,
     ORDINAL_WORDS,
+    OTHER_ANATOMY,
     PANCREAS_PARTS,
     SEGMENT_NUMBER,
     TUMOR_WORDS,
@@ -91,6 +92,7 @@ class QuestionEntities:
     time: list[str] = field(default_factory=list)  # prior, since, grown, ...
     diagnosis: str | None = None  # metastasis, hcc, benign, malignant, ...
     recommendation: list[str] = field(default_factory=list)  # recommend, biopsy, follow-up, treat, ...
+    other_anatomy: list[str] = field(default_factory=list)  # body parts radagent has no organ for (bone, breast, ...)
 
     def describe(self) -> str:
         """The understood entities in words (for 'unmapped' answers)."""
@@ -123,6 +125,8 @@ class QuestionEntities:
             parts.append("diagnosis " + self.diagnosis)
         if self.recommendation:
             parts.append("recommendation " + ", ".join(self.recommendation))
+        if self.other_anatomy:
+            parts.append("body part not measured: " + ", ".join(self.other_anatomy))
         return "; ".join(parts) or "nothing radagent measures"
 
 
@@ -130,48 +134,60 @@ class QuestionEntities:
 _MEASURES: list[tuple[str, str]] = [
     ("angle", r"\bdegrees?\b|\bdeg\b|\bangle\b|circumferen|°"),
     ("contact_length", (r"\blength of (?:the )?(?:vessel |vascular )?contact|\bcontact length|\bover (?:what|which|how much) length"
-                       r"|\bhow long (?:is|does) (?:the )?(?:vessel |vascular )?contact|\blength along\b|\bhow far along\b")),
-    ("contact_category", r"\babut\w*|\bencase\w*|\bencasement\b|\bcontact category\b|\bdegree of (?:vascular |vessel )?(?:contact|involvement)"),
-    ("contact", r"\bcontact\w*|\btouch\w*|\binvolv\w*|\binvad\w*|\binvasion\b|\binfiltrat\w*|\bin contact\b|\bextend\w* (?:into|to)\b"),
-    ("short_axis", r"\bshort[\s-]axis\b|\bshortest (?:axial )?diameter\b|\bshort[\s-]axis diameter\b|\bperpendicular (?:diameter|axis)\b"),
+                        r"|\bhow long (?:is|does) (?:the )?(?:vessel |vascular )?contact|\blength along\b|\bhow far along\b"
+                        r"|\balong how (?:much|far|long)\b")),
+    ("contact_category", (r"\babut\w*|\bencase\w*|\bencasement\b|\bcontact category\b"
+                          r"|\bdegree of (?:vascular |vessel )?(?:contact|involvement)")),
+    ("contact", (r"\bcontact\w*|\btouch\w*|\binvolv\w*|\binvad\w*|\binvasion\b|\binfiltrat\w*|\bin contact\b"
+                 r"|\bextend\w* (?:into|to)\b")),
+    ("short_axis", (r"\bshort[\s-]axis\b|\bshortest (?:axial )?diameter\b|\bperpendicular (?:diameter|axis)\b"
+                    r"|\bsad\b|\bnarrowest\b|\bcross-?ways?\b|\bshort (?:dimension|diameter)\b")),
     ("diameter_3d", r"\b3d\b|\bthree[\s-]dimensional\b|\b3[\s-]dimensional\b|\bferet\b|\bin any direction\b|\bin 3 dimensions\b"),
-    ("diameter", (r"\bdiameters?\b|\blong(?:est)?[\s-]axis\b|\bsize\b|\bhow (?:large|big|long|wide)\b|\bextent\b|\bmeasure(?:s|d)?\b"
-                 r"|\bwidest\b|\blongest (?:dimension|measurement)\b|\bacross\b|\bmaximal? dimension\b")),
-    ("volume", r"\bvolumes?\b|\bcubic\b|\bhow much space\b"),
+    ("diameter", (r"\bdiameters?\b|\blong(?:est)?[\s-]axis\b|\bhow (?:long|wide)\b|\bwidest\b|\blongest (?:dimension|measurement)\b"
+                  r"|\bmaximal? dimension\b|\blad\b|\bwidth\b|\bhow far across\b")),
+    ("size", r"\bsize\b|\bhow (?:large|big)\b|\bmeasure(?:s|d|ment)?\b|\bdimensions?\b"),
+    ("volume", r"\bvolumes?\b|\bcubic\b|\bhow much space\b|\bvol\.?(?=\s|$)"),
     ("hu", (r"\bhu\b|\battenuation value\b|\bmean attenuation\b|\bdensity value\b|\bct (?:value|number)s?\b|\baverage attenuation\b"
-           r"|\bhow dense\b|\bdensity\b")),
+            r"|\bhow dense\b|\bdensity\b|\bbrightness\b|\bhow bright\b")),
     ("attenuation", r"\bhypo\w*|\bhyper(?:dense|attenuat)\w*|\biso(?:dense|attenuat)\w*|\bdarker\b|\bbrighter\b|\battenuat\w*"),
     ("count", (r"\bhow many\b(?! (?:degrees?|deg|mm|millimet\w*|cm|centimet\w*|ml|millilit\w*|cc|cm3|lit\w*|hu|percent)\b)"
-              r"|\bnumber of\b(?! (?:degrees?|mm|cm|ml|hu)\b)|\bcount\b")),
+               r"|\bnumber of\b(?! (?:degrees?|mm|cm|ml|hu)\b)|\bcount\b|(?:^|\s)#\s*(?:of\s+)?[a-z]|\bno\. of\b")),
     ("key_slice", (r"\bkey (?:slice|image)\b|\bimage number\b|\bwhich image\b|\bwhat image\b|\b(?:long[\s-]axis|recist) (?:slice|image)\b"
-                  r"|\bimage (?:should|do|would) (?:i|we)\b")),
+                   r"|\bimage (?:should|do|would) (?:i|we)\b|\bimage (?:no\.?|#)(?=\s|$)")),
     ("slice", r"\bslices?\b|\baxial (?:level|section|image)\b"),
     ("stage", r"\bt[\s-]?stag\w*|\bt[\s-]?categor\w*|\bstag(?:e|ing)\b|\bajcc\b|\bt[1-4][ab]?\b"),
-    ("phase", r"\bphase\b|\bcontrast\b|\bunenhanced\b|\bnon-?enhanced\b|\bcontrast-enhanced\b|\bwith iv\b"),
+    ("phase", r"\bphase\b|\bcontrast\b|\bunenhanced\b|\bnon-?enhanced\b|\bcontrast-enhanced\b|\bwith iv\b|\bdye\b|\binject\w*"),
     ("percent", r"\bpercent\w*|\bproportion\b|\bfraction of\b|%"),
-    ("ratio", r"\bratio\b|-to-|\bl/s\b|\bp/s\b"),
+    ("ratio", r"\bratio\b|-to-|\bl/s\b|\bp/s\b|\bdivide\w*"),
     ("location", r"\bwhich (?:couinaud |liver |hepatic |pancreatic )?(?:segment|part|portion|region|lobe)s?\b|\bwhere\b|\blocat\w*"),
     ("composition", (r"\bcomposition\b|\bmade of\b|\bcontains? (?:fat|calcium|calcification|fluid)\b|\bfat[\s-]containing\b"
-                    r"|\bcalcif\w*|\bcystic or solid\b|\bsolid or cystic\b|\bfatty component\b|\bmacroscopic fat\b")),
-    ("completeness", (r"\bcompletely (?:imaged|included|visible|captured|covered|in)\b|\bfully (?:imaged|included|visible|captured|covered|in)\b"
-                     r"|\bcut (?:off|by)\b|\btruncat\w*|\bscan edge\b|\bedge of the (?:scan|image|volume|field)\b|\bfield of view\b"
-                     r"|\bentirely (?:imaged|within|in|visible)\b|\bpartially (?:imaged|visible|included)\b|\bextends? beyond\b"
-                     r"|\bwhole (?:lesion|tumor|mass|organ) (?:imaged|visible|included)\b|\bincompletely imaged\b|\bin its entirety\b")),
+                     r"|\bcalcif\w*|\bcystic or solid\b|\bsolid or cystic\b|\bfatty component\b|\bmacroscopic fat\b|\bfilled with fluid\b"
+                     r"|\bfluid or (?:is it )?solid\b|\bsolid tissue\b|\bsolid or (?:fluid|liquid)\b")),
+    ("completeness", (r"\bcompletely (?:imaged|included|visible|captured|covered|in)\b"
+                      r"|\bfully (?:imaged|included|visible|captured|covered|in)\b"
+                      r"|\bcut (?:off|by)\b|\btruncat\w*|\bscan edge\b|\bedge of the (?:scan|image|volume|field)\b|\bfield of view\b"
+                      r"|\bentirely (?:imaged|within|in|visible)\b|\bpartially (?:imaged|visible|included)\b|\bextends? beyond\b"
+                      r"|\bwhole (?:lesion|tumor|mass|organ) (?:imaged|visible|included)\b|\bincompletely imaged\b|\bin its entirety\b"
+                      r"|\b(?:whole|entire)\b.*\b(?:inside|within|in|on|visible|included|covered|seen)\b.*\b(?:scan|image|images|field|fov)\b"
+                      r"|\bcaptur\w* (?:the )?(?:entire|whole)\b|\bcomplete in (?:the )?fov\b|\b(?:in|by|beyond) (?:the )?fov\b")),
     ("measurable", r"\bmeasurab\w*|\btarget lesion\b|\brecist\b"),
     ("search", (r"\bsearched\b|\bsearch(?:ed)? for\b|\blooked for\b|\bscreened\b|\bchecked for\b|\bevaluated for\b|\bassessed for\b"
-               r"|\blesion (?:search|detection)\b|\bwas .* (?:examined|analy[sz]ed) for\b|\bcoverage\b")),
-    ("status", (r"\bstatus\b|\bsegmented\b|\babsent\b|\bmissing\b|\b(?:was|is) (?:the )?[a-z ]+ (?:imaged|present|removed|seen|included)\b"
-               r"|\bresected\b(?= )|\bnephrectomy\b|\bsplenectomy\b")),
+                r"|\blesion (?:search|detection)\b|\bwas .* (?:examined|analy[sz]ed) for\b|\bcoverage\b|\bcheck\w* (?:the )?[a-z_ ]+ for\b"
+                r"|\blook\w* (?:at|through|over) (?:the )?[a-z_ ]*for\b|\bwas (?:the )?[a-z_ ]+ looked at\b")),
+    ("status", (r"\bstatus\b|\bsegmented\b|\babsent\b|\bmissing\b"
+                r"|\b(?:was|is) (?:the )?[a-z ]+ (?:imaged|present|removed|seen|included)\b"
+                r"|\bresected\b(?= )|\bnephrectomy\b|\bsplenectomy\b")),
     ("enlargement", r"\benlarg\w*|\bmegaly\b|splenomegaly|hepatomegaly|\blarger than normal\b|\bnormal (?:in )?size\b|\babnormally large\b"),
     ("burden", r"\bburden\b"),
     ("existence", (r"\b(?:is|are) there\b|\bany\b|\bevidence\b|\bpresen\w*|\bcontains?\b|\bdoes .* have\b|\bshow\w*|\bdetect\w*"
-                  r"|\bidentif\w*|\bvisible\b|\bexist\w*|\bsee\b|\bsigns? of\b|\bfound\b")),
+                   r"|\bidentif\w*|\bvisible\b|\bexist\w*|\bsee\b|\bsigns? of\b|\bfound\b|\bfind\b")),
 ]
 
 _UNITS: list[tuple[str, str]] = [
     ("cm3", r"\bcm3\b|\bcubic centimet(?:er|re)s?\b|\bcc\b"),
     ("mL", r"\bml\b|\bmillilit(?:er|re)s?\b"),
     ("L", r"\bin lit(?:er|re)s?\b|\blit(?:er|re)s?\b|\bin l\b"),
+    ("mm3", r"\bmm3\b|\bcubic millimet(?:er|re)s?\b"),
     ("mm", r"\bmm\b|\bmillimet(?:er|re)s?\b"),
     ("cm", r"\bcm\b|\bcentimet(?:er|re)s?\b"),
     ("HU", r"\bin hu\b|\bhu\b"),
@@ -182,8 +198,8 @@ _UNITS: list[tuple[str, str]] = [
 _TIME = (r"\bprior\b|\bprevious(?:ly)?\b|\bearlier (?:scan|study|exam|ct|imaging)\b|\blast (?:scan|study|exam|ct|time|visit)\b|\bsince\b"
          r"|\binterval\w*|\bbaseline\b|\bgrown\b|\bgrew\b|\bgrowing\b|\bgrow\b|\bshrunk\b|\bshrank\b|\bshrink\w*|\bprogress\w*"
          r"|\bregress\w*|\bunchanged\b|\bstable\b|\bchanged?\b|\bchanges\b|\bover time\b|\bnew (?:lesion|tumor|mass|nodule|metasta)\w*"
-         r"|\bresponse to (?:treatment|therapy)\b|\bresponding\b|\bdoubl\w* time\b|\bold (?:scan|study|ct)\b")
-_TIME_NOT = r"\bfatty changes?\b|\bcystic changes?\b"
+         r"|\bgetting (?:smaller|bigger|larger|worse|better)\b|\bresponse to (?:treatment|therapy)\b|\bresponding\b|\bdoubl\w* time\b|\bold (?:scan|study|ct)\b")
+_TIME_NOT = r"\bfatty changes?\b|\bcystic changes?\b|\b(?:something|anything|what(?:'s| is)?) growing\b"
 
 _DIAGNOSES: list[tuple[str, str]] = [
     ("metastasis", r"\bmetasta\w*|\bmets\b|\bsecondar(?:y|ies)\b"),
@@ -198,12 +214,13 @@ _DIAGNOSES: list[tuple[str, str]] = [
     ("angiomyolipoma", r"\bangiomyolipoma\w*|\baml\b"),
     ("oncocytoma", r"\boncocytoma\w*"),
     ("ipmn", r"\bipmn\b|\bintraductal papillary\b|\bmucinous cystic\b|\bserous cystadenoma\b"),
-    ("malignant", r"\bmalignan\w*|\bcancer(?:s|ous)?\b|\bcarcinoma\w*|\baggressive\b"),
+    ("malignant", r"\bmalignan\w*|\bcancer(?:s|ous)?\b(?!-like)|\bcarcinoma\w*|\baggressive\b"),
     ("benign", r"\bbenign\b|\bharmless\b|\bnothing to worry\b|\binnocent\b"),
 ]
 
 _RECOMMEND = (r"\brecommend\w*|\bbiops\w*|\bfollow[\s-]?up\b|\bsurveillance\b|\bshould (?:it|this|the [a-z ]+|we|i|they|he|she) be\b"
-              r"|\bshould (?:we|i|the patient|they|he|she)\b|\bneeds? (?:to be )?(?:treat|remov|surg|operat|chemo)\w*|\btreat(?:ed|ment)?\b"
+              r"|\bshould (?:we|i|the patient|they|he|she) (?:treat|remove|operate|biops|resect|follow|worry|get|have|do|see|start|stop)\w*"
+              r"|\bneeds? (?:to be )?(?:treat|remov|surg|operat|chemo)\w*|\btreat(?:ed|ment)?\b"
               r"|\bnext step\b|\bmanagement\b|\bmanage\b|\bworkup\b|\bwork-up\b|\brefer\w*|\bchemo\w*|\bradiation\b|\bablat\w*"
               r"|\bsurgery\b|\boperat(?:e|ion|ed)\b|\bresect\w*|\bremov\w*|\bexcis\w*|\bmri\b|\bpet\b")
 
@@ -214,7 +231,7 @@ _SMALLER = r"smaller|less|shorter|under|below|narrower|at most|<=?|within|up to"
 _THRESHOLD = re.compile(rf"\b(?:({_BIGGER})|({_SMALLER}))\s*(?:than\s+|of\s+)?(?:the\s+)?{_NUM}\s*{_LEN_UNIT}\b|"
                         rf"(?:^|[\s(])([<>]=?)\s*{_NUM}\s*{_LEN_UNIT}\b")
 
-_SEG_LIST = re.compile(rf"\bsegments?\s+({SEGMENT_NUMBER}\b(?:\s*(?:,|and|or|vs\.?|versus|&|/)\s*(?:segment\s+)?{SEGMENT_NUMBER}\b)*)")
+_SEG_LIST = re.compile(rf"\b(?:segments?|segs?\.?)\s+({SEGMENT_NUMBER}\b(?:\s*(?:,|and|or|vs\.?|versus|&|/)\s*(?:segment\s+|seg\.?\s+)?{SEGMENT_NUMBER}\b)*)")
 _SEG_SHORT = re.compile(r"\bs([1-8])\b|\bliver_segment_([1-8])\b|\bsegment_([1-8])\b")
 _SEG_ORDINAL = re.compile(r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|1st|2nd|3rd|4th|5th|6th|7th|8th) "
                           r"(?:couinaud |liver |hepatic )?segment\b")
@@ -274,6 +291,8 @@ def extract_entities(text: str) -> QuestionEntities:
         e.vessel_generic = False
     # numbers with a unit are measurements, not ids or segments
     e.organs = organs_in(rest)
+    sided = {o.rsplit("_", 1)[0] for o in e.organs if o.endswith(("_left", "_right"))}
+    e.organs = [o for o in e.organs if o not in sided and not (o == "adrenal" and "adrenal_gland" in sided)]
     e.lesion_ids = list(dict.fromkeys(m.group(1).upper() for m in re.finditer(r"\b(l\d+)\b", t)))
     e.lesion = re.search(LESION_WORDS, rest) is not None or bool(e.lesion_ids)
     if re.search(CYST_WORDS, rest) and not re.search(r"\bpseudo-?cysts?\b", rest):
@@ -322,18 +341,20 @@ def extract_entities(text: str) -> QuestionEntities:
             e.diagnosis = name
             break
     e.recommendation = list(dict.fromkeys(m.group(0) for m in re.finditer(_RECOMMEND, rest)))
+    e.other_anatomy = list(dict.fromkeys(m.group(0) for m in re.finditer(OTHER_ANATOMY, rest)))
+    if "ratio" in e.measures and re.search(r"\bdifference\b|\bminus\b|\bsubtract", rest) and not re.search(r"\bratio\b", rest):
+        e.measures.remove("ratio")
     return e
 
 
 def _unit(t: str) -> str | None:
     """The unit the question asks its answer in ('in cm', 'how many mL', 'in degrees'); None when not said."""
-    asked = re.search(r"\b(?:in|into|as|using|expressed in|reported in|given in|measured in|units? of|how many)\s+"
-                      r"(?:the\s+)?(?:units?\s+of\s+)?([a-z%3]+(?:\s+[a-z3]+)?)", t)
-    if asked:
+    for asked in re.finditer(r"\b(?:in|into|as|using|expressed in|reported in|given in|measured in|units? of|how many)\s+"
+                             r"(?:the\s+)?(?:units?\s+of\s+)?([a-z%3]+(?:\s+[a-z3]+)?)", t):
         for unit, pat in _UNITS:
             if re.match(pat.replace(r"\bin ", r"\b"), asked.group(1)):
                 return unit
-    m = re.search(r"\((mm|cm|ml|cc|cm3|l|hu|%|degrees?|deg)\)", t)
+    m = re.search(r"\((mm3|mm|cm|ml|cc|cm3|l|hu|%|degrees?|deg)\)", t)
     if m:
         return {"ml": "mL", "cc": "cm3", "l": "L", "hu": "HU", "degree": "deg", "degrees": "deg"}.get(m.group(1), m.group(1))
     return None

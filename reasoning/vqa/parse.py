@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from perception.registry import SUBSEGMENTS, organ_family
-from reasoning.vocabulary import organs_in
+from reasoning.vocabulary import LESION_WORDS, ORGAN_PATTERNS, organs_in
 from reasoning.vqa.entities import QuestionEntities, extract_entities, norm, segments_in
 from reasoning.vqa.question import Question
 from reasoning.vqa.subtypes import SUBTYPES, canonical_subtype
@@ -61,11 +61,11 @@ _TYPE_MEASURES: dict[str, set[str]] = {
     "kidney volume comparison": {"volume"}, "multi-organ lesion burden comparison": {"volume"},
     "bilateral kidney asymmetry": {"volume"}, "inter-segment comparison": {"count", "volume"},
     "lesion outlier": {"volume", "diameter"}, "largest lesion attenuation": {"hu"}, "RECIST measurability": {"diameter"},
-    "lesion completeness": set(), "organ status": set(), "lesion search coverage": set(), "contrast phase": set(),
+    "lesion completeness": set(), "organ status": set(), "lesion search coverage": set(), "contrast phase": {"stage"},
     "liver lesion clustering": {"count"}, "lesion composition": {"hu"}, "portal hypertension assessment": {"volume"},
 }
 _REFUSING = {"change over time", "diagnosis", "recommendation"}  # they refuse whatever else is named
-_TYPE_UNIT = {"mm": "length", "cm": "length", "mL": "volume", "cm3": "volume", "L": "volume", "HU": "HU", "deg": "angle", "%": "%"}
+_TYPE_UNIT = {"mm": "length", "cm": "length", "mL": "volume", "cm3": "volume", "L": "volume", "mm3": "volume", "HU": "HU", "deg": "angle", "%": "%"}
 _UNIT_OF_TYPE = {
     "largest lesion diameter": "length", "lesion short axis": "length", "lesion 3D diameter": "length",
     "vessel contact length": "length", "lesion volume measurement": "volume", "organ volume measurement": "volume",
@@ -123,6 +123,8 @@ def _unused(sub: str, e: QuestionEntities) -> list[str]:
         out.append(f"threshold ({e.comparison} than {e.threshold_text})")
     if e.time:
         out.append("time reference " + ", ".join(e.time))
+    if e.other_anatomy:
+        out.append("body part without a measurement: " + ", ".join(e.other_anatomy))
     if e.diagnosis and sub not in _DIAGNOSIS_OK:
         out.append("diagnosis " + e.diagnosis)
     if e.recommendation and sub not in _RECOMMEND_OK:
@@ -162,11 +164,14 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return "pseudocyst determination", {}
     if _has(t, r"portal (venous )?hypertension"):
         return "portal hypertension assessment", {}
-    if _has(t, r"steatosis|fatty (?:liver|pancreas|infiltration|change)|\bfatty\b(?! component)|fat (content|infiltration|deposition)") \
-            and "composition" not in ms:
+    if "kidney" in fams and (_has(t, r"bosniak|characteri[sz]|simple cyst|indeterminate|hyperdense cyst|dense cyst") or (
+            _has(t, r"\b(?:kind|type|sort) of\b") and ms & {"hu", "attenuation"})):
+        return "renal mass characterization", {"organ": organ if organ != "kidney" else None}
+    if _has(t, r"steatosis|fatty (?:liver|pancreas|infiltration|change)|\bfatty\b(?! component| lump| mass| lesion| tumor| spot)|fat (content|infiltration|deposition)"
+               r"|too much fat|fat build-?up|excess(?:ive)? fat|fat (?:in|within) the (?:liver|pancreas)") and "composition" not in ms:
         if "pancreas" in organs and "liver" not in organs:
             return "pancreatic steatosis", {}
-        if _has(t, r"\bgrad|severity|how severe|kodama|what degree|\bdegree\b|\bstage\b|classify"):
+        if _has(t, r"\bgrad|severity|how severe|kodama|what degree|\bdegree\b|\bstage\b|classify|how fatty|how much fat"):
             return "hepatic steatosis grading", {}
         return "fatty liver", {}
     if _has(t, r"splenomegaly|splenic enlargement|enlarge\w* (of the )?spleen|spleen (is )?enlarged|spleen enlarged"):
@@ -175,10 +180,8 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return "splenomegaly detection", {}
     if e.time:
         return "change over time", {}
-    if "kidney" in fams and _has(t, r"bosniak|characteri[sz]"):
-        return "renal mass characterization", {"organ": organ if organ != "kidney" else None}
     if "kidney" in fams and lesion and _has(
-            t, r"\b(cyst|tumor) or (a |an )?(cyst|tumor|solid)\b|\btype of\b|\bclassif|cystic or solid|solid or cystic|benign cyst or"):
+            t, r"\b(cyst|tumor),? (?:or|vs\.?|versus) (a |an )?(cyst|tumor|solid)\b|\btype of\b|\bclassif|benign cyst or"):
         return "lesion type classification", {"organ": organ if organ != "kidney" else None}
     if "pancreas" in organs and _has(t, r"\bcyst") and _has(t, r"resect|surg|remov|excis|operat"):
         return "pancreatic cyst resectability", {}
@@ -186,37 +189,40 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return "pancreatic lesion resectability", {}
     if "pancreas" in organs and "stage" in ms and not e.vessels:
         return "pancreatic tumor staging", {}
-    if _has(t, r"\bpdac\b|ductal adenocarcinoma"):
+    if _has(t, r"\bpdac\b|ductal adenocarcinoma|\badenocarcinoma\b"):
         return "PDAC existence", {}
     if _has(t, r"\bpnet\b|neuroendocrine"):
         return "PNET existence", {}
 
     # --- vessels: a vessel rule or nothing ---
     if e.vessels or e.vessel_generic:
-        if _has(t, r"\b(?:which|what|list|name)\b[^?]*\bvessels?\b|\bwhich (?:arter|vein)|\bwhat (?:arter|vein)"):
+        if _has(t, r"\b(?:which|what|list|name)\b[^?]*\bvessels?\b|\bwhich (?:arter|vein)|\bwhat (?:arter|vein)") or (
+                e.vessel_generic and _has(t, r"\bvessels\b|\barteries\b|\bveins\b") and not _has(t, r"\bany\b")
+                and not _has(t, r"^(?:does|do|is|are|has|have|can|did|was|were)\b")):
             return "involved vessels", {}
         if "angle" in ms:
             return "vessel contact angle", {}
-        if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far\b"):
+        if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far\b|\balong\b"):
             return "vessel contact length", {}
-        if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b"):
+        if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b") or (
+                "contact" in ms and _has(t, r"\bwrap|\bsurround|\bencircl")):
             return "vessel contact category", {}
         if "contact" in ms or _has(t, r"\bnext to\b|\badjacent\b|\bborder|\bclose to\b|\bspare|\bsparing\b|\bclear of\b|\bfree of\b"
                                       r"|\bwrap|\bsurround|\bcompress|\bnarrow|\bocclu|\bthromb"):
-            if _has(t, r"\bcompress|\bnarrow|\bocclu|\bthromb|\bsurround|\bwrap"):
+            if _has(t, r"\bcompress|\bnarrow|\bocclu|\bthromb"):
                 return None  # not measured (compression, thrombus): no vessel rule answers it
             return "vessel involvement", {}
         return None
 
+    if e.lesion and "key_slice" in ms:
+        return "lesion key slice", {}
     if e.recommendation:
         return "recommendation", {}
     if e.diagnosis:
         return "diagnosis", {"diagnosis": e.diagnosis}
 
     # --- radagent facts of the study, organ and lesion ---
-    if "phase" in ms and not lesion and not (ms & (_PRIMARY - {"stage"})) and (
-            _has(t, r"\bwhich phase|\bwhat phase|\bphase\b.*\?|\bcontrast\b.*\b(?:given|administered|used|enhanced|phase|scan|study|ct|exam)\b"
-                    r"|\b(?:enhanced|unenhanced|non-?contrast|contrast-enhanced)\b")):
+    if "phase" in ms and not lesion and not organs and not (ms & (_PRIMARY - {"stage"})):
         return "contrast phase", {}
     if "completeness" in ms:
         if lesion:
@@ -231,7 +237,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
     if lesion and "measurable" in ms and not ({"diameter", "short_axis", "diameter_3d"} & ms and _has(
             t, r"\bwhat is\b|\bhow (?:long|large|big)\b")):
         return "RECIST measurability", {}
-    if lesion and "composition" in ms and not ("kidney" in fams and _has(t, r"cystic or solid|solid or cystic")):
+    if lesion and "composition" in ms:
         return "lesion composition", {}
     if "kidney" in fams and "stage" in ms:
         return "kidney tumor staging", {}
@@ -239,7 +245,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return "lesion key slice", {}
 
     # --- comparisons and ratios ---
-    if "ratio" in ms and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)|\bl/s\b|\bp/s\b|-to-"):
+    if "ratio" in ms and (ms & {"hu", "attenuation"} or _has(t, r"\bl/s\b|\bp/s\b|-to-")):
         if _has(t, r"\bl/s\b"):
             return "organ HU ratio", {"organs": ("liver", "spleen")}
         if _has(t, r"\bp/s\b"):
@@ -248,33 +254,40 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
             return "organ HU ratio", {"organs": tuple(organs[:2])}
         return None
     kidney_only = bool(organs) and all(f == "kidney" for f in fams)
-    if _has(t, r"asymmetr|\bbilateral\b") or (kidney_only and _has(t, r"which kidney|which side") and (
+    if _has(t, r"asymmetr|\bbilateral\b") or (kidney_only and _has(
+            t, r"which kidney|which side|\bl vs\.? r\b|\bleft vs\.? right\b|\bleft or (?:the )?right\b") and (
             lesion or _has(t, r"\bburden\b"))):
         return "bilateral kidney asymmetry", {}
-    if lesion and _has(t, r"\bburden\b|lesion volume|tumor volume|more (lesions?|tumors?)") and (
+    if lesion and _has(t, r"\bburden\b|lesion volume|tumor volume|more (lesions?|tumors?)") and _has(
+            t, r"\bwhich\b|\bmore\b|\bgreater\b|\blarger\b|\bhigher\b|\bcompare|\bmost\b|\bless\b|\bfewer\b|\bsmaller\b|\bvs\b") and (
             len(set(fams)) >= 2 or _has(t, r"which organ")) and not (len(organs) == 1 and fams[0] == "kidney"):
         return "multi-organ lesion burden comparison", {"organs": tuple(dict.fromkeys(fams)), "direction": direction}
     if _has(t, r"(tumor|lesion) burden|percent|proportion|fraction of the|%") and organ and (_has(t, r"\bburden\b") or lesion):
         return "tumor burden percentage", {"organ": organ}
-    if _has(t, r"\bdifference\b|\bdiffer\b") and _has(t, r"\bhu\b|attenuation|density|\bct (value|number)"):
+    if _has(t, r"\bdifference\b|\bdiffer\b|\bminus\b|\bsubtract") and "hu" in ms:
         return "tumor organ HU difference", {"organ": organ}
 
     # --- lesion-level visual reasoning ---
+    if lesion and e.threshold_mm is not None:
+        d = "3d" if "diameter_3d" in ms else ("short_axis" if "short_axis" in ms else "long_axis")
+        return "lesion size threshold", {"organ": organ, "diameter": d, "direction": e.comparison,
+                                         "threshold_mm": e.threshold_mm}
     if kidney_only and _has(t, r"which kidney|which side|(left|right) kidney (is )?(larger|bigger|smaller)|compare.*kidney") and \
             _has(t, r"larger|bigger|smaller|volume|\bsize\b"):
         return "kidney volume comparison", {"direction": direction}
     if _has(t, r"\badjacent\b|\babut|\bin contact\b|\bcontact\w*\b|\bneighbo|\bnext to\b|\bborder(s|ing)?\b|\btouch"):
         return "adjacent organ", {"organ": organ}
-    if _has(t, r"outlier|disproportionate|(much|significantly|substantially|markedly|far) larger than (the )?(other|rest|remaining)"
-               r"|dominant lesion"):
+    if _has(t, r"outlier|disproportionate|(much|significantly|substantially|markedly|far) larger than (all )?(the )?(other|rest|remaining)"
+               r"|dominant lesion|dominant \w+ lesion|\d+\s*(?:x|times) (?:the )?(?:next|second|other)|much,? much larger"):
         return "lesion outlier", {"organ": organ}
     if _has(t, r"cluster|distribut|scatter|dispers|\bspread\b|concentrated|diffuse"):
         return "liver lesion clustering", {}
     largest = e.rank is not None
     if lesion and "slice" in ms:
         return "largest lesion slice", {"organ": organ}
-    if lesion and (largest or e.lesion_ids) and _has(
-            t, r"\bsegment|\bwhere\b|locat|\bwhich (part|portion|region|lobe|side)\b|\blobe\b|\bin which\b"):
+    compare = _has(t, r"\b(?:more|fewer|less|larger|greater|smaller|most|fewest|least|higher|lower)\b") or "volume" in ms
+    if lesion and (largest or e.lesion_ids or "location" in ms) and "count" not in ms and not (len(e.segments) >= 2 and compare) and _has(
+            t, r"\bsegment|\bwhere\b|locat|\bwhich (part|portion|region|lobe|side)\b|\blobe\b|\bin which\b|\bhead\b"):
         return "largest lesion location", {"organ": organ}
     if _has(t, r"which (couinaud |liver |hepatic |pancreatic )?(segment|part|portion|region)s?\b") or \
             (len(e.segments) >= 2 and _has(t, r"\bor\b|\bvs\.?\b|versus|compare|more|fewer")):
@@ -285,12 +298,9 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
                                             "direction": "smaller" if _has(t, r"\b(fewer|fewest|less|least)\b") else "larger"}
     if lesion and "attenuation" in ms and not _has(t, r"\bmean\b|\baverage\b|\bhu\b"):
         return "largest lesion attenuation", {"organ": organ}
-    size = _has(t, r"\bsize\b|\bhow (?:large|big)\b|\bmeasure")
-    if lesion and e.threshold_mm is not None and (ms & _LESION_SIZE or size or _has(t, r"\b(?:larger|bigger|smaller|longer)\b")):
-        d = "3d" if "diameter_3d" in ms else ("short_axis" if "short_axis" in ms else "long_axis")
-        return "lesion size threshold", {"organ": organ, "diameter": d, "direction": e.comparison,
-                                         "threshold_mm": e.threshold_mm}
-    if lesion and (ms & _LESION_SIZE or e.unit in ("mm", "cm") or (size and "volume" not in ms and e.unit not in ("mL", "cm3", "L"))):
+    size = "size" in ms
+    vol_unit = e.unit in ("mL", "cm3", "L", "mm3")
+    if lesion and (ms & _LESION_SIZE or e.unit in ("mm", "cm") or (size and "volume" not in ms and not vol_unit)):
         if "short_axis" in ms:
             return "lesion short axis", {"organ": organ}
         if "diameter_3d" in ms:
@@ -300,7 +310,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
     count = "count" in ms
     if count and lesion and e.segments:
         return "lesion count by location", {"location": e.segments[0]}
-    if _has(t, r"\b(total|combined|sum|together|aggregate|overall|all)\b") and (
+    if _has(t, r"\b(total|combined|sum|together|aggregate|overall|all)\b|\+") and (
             len(organs) >= 2 or _has(t, r"\bkidneys\b|both kidneys|\bboth\b")):
         orgs = tuple(organs) if len(organs) >= 2 else ("kidney_left", "kidney_right") if "kidney" in organs else tuple(organs)
         if lesion and count:
@@ -311,7 +321,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
             return "organ aggregation", {"organs": orgs, "measure": "volume"}
     if count and lesion:
         return "lesion counting", {"organ": organ}
-    if lesion and ("volume" in ms or e.unit in ("mL", "cm3", "L")):
+    if lesion and ("volume" in ms or vol_unit):
         return "lesion volume measurement", {"organ": organ, "aggregate": "total" if e.aggregate else "largest"}
     if lesion and "hu" in ms:
         return "lesion HU measurement", {"organ": organ}
@@ -321,11 +331,12 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return "organ HU measurement", {"organ": organ}
     if organ and "enlargement" in ms:
         return "organ enlargement", {"organ": organ}
-    if organ and ("volume" in ms or e.unit in ("mL", "cm3", "L") or _has(t, r"how (large|big) is the")):
+    if organ and ("volume" in ms or vol_unit or _has(t, r"how (large|big) is the")):
         return "organ volume measurement", {"organ": organ}
 
     # --- recognition ---
-    if lesion and organ and "existence" in ms | ({"existence"} if _has(t, r"\bhave\b|\bhas\b") else set()):
+    bare = not (ms - {"existence"}) and not e.lesion_ids and e.rank is None and _only_names(t)
+    if lesion and organ and ("existence" in ms or bare or _has(t, r"\bhave\b|\bhas\b")):
         kind = e.lesion_kind
         fam = organ_family(organ)
         if fam == "kidney":
@@ -339,6 +350,19 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
             return "colon lesion existence", {}
         return "lesion existence", {"organ": organ, "lesion_kind": kind}
     return None
+
+
+_FILLER = {"is", "are", "there", "a", "an", "the", "any", "in", "of", "on", "at", "within", "inside", "seen", "present", "left",
+           "right", "l", "r", "one", "some", "or", "and", "this", "scan", "ct", "patient", "patient's", "does", "do", "have", "has",
+           "solid", "side", "sided"}
+
+
+def _only_names(t: str) -> bool:
+    """The text is organ and lesion words only ('Liver lesions?', 'Renal cyst, left?'): an existence question."""
+    rest = re.sub(LESION_WORDS, " ", t)
+    for _, pat in ORGAN_PATTERNS:
+        rest = re.sub(pat, " ", rest)
+    return all(w in _FILLER for w in re.findall(r"[a-z']+", rest))
 
 
 # --- parameters from the entities -----------------------------------------------------------------
@@ -397,8 +421,8 @@ class Understanding:
         else:
             why = "no supported question type asks this"
         near = "; ".join(f"{s} (e.g. '{SUBTYPES[s].example}')" for s in self.closest)
-        return (f"question not recognised: {self.entities.text!r}. {head}. {why}. Closest supported questions: {near}. "
-                f"All question types: {', '.join(SUBTYPES)} (or pass the subtype and parameters explicitly)")
+        return (f"question not recognised: {self.entities.text!r}. {head}. {why}. Closest supported questions: {near} "
+                f"(or pass the subtype and its parameters explicitly; the {len(SUBTYPES)} question types are in reasoning.vqa.SUBTYPES)")
 
 
 @lru_cache(maxsize=1)
