@@ -202,5 +202,9 @@ from agent.dataset_cli import dataset as _dataset_group  # noqa: E402
 
 main.add_command(_dataset_group)
 
+from agent.verify_cli import verify  # noqa: E402
+
+main.add_command(verify)
+
 if __name__ == "__main__":
     main()

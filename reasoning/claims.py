@@ -123,6 +123,7 @@ IGNORE_RE = re.compile(r"RECIST\s*1\.1|AJCC\s*8(?:th)?|AJCC8|\b3D\b|\b2D\b|Couin
 QUOTE_RE = re.compile(r"""(["'])(.+?)\1""")
 LIST_MARK_RE = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s+")
 
+_SUBJECT_SPLIT = re.compile(r";\s+|,?\s+(?:and|but|whereas|while)\s+(?=(?:the|a|an|L\d+)\b)", re.IGNORECASE)
 _COUNT_BREAK = re.compile(r"[;(),]|\bbut\b|\bwhereas\b|\bwhile\b|\band\b|\. ")
 _CLAUSE_BREAK = re.compile(r";|\bbut\b|\bwhereas\b|\bwhile\b|\balthough\b|\bhowever\b|\. ")
 _NEG_CONTACT = re.compile(
@@ -209,6 +210,8 @@ _TRUNC = re.compile(r"\b(?:incompletely\s+imaged|(?:cut|cut\s+off)\s+by\s+the\s+
 _LESION_EDGE = re.compile(r"\breach\w*\s+the\s+(?:scan\s+)?edge\b|\blower\s+bounds?\b|\bat\s+least\b", re.IGNORECASE)
 _ABSENT = re.compile(r"\bnot\s+seen\s+on\s+the\s+segmentation\b|\b(?:is|are)\s+(?:absent|not\s+seen)\b|\bnot\s+visuali[sz]ed\b", re.IGNORECASE)
 _IMPLAUSIBLE = re.compile(r"\bimplausible\b", re.IGNORECASE)
+_NO_VASCULAR = re.compile(r"\b(?:no|without)\s+(?:evidence\s+of\s+)?(?:vascular|vessel|venous|arterial)\s+"
+                          r"(?:involvement|contact|encasement|abutment|invasion)\b", re.IGNORECASE)
 _NO_CONTACT_ASSESSED = re.compile(r"\bno\s+tumou?r[- ]vessel\s+contact\s+was\s+assessed(?:\s*\(no\s+lesion\s+near\s+a\s+"
                                   r"vessel\s+mask\))?", re.IGNORECASE)
 _NO_LESION_MEASURED = re.compile(r"\bno\s+lesions?\s+(?:was|were)\s+measured\b", re.IGNORECASE)
@@ -317,6 +320,11 @@ def _unit(u: str) -> tuple[str, float]:
 
 
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
+_LENGTH_FACTS = ("long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "contact_length_mm")
+_APPROX = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\broughly|\baround|~|\bnearly|\balmost|\bsome)\s*$", re.IGNORECASE)
+_INEQ_RE = re.compile(r"(\bexceed(?:s|ing)?|\bmore\s+than|\bgreater\s+than|\blarger\s+than|\babove|\bless\s+than|"
+                      r"\bsmaller\s+than|\bunder|\bbelow|\bup\s+to|\bat\s+most|\bno\s+more\s+than|>=?|<=?|≥|≤)\s*"
+                      r"(?:about\s+|approximately\s+)?" + _UNUM + r"\s*(" + _UNITS + r")(?![\w])", re.IGNORECASE)
 _GATED = [
     (re.compile(r"^(slice_thickness_mm|spacing_\d)$"), re.compile(r"slice|thick|spacing|section|resolution|voxel|pixel", re.IGNORECASE)),
     (re.compile(r"^aorta_hu$"), re.compile(r"aort", re.IGNORECASE)),
@@ -332,6 +340,26 @@ def _usable(fact: Fact, sentence: str) -> bool:
         if name_re.search(fact.name):
             return bool(ctx.search(sentence))
     return True
+
+
+_HU_KINDS = [
+    (re.compile(r"differ|relative|compared|than", re.IGNORECASE), ("hu_difference", "abs_hu_difference", "mean_hu", "organ_mean_hu")),
+    (re.compile(r"\bsd\b|standard\s+deviation|heterogene|spread", re.IGNORECASE), ("sd_hu",)),
+    (re.compile(r"median", re.IGNORECASE), ("median_hu", "portal_vein_hu", "aorta_hu")),
+    (re.compile(r"mean|average", re.IGNORECASE), ("mean_hu", "organ_mean_hu")),
+]
+
+
+def _hu_kind(pool: list[Fact], sentence: str, start: int) -> list[Fact]:
+    """HU facts of the statistic the words just before the number name ('mean', 'median', 'SD', 'difference');
+    all HU facts when they name none (thresholds, flags)."""
+    prev = list(UNIT_RE.finditer(sentence[:start]))
+    before = sentence[max(prev[-1].end() if prev else 0, start - 40):start]
+    for rx, names in _HU_KINDS:
+        if rx.search(before):
+            sub = [x for x in pool if x.name in names]
+            return sub or pool
+    return pool
 
 
 def _merge(facts: dict[str, IdFacts], ids: list[str]) -> IdFacts:
@@ -406,6 +434,7 @@ class _Work:
     orig: str
     t: str
     claims: list[_C] = field(default_factory=list)
+    vessel_names: set[str] = field(default_factory=set)  # vessel masks the sentence names
 
     def take(self, a: int, b: int) -> None:
         self.t = self.t[:a] + " " * (b - a) + self.t[b:]
@@ -441,12 +470,28 @@ class ClaimChecker:
 
     # --- public -----------------------------------------------------------------------------------
     def check_sentence(self, text: str, finding_ids: list[str] | None = None) -> SentenceCheck:
-        cs = self._claims(text, finding_ids)
+        if finding_ids is None:  # 'the left kidney holds a lesion and the right kidney a cyst': one subject per part
+            cs = [c for part in self._subject_parts(text) for c in self._claims(part, None)]
+        else:
+            cs = self._claims(text, finding_ids)
         return SentenceCheck(text=text, finding_ids=list(finding_ids or []), claims=[c.claim() for c in cs])
 
     def verify(self, text: str) -> Verification:
         sents = [self.check_sentence(s) for s in split_sentences(text)]
         return Verification(ok=all(s.ok for s in sents), sentences=sents)
+
+    def _subject_parts(self, text: str) -> list[str]:
+        """A sentence citing nothing, split where each part names its own organ or lesion (else whole)."""
+        parts = [p for p in _SUBJECT_SPLIT.split(text) if p and p.strip()]
+        if len(parts) < 2:
+            return [text]
+
+        def subject(part: str) -> bool:
+            low = part.lower()
+            for phrase, _ in VESSEL_PHRASES:
+                low = re.sub(r"\b" + re.escape(phrase) + r"\b", " ", low)
+            return bool(LESION_ID_RE.search(part)) or bool(self._organ_mentions(low)[0])
+        return parts if all(subject(p) for p in parts) else [text]
 
     # --- parsing ----------------------------------------------------------------------------------
     def _blank_quotes(self, t: str) -> str:
@@ -498,7 +543,12 @@ class ClaimChecker:
             return sub if sub else lesions
         for m in SEG_RE.finditer(low):
             segs = {f"liver_segment_{_seg_num(t)}" for t in SEG_TOKEN.findall(m.group(1))}
-            lesions = keep([les for les in lesions if segs & set(les.segments)])
+            lesions = keep([les for les in lesions if segs <= set(les.segments)]
+                           or [les for les in lesions if segs & set(les.segments)])
+        atts = {_att_word(m) for m in ATT_RE.finditer(low) if not re.search(r"enhanc", m.group(0))}
+        if len(atts) == 1:
+            att = atts.pop()
+            lesions = keep([les for les in lesions if les.attenuation and les.attenuation.value == att])
         for m in PANC_PART_RE.finditer(low):
             part = _panc_part(m)
             lesions = keep([les for les in lesions if f"pancreas_{part}" in les.segments])
@@ -542,6 +592,7 @@ class ClaimChecker:
             for m in re.finditer(r"\b" + re.escape(phrase) + r"\b", low):
                 vessels.append((phrase, names, m.start(), m.end()))
                 low = low[:m.start()] + " " * (m.end() - m.start()) + low[m.end():]
+        w.vessel_names = {n for _, names, _, _ in vessels for n in names}
         organ_mentions, _ = self._organ_mentions(low)
         sc = self._scope(cited, w, organ_mentions, low)
         ids = ids_for(sc)
@@ -604,6 +655,7 @@ class ClaimChecker:
             for m in rx.finditer(low):
                 cues.append((m.start(), m.end(), cat))
                 low = low[:m.start()] + " " * (m.end() - m.start()) + low[m.end():]
+        cues.sort()
         breaks = [m.start() for m in _CLAUSE_BREAK.finditer(w.t)]
         per_lesion = {les.id: {vc.vessel: vc.category.value for vc in les.vessel_contacts} for les in sc.lesions}
 
@@ -646,6 +698,17 @@ class ClaimChecker:
 
     def _special(self, w: _Work, sc: _Scope) -> None:
         f = self.findings
+        if not w.vessel_names:
+            for m in _NO_VASCULAR.finditer(w.t):
+                touching = [f"{les.id} {vc.category.value} {vc.vessel}" for les in sc.lesions for vc in les.vessel_contacts
+                            if vc.category.value != "none"]
+                assessed = any(les.vessel_contacts for les in sc.lesions)
+                ok = assessed and not touching
+                w.claims.append(_C("vessel", m.group(0), "supported" if ok else "unsupported",
+                                   ("no lesion in scope touches an assessed vessel" if ok else
+                                    ("contact: " + ", ".join(touching)) if touching else
+                                    "no vessel contact was assessed for the lesions in scope"), sc.ids, "vessel"))
+                w.take(*m.span())
         for m in _NO_CONTACT_ASSESSED.finditer(w.t):
             ok = not any(les.vessel_contacts for les in f.lesions)
             w.claims.append(_C("vessel", m.group(0), "supported" if ok else "unsupported",
@@ -860,22 +923,60 @@ class ClaimChecker:
         nums = [x for x in sc.facts.numbers if _usable(x, w.orig)]
         if not sc.explicit or "study" not in sc.ids:
             nums += [x for x in self.facts["study"].numbers if _usable(x, w.orig)]
+        if w.vessel_names:  # angles and contact lengths of the vessels the sentence names
+            nums = [x for x in nums if not x.name.endswith((".max_angle_deg", ".contact_length_mm"))
+                    or x.name.rsplit(".", 1)[0] in w.vessel_names]
+        st = self.findings.study
+        inplane = max((sp for i, sp in enumerate(st.spacing_mm) if i != st.axial_axis), default=0.0)
 
-        def find(written, unit, scale):
-            return [x for x in nums if x.unit == unit and _matches(written, x.value, scale)]
+        def approx(start: int) -> bool:
+            return bool(_APPROX.search(w.orig[max(0, start - 16):start]))
 
+        def close(written: str, x: Fact, scale: float, about: bool) -> bool:
+            """written equals the fact as rounded to the written decimals; a length of a lesion or organ also within
+            half an in-plane voxel (its measurement resolution); 'about' also within one unit of the last written
+            digit or 10 % of the value."""
+            dec_unit = 10 ** (-_decimals(written))
+            tol = (0.5 * dec_unit + 1e-9) * scale
+            if x.unit == "mm" and x.name.endswith(_LENGTH_FACTS):
+                tol = max(tol, inplane / 2)
+            if about:
+                tol = max(tol, dec_unit * scale, 0.1 * abs(x.value))
+            return abs(float(written) * scale - x.value) <= tol
+
+        def find(written, unit, scale, about=False, start=None):
+            pool = [x for x in nums if x.unit == unit]
+            if unit == "HU" and start is not None:
+                pool = _hu_kind(pool, w.orig, start)
+            return [x for x in pool if close(written, x, scale, about)]
+
+        for m in _INEQ_RE.finditer(w.t):
+            unit, scale = _unit(m.group(3))
+            bound = float(m.group(2)) * scale
+            op = m.group(1).lower()
+            more = bool(re.match(r"exceed|more|greater|larger|above|over|>|≥", op))
+            cands = [x for x in nums if x.unit == unit and not (x.unit == "deg" and x.value == 0)]
+            hit = [x for x in cands if (x.value > bound if more else x.value < bound)]
+            rule = next((e for e in (knowledge("nccn_pancreas_resectability"),) if unit == "deg" and bound in e.values), None)
+            w.claims.append(_C("measurement", m.group(0), "supported" if hit else "unsupported",
+                               (f"{hit[0].name} = {hit[0].value:g} {unit}" + (f" ({rule.source})" if rule else ""))
+                               if hit else f"no {unit} value of the findings in scope is {'above' if more else 'below'} "
+                               f"{m.group(2)} {m.group(3)} ({', '.join(f'{x.value:g}' for x in cands) or 'none'})",
+                               sc.ids, "number"))
+            w.take(*m.span())
         for m in SIZE_RE.finditer(w.t):
             unit, scale = _unit(m.group(4))
+            about = approx(m.start())
             parts = [g for g in (m.group(1), m.group(2), m.group(3)) if g is not None]
-            bad = [g for g in parts if not find(g, unit, scale)]
+            bad = [g for g in parts if not find(g, unit, scale, about)]
             w.claims.append(_C("measurement", m.group(0), "unsupported" if bad else "supported",
                                (f"size {', '.join(bad)} {m.group(4)} matches no measured length of the findings in scope"
-                                if bad else "sizes: " + "; ".join(f"{g} = {find(g, unit, scale)[0].name}" for g in parts)),
+                                if bad else "sizes: " + "; ".join(f"{g} = {find(g, unit, scale, about)[0].name}" for g in parts)),
                                sc.ids, "number"))
             w.take(*m.span())
         for m in UNIT_RE.finditer(w.t):
             unit, scale = _unit(m.group(2))
-            hit = find(m.group(1), unit, scale)
+            hit = find(m.group(1), unit, scale, approx(m.start()), m.start())
             if hit:
                 w.claims.append(_C("measurement", m.group(0), "supported", f"{hit[0].name} = {hit[0].value:g} {unit}",
                                    sc.ids, "number"))
@@ -972,12 +1073,14 @@ class ClaimChecker:
                                    f"says {m.group(0)}; the kidney pole in scope is {', '.join(sorted(F.poles)) or 'not measured'}",
                                    sc.ids, "laterality"))
                 w.take(*m.span())
+        # a sentence citing nothing is about the lesions it describes when there are any (not their organs)
+        lats = F.laterality if sc.explicit or not sc.lesions else _merge(self.facts, [les.id for les in sc.lesions]).laterality
         for m in LATERAL_RE.finditer(w.t):
             side = m.group(1).lower()
             relevant = set(sc.ids) & (self.lesion_ids | {k for k in self.facts if k.startswith("organ:")})
-            if F.laterality:
-                ok = side in F.laterality
-                why = f"{side} side" if ok else f"says {side}; the findings in scope are {', '.join(sorted(F.laterality))}"
+            if lats:
+                ok = side in lats
+                why = f"{side} side" if ok else f"says {side}; the findings in scope are {', '.join(sorted(lats))}"
             elif relevant:
                 ok, why = False, f"says {side}; the findings in scope have no side"
             else:
