@@ -285,6 +285,16 @@ def true_sentences(f: Facts) -> list[Sentence]:
     add("count", f"{NUMBER_WORDS[len(LESIONS)]} lesions are identified in total.",
         f"{len(LESIONS)} synthetic lesions, one component each")
 
+    # --- several claims in one sentence, each true of its own lesion
+    add("count", "Both kidneys contain a lesion.", "kidney_lesion (left) and kidney_cyst_right")
+    add("count", "There are two renal lesions.", "one in each kidney")
+    size = cm(*f.axial_mm["iso"])
+    if size is not None and words["iso"] == "isoattenuating":
+        add("attenuation", f"The splenic lesion, measuring about {size} cm, is isoattenuating.", why["iso"])
+    if words["kidney_tumor"] == "hyperattenuating":
+        add("location", "The left kidney holds a hyperattenuating lesion and the right kidney a cyst.",
+            why["kidney_tumor"])
+
     # --- phase (aorta median < 80 HU)
     why_phase = f"aorta median {f.aorta_median_hu:.0f} HU"
     add("phase", "The study is non-contrast.", why_phase)
@@ -318,6 +328,24 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
         f"slice thickness {f.slice_mm:.0f} mm")
     add("measurement", f"The hyperattenuating liver lesion has a mean attenuation of about "
         f"{_far(20, f.mean_hu['hyper'], f.mean_hu['hyper'], 2):.0f} HU.", f"truth {f.mean_hu['hyper']:.0f} HU")
+
+    # --- another lesion's property said of this one
+    add("measurement", f"The splenic lesion measures {_far(30, *ax['iso']) / 10:.1f} x 2.0 cm.",
+        "that is the hypoattenuating liver lesion; truth [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("measurement", f"The hyperattenuating liver lesion has a volume of about "
+        f"{_far(5, f.volume_ml['hyper'], f.volume_ml['hyper']):.0f} mL.",
+        f"that is the hypoattenuating one; truth {f.volume_ml['hyper']:.2f} mL")
+    add("measurement", f"The left renal lesion has a mean density of about "
+        f"{_far(5, f.mean_hu['kidney_tumor'], f.mean_hu['kidney_tumor'], 3):.0f} HU.",
+        f"that is the right cyst; truth {f.mean_hu['kidney_tumor']:.0f} HU")
+    add("vessel", "The pancreatic lesion encases the inferior vena cava.",
+        "the IVC tumour does; the pancreatic lesion is {:.0f} mm away".format(
+            f.gap_mm[("pancreas", "inferior_vena_cava")]))
+    add("attenuation", "The left renal lesion is cystic.", "mean {:.0f} HU, not < 20 HU".format(
+        f.mean_hu["kidney_tumor"]))
+    assert f.seg_share["hyper"]["liver_segment_7"] < 0.05, f.seg_share["hyper"]
+    add("location", "The hyperattenuating liver lesion spans segments 7 and 8.", f"shares {f.seg_share['hyper']}")
+    add("stage", "The right renal cyst is T1a.", "a 5 HU cyst is given no T stage")
 
     # --- location: wrong segment, side, organ, part
     add("location", "The hypoattenuating liver lesion is in segment 4.", "segments 7 and 8 only")
