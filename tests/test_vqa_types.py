@@ -178,6 +178,13 @@ def test_kidney_t_stage(case):
     assert feret <= 40.0
     a = ask(case, subtype="kidney tumor staging", lesion_id=lid(case, mask))
     assert a.answer == "T1a" and a.rule == "kidney_t_stage_mm"
+    # the same tumour cut by the scan edge (edited findings): T1a from a lower bound is only "at least T1a"
+    f = case["findings"]
+    k = lid(case, mask)
+    cut = f.model_copy(update={"lesions": [l.model_copy(update={"touches_edges": ["axis2_min"], "size_qualifier": "lower_bound"})
+                                           if l.id == k else l for l in f.lesions]})
+    r = answer(cut, Question(subtype="kidney tumor staging", lesion_id=k))
+    assert r.status == CANNOT and "at least T1a" in r.reason
     r = ask(case, subtype="kidney tumor staging", lesion_id=lid(case, case["truth"]["kidney_cyst"]["mask"]))
     assert r.status == CANNOT  # a cyst is not staged
     r = ask(case, subtype="kidney tumor staging", lesion_id=lid(case, case["truth"]["hypo"]["mask"]))

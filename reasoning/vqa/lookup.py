@@ -142,6 +142,13 @@ def _size(l: Lesion, which: str) -> tuple[float, str, str]:
     return v, "exact", f"{_fmt(v, nd)} {unit}"
 
 
+def _require_whole_for_size_stage(l: Lesion, category: str, size_categories: tuple[str, ...], key: str) -> None:
+    """A size-based T category below the largest one, from a lesion cut by the scan edge, is only a lower bound."""
+    if _cut(l) and category in size_categories:
+        raise _Cannot(f"{l.id} reaches the scan edge ({', '.join(l.touches_edges)}): its size is a lower bound, so the "
+                      f"size-based T category is at least {category}, not known exactly", [l.id], key)
+
+
 def _measured_volume(f: Findings, organ: str) -> tuple[float, list[str]]:
     """Volume of an organ (a family adds its members); _Cannot unless every part is measured."""
     mem = _members(f, organ)

@@ -130,5 +130,6 @@ def generate_qa(findings: Findings) -> list[dict]:
             "params": q.model_dump(exclude_defaults=True, exclude={"text"}), "status": a.status,
             "answer": None if a.answer is None else a.answer, "unit": a.unit, "answer_type": a.answer_type,
             "finding_ids": list(a.finding_ids), "rule": a.rule, "explanation": a.explanation, "reason": a.reason,
+            "qualifier": a.qualifier,
         })
     return rows

@@ -7,7 +7,13 @@ from __future__ import annotations
 from perception.registry import organ_family
 from perception.schema import Findings
 from reasoning.limitations import slice_number, slice_phrase
-from reasoning.vqa.lookup import SIZE_FIELDS, _pick, _size, _which
+from reasoning.vqa.lookup import (
+    SIZE_FIELDS,
+    _pick,
+    _require_whole_for_size_stage,
+    _size,
+    _which,
+)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -84,6 +90,7 @@ def _h_kidney_t(f: Findings, q: Question) -> _Result:
                       "kidney T is staged for kidney tumours, not cysts", [l.id], "kidney_t_stage_mm")
     if h.category == "not assessed":
         raise _Cannot(f"{l.id}: AJCC8 kidney T not assessed: {h.rule}", [l.id], "kidney_t_stage_mm")
+    _require_whole_for_size_stage(l, h.category, ("T1a", "T1b", "T2a"), "kidney_t_stage_mm")
     return _Result(h.category, None, [l.id], "kidney_t_stage_mm", f"{l.id} ({_which(q)}): {h.rule}")
 
 

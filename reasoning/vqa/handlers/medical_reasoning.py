@@ -8,7 +8,8 @@ from perception.registry import organ_family
 from perception.schema import Findings, Lesion, Status
 from reasoning.knowledge import knowledge
 from reasoning.vqa.handlers.recognition import _h_splenomegaly
-from reasoning.vqa.lookup import _cut, _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast
+from reasoning.vqa.lookup import (_cut, _hu_ratio, _is_cystic, _lesion_class, _oid, _pick, _require_noncontrast,
+                                  _require_whole_for_size_stage)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 
@@ -109,6 +110,7 @@ def _h_resectability(f: Findings, q: Question) -> _Result:
 
 def _h_t_stage(f: Findings, q: Question) -> _Result:
     l, h = _hint(f, q, "AJCC8 pancreas T")
+    _require_whole_for_size_stage(l, h.category, ("T1", "T2"), "pancreas_t_stage_mm")
     if "not excluded" in h.rule:
         raise _Cannot(f"{l.id}: size alone gives {h.category}, but {h.rule.split('; ', 1)[-1]}", [l.id], "pancreas_t_stage_mm")
     return _Result(h.category, None, [l.id], "pancreas_t_stage_mm", f"{l.id}: {h.rule}")
