@@ -156,3 +156,34 @@ def test_vessel_questions_never_answered_by_organ_rules(results):
     wrong = [(q, a, False, f"answered {a.answer!r} by {a.subtype!r}") for q, a, _ok, _why in named
              if a is not None and a.status == "answered" and a.subtype not in VESSEL_TYPES]
     assert not wrong, _listing(wrong)
+
+
+def main() -> None:
+    """``python -m tests.test_vqa_paraphrase [-v]``: the pass rate per type (and with -v every wrong
+    answer), for commit messages and issue notes."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="paraphrase_") as tmp:
+        d = Path(tmp)
+        main_case = build_case(d / "main")
+        cases = {"main": main_case, "cut": cut_case(main_case, d / "cut")}
+    qs = questions(CaseTruth(Truth(cases["main"]), cases["main"]["truth"]), CaseTruth(Truth(cases["cut"]), cases["cut"]["truth"]))
+    res = []
+    for q in qs:
+        a = answer(cases[q.case]["findings"], q.text, choices=list(q.choices) if q.choices else None)
+        res.append((q, a, *judge(q, a)))
+    n_ok = sum(r[2] for r in res)
+    ref = [r for r in res if isinstance(r[0].expect, Refuse)]
+    print(f"TOTAL {n_ok}/{len(res)} = {n_ok / len(res):.1%}")
+    print(f"refusals {sum(r[2] for r in ref)}/{len(ref)}; answered though unanswerable: "
+          f"{sum(r[1].status == 'answered' for r in ref)}")
+    for t, (ok, n) in per_type(res).items():
+        print(f"  {t}: {ok}/{n}")
+    if "-v" in sys.argv:
+        print(_listing([r for r in res if not r[2]]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1304,3 +1304,35 @@ def _second_batch(s: _Suite) -> None:
     add("unanswerable", "benchmark", "Is the gallbladder inflamed?", Refuse("not in the findings"))
     add("unanswerable", "shorthand", "Cardiac lesion count?", Refuse("heart not segmented"))
     add("unanswerable", "benchmark", "What is the volume of the thyroid?", Refuse("thyroid not segmented"))
+    _options_without_truth(s)
+
+
+def _options_without_truth(s: _Suite) -> None:
+    """Multiple choice whose options all miss the measured answer: no letter may be picked (the nearest
+    option is not the answer), plus more lower bounds on the cut case."""
+    T, X, add, XL = s.T, s.X, s.add, s.XL
+    nl = len(T.lesions("liver"))
+    la = s.A.long_axis / 10
+    miss = Refuse("no option holds the measured answer")
+    add("lesion counting", "benchmark", "How many lesions are in the liver?", miss,
+        [str(n) for n in (nl + 2, nl + 3, nl + 5, nl + 7)])
+    add("lesion counting", "shorthand", _inline("# liver lesions?", [str(n) for n in (nl + 2, nl + 4, nl + 6, nl + 8)], 0), miss)
+    att = T.attenuation(s.SP)
+    add("largest lesion attenuation", "benchmark", "What is the attenuation of the largest spleen lesion?", miss,
+        [x.capitalize() for x in ("hypoattenuating", "isoattenuating", "hyperattenuating") if x != att])
+    add("largest lesion diameter", "benchmark", "What is the diameter of the largest liver lesion?", miss,
+        [f"{la * k:.1f} cm" for k in (0.25, 0.5, 2.0, 3.0)])
+    add("largest lesion diameter", "lay", _inline("How wide is the biggest liver spot?", [f"{la * k:.1f} cm" for k in (0.3, 2.2)],
+                                                 1), miss)
+    add("organ volume measurement", "benchmark", dtv("What is the volume of the pancreas?", "organ volume measurement",
+                                                     "3d_volume", "mc", [f"{T.volume('pancreas') * k:.1f} mL"
+                                                                         for k in (0.3, 0.5, 2.0, 3.5)]), miss)
+    # the cut case: more lower bounds
+    ks = sorted(XL.long_slices)
+    add("lesion key slice", "benchmark", "On which image is the long axis of the liver lesion measured?",
+        Num(float(ks[0] + 1), 0, accept=tuple(float(k + 1) for k in ks[1:])), case="cut")
+    add("lesion volume measurement", "shorthand", "Liver lesion vol in cm3?",
+        Num(XL.volume, 0.05, "cm3", asked=True, lower_bound=True), case="cut")
+    add("lesion 3D diameter", "lay", "What is the longest distance across the liver spot in any direction, in cm?",
+        Num(X.T.feret(XL) / 10, 0.1, "cm", asked=True, lower_bound=True), case="cut")
+    add("RECIST measurability", "shorthand", "Liver lesion RECIST-measurable?", YES, case="cut")
