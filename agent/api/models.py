@@ -102,6 +102,14 @@ class AskRequest(BaseModel):
         return self
 
 
+class VerifyRequest(BaseModel):
+    """A report text (plain or markdown) whose claims are checked against the case's findings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=200_000, description="the report text, dictated or LLM-written")
+
+
 class AskResponse(BaseModel):
     mode: Literal["deterministic", "agent"]
     text: str = Field(description="the answer in one line for people")

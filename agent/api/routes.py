@@ -25,9 +25,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from perception.schema import Findings
+from reasoning.claims import Verification
 
 from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest,
-                     validate_mask_label)
+                     VerifyRequest, validate_mask_label)
 from .security import REPORT_CSP, refuse, resolve_in_root
 from .sessions import Sessions
 from .settings import LESION_ID_PATTERN, MiB, ServerSettings
@@ -329,6 +330,17 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
             log.exception("case %s: chat agent failed", case_id)
             raise refuse(502, f"the chat agent failed ({type(e).__name__}: {str(e)[:300]})") from None
         return AskResponse(mode="agent", text=str(getattr(turn, "text", turn)))
+
+    @api.post("/cases/{case_id}/verify", tags=["questions"], responses={
+        200: {"description": "each sentence with its claims and verdicts; ok is false when a claim is unsupported"}})
+    def verify(case_id: str, req: VerifyRequest) -> Verification:
+        """Check every claim of a report text against the case's findings (agent.case.verify)."""
+        from agent import case as case_service
+
+        f, _ = store.findings(case_id)
+        if not req.text.strip():
+            raise refuse(422, "text: the report text is empty")
+        return case_service.verify(f, req.text)
 
     def _det(f: Findings, q: Any, choices: list[str] | None) -> AskResponse:
         from agent import case as case_service
