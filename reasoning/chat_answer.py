@@ -8,9 +8,13 @@ context) and offers them by reference (``F1``, ``F2``, ...). The model replies w
 
 - ``facts``: the references of the facts to state, most important first (an enum of the offered
   references, so an invented fact cannot even be written);
-- ``intro`` and ``closing``: connective words only, constrained by a JSON-schema ``pattern``
-  without digits, brackets, braces or angle brackets (no number, lesion id or tool markup can be
-  written there).
+- ``intro`` and ``closing``: connective words only, one of a few stock phrases each (an enum:
+  :data:`INTROS`, :data:`CLOSINGS`). Measured on vLLM + xgrammar: a free string under a digit-free
+  ``pattern`` cannot carry ``maxLength`` (HTTP 400 "features not supported by xgrammar"), a bounded
+  ``{0,160}`` repetition crashes the grammar compiler (HTTP 500), and an unbounded one lets the
+  135M test model write letter garbage until ``max_tokens``; the enum keeps the reply short,
+  schema-valid and free of claims. The phrases are also checked in code like free text would be
+  (:func:`connective_errors`: no digit, number word, yes/no, negation, markup or unsupported claim).
 
 :func:`render` checks the reply again in code (the server may not enforce the schema) and builds
 the text: intro, the deterministic answer (always first, whether or not the model chose it), the
@@ -34,6 +38,10 @@ from reasoning.vqa.followup import answer_text, describe_lesion, find_lesion
 # connective text: letters, spaces and light punctuation; no digits, brackets, braces, angle brackets,
 # quotes, slashes or underscores (no number, id, JSON or markup can be written)
 CONNECTIVE_PATTERN = r"^[A-Za-z ,.;:'!?-]*$"
+INTROS = ("", "Here is the answer.", "From the measured findings:", "According to the measurements:", "In this study:",
+          "Based on the tool results:", "The findings show:")
+CLOSINGS = ("", "These values come from the measured findings.", "Values are measured on this CT only.",
+            "Ask a follow-up question for more detail.")
 CONNECTIVE_MAX = 160
 MAX_FACTS = 4
 MARKUP_RE = re.compile(r"</?\s*tool_(?:call|response)\b|<\|im_(?:start|end)\|>|<\|?(?:function|tool)[_ ]?call|"
@@ -140,12 +148,11 @@ def build_facts(f: Findings, expected: Answer | None, subject: str | None, resul
 def answer_schema(facts: list[Fact]) -> dict:
     """The JSON schema of the final answer for these facts (response_format json_schema)."""
     refs = [x.ref for x in facts]
-    connective = {"type": "string", "pattern": CONNECTIVE_PATTERN, "maxLength": CONNECTIVE_MAX}
-    return {"type": "object", "additionalProperties": False, "required": ["intro", "facts", "closing"],
-            "properties": {"intro": connective,
-                           "facts": {"type": "array", "items": {"type": "string", "enum": refs}, "minItems": 1,
+    return {"type": "object", "additionalProperties": False, "required": ["facts", "intro", "closing"],
+            "properties": {"facts": {"type": "array", "items": {"type": "string", "enum": refs}, "minItems": 1,
                                      "maxItems": min(MAX_FACTS, len(refs))},
-                           "closing": connective}}
+                           "intro": {"type": "string", "enum": list(INTROS)},
+                           "closing": {"type": "string", "enum": list(CLOSINGS)}}}
 
 
 def response_format(facts: list[Fact]) -> dict:
@@ -153,15 +160,15 @@ def response_format(facts: list[Fact]) -> dict:
 
 
 def max_tokens_for(facts: list[Fact]) -> int:
-    """Tokens the schema allows at most: two connective strings (about a token per 3 characters),
-    the fact references and the JSON punctuation, with a margin."""
-    return 2 * (CONNECTIVE_MAX // 3 + 8) + MAX_FACTS * 6 + 40
+    """Tokens the schema allows at most: the longest intro and closing phrases (at most a token per
+    character), the fact references and the JSON punctuation."""
+    return max(map(len, INTROS)) + max(map(len, CLOSINGS)) + MAX_FACTS * 6 + 40
 
 
 def instruction(facts: list[Fact], errors: list[str] | None = None) -> str:
     lines = ["Write the final answer to the question as JSON with three fields.",
              "facts: the references of the facts below that answer the question, most important first.",
-             "intro and closing: a few connecting words only (no numbers, no lesion ids, no yes or no); may be empty.",
+             "intro and closing: one of the allowed connecting phrases (or empty).",
              "The facts are written out for you with their values and units; do not restate them.", "Facts:"]
     lines += [f"{x.ref}: {x.text}" for x in facts]
     if errors:
@@ -220,9 +227,12 @@ def render(validator: Validator, raw: str, facts: list[Fact], forced: list[str] 
     cited = sorted({i for x in facts for i in x.finding_ids})
     intro, closing = obj.get("intro", ""), obj.get("closing", "")
     errs += connective_errors(validator, "intro", intro, cited) + connective_errors(validator, "closing", closing, cited)
+    for part, text, allowed in (("intro", intro, INTROS), ("closing", closing, CLOSINGS)):
+        if not errs and text not in allowed:
+            errs.append(f"{part}: {text!r} is not one of the allowed phrases")
     if errs:
         return Rendered("", chosen, [], errs)
-    parts = ([_sentence(intro)] if intro.strip(" .,;:") else []) + [by_ref[r].text for r in chosen] + \
+    parts = ([intro.strip() if intro.strip().endswith(":") else _sentence(intro)] if intro.strip(" .,;:") else []) + [by_ref[r].text for r in chosen] + \
             ([_sentence(closing)] if closing.strip(" .,;:") else [])
     ids = list(dict.fromkeys(i for r in chosen for i in by_ref[r].finding_ids))
     return Rendered(" ".join(parts), chosen, ids, [])

@@ -294,7 +294,8 @@ def test_structured_answer_states_tool_facts_with_units(lc, findings, case):
         schema = structured(body)
         if schema is None:
             return tool_call("get_lesion", {"lesion_id": "L1"})
-        return {"content": json.dumps({"intro": "Measured on the scan", "facts": ["F2", "F1"], "closing": "That is all"})}
+        return {"content": json.dumps({"intro": "In this study:", "facts": ["F2", "F1"],
+                                       "closing": "Values are measured on this CT only."})}
 
     with ScriptedServer(model) as srv:
         turn = ChatSession(findings, srv.base_url, srv.model).ask("What is the volume of L1?")
@@ -306,13 +307,14 @@ def test_structured_answer_states_tool_facts_with_units(lc, findings, case):
     assert "tools" not in final_req and final_req["response_format"]["json_schema"]["strict"] is True
     facts = offered(final_req)
     assert schema["properties"]["facts"]["items"]["enum"] == list(facts) == ["F1", "F2"]
-    pat = schema["properties"]["intro"]["pattern"]
-    for bad in ("9", "L1", "<tool_call>", "{", "x_y"):  # the schema itself admits no number, id, markup or JSON
-        assert re.fullmatch(pat, bad) is None, bad
+    # connective words: stock phrases only (an enum): the schema admits no number, id, markup or JSON there
+    for part in ("intro", "closing"):
+        phrases = schema["properties"][part]["enum"]
+        assert "" in phrases and not any(re.search(r"\d|<|\{|\bL\d", p) for p in phrases)
     assert 0 < final_req["max_completion_tokens"] <= 300
     # the deterministic answer is stated first whatever the order chosen; then the lesion summary
-    assert turn.text.startswith("Measured on the scan. " + facts["F1"]) and facts["F2"] in turn.text
-    assert turn.text.endswith("That is all.") and turn.finding_ids == ["L1"]
+    assert turn.text.startswith("In this study: " + facts["F1"]) and facts["F2"] in turn.text
+    assert turn.text.endswith("Values are measured on this CT only.") and turn.finding_ids == ["L1"]
 
 
 def test_structured_refusals_are_never_shown_then_fallback(lc, findings, case):

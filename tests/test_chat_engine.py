@@ -237,9 +237,12 @@ def _facts(case):
 def test_render_states_the_deterministic_answer_with_its_unit(case):
     facts, _ = _facts(case)
     v = Validator(case["findings"])
-    out = render(v, json.dumps({"intro": "From the measurements", "facts": [], "closing": ""}), facts, ["F1"])
+    out = render(v, json.dumps({"intro": "From the measured findings:", "facts": [], "closing": ""}), facts, ["F1"])
     assert out.errors == [] and out.chosen == ["F1"]
-    assert _states_ml(out.text, case["liver"][0]["volume_ml"]) and out.text.startswith("From the measurements. ")
+    assert _states_ml(out.text, case["liver"][0]["volume_ml"]) and out.text.startswith("From the measured findings: ")
+    # a harmless phrase that is not one of the stock phrases is refused too (the enum, checked in code)
+    assert render(v, json.dumps({"intro": "Well", "facts": ["F1"], "closing": ""}), facts, ["F1"]).errors == [
+        "intro: 'Well' is not one of the allowed phrases"]
     assert out.finding_ids == [case["liver"][0]["id"]]
 
 
