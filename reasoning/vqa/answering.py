@@ -106,6 +106,7 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     if ents is not None and spec.name == "lesion completeness" and _asks_cut(ents.norm) and r.value in ("yes", "no"):
         r = _Result("no" if r.value == "yes" else "yes", r.unit, r.ids, r.rule, f"asked whether cut by the scan edge: {r.explanation}",
                     r.accept, r.qualifier)
+    r0 = r
     if spec.answer_type == "numeric" and not opts:  # options carry their own units (converted when matched)
         r, why = _in_unit(r, asked_unit)
         if why:
@@ -114,7 +115,7 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     qual = getattr(r, "qualifier", None)
     lower = qual == "lower_bound" and spec.answer_type == "numeric"
     expl = r.explanation
-    if lower and "at least" not in expl:
+    if lower and ("at least" not in expl or r.unit != (getattr(r0, "unit", None))):
         expl = f"at least {_fmt(float(r.value))}{' ' + r.unit if r.unit else ''}, cut by the scan edge: {expl}"
     extra = {"qualifier": qual} if "qualifier" in Answer.model_fields and qual else {}
     common = dict(finding_ids=r.ids, rule=r.rule, explanation=expl, **base, **extra)

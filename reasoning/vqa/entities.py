@@ -197,7 +197,7 @@ _UNITS: list[tuple[str, str]] = [
 
 _TIME = (r"\bprior\b|\bprevious(?:ly)?\b|\bearlier (?:scan|study|exam|ct|imaging)\b|\blast (?:scan|study|exam|ct|time|visit)\b|\bsince\b"
          r"|\binterval\w*|\bbaseline\b|\bgrown\b|\bgrew\b|\bgrowing\b|\bgrow\b|\bshrunk\b|\bshrank\b|\bshrink\w*|\bprogress\w*"
-         r"|\bregress\w*|\bunchanged\b|\bstable\b|\bchanged?\b|\bchanges\b|\bover time\b|\bnew (?:lesion|tumor|mass|nodule|metasta)\w*"
+         r"|\bregress\w*|\bunchanged\b|\bstable\b|\bchanged?\b|\bchanges\b|\bover time\b|\bnew(?:ly)?(?: [a-z]+)? (?:lesion|tumor|mass|nodule|metasta|spot|growth|cyst)\w*|\bnewly\b"
          r"|\bgetting (?:smaller|bigger|larger|worse|better)\b|\bresponse to (?:treatment|therapy)\b|\bresponding\b|\bdoubl\w* time\b|\bold (?:scan|study|ct)\b")
 _TIME_NOT = r"\bfatty changes?\b|\bcystic changes?\b|\b(?:something|anything|what(?:'s| is)?) growing\b"
 
@@ -350,7 +350,7 @@ def extract_entities(text: str) -> QuestionEntities:
 def _unit(t: str) -> str | None:
     """The unit the question asks its answer in ('in cm', 'how many mL', 'in degrees'); None when not said."""
     for asked in re.finditer(r"\b(?:in|into|as|using|expressed in|reported in|given in|measured in|units? of|how many)\s+"
-                             r"(?:the\s+)?(?:units?\s+of\s+)?([a-z%3]+(?:\s+[a-z3]+)?)", t):
+                             r"(?:the\s+)?(?:units?\s+of\s+)?([a-z%3]+(?:\s+(?:centi|milli)?met[a-z]*)?)", t):
         for unit, pat in _UNITS:
             if re.match(pat.replace(r"\bin ", r"\b"), asked.group(1)):
                 return unit

@@ -121,6 +121,8 @@ def _unused(sub: str, e: QuestionEntities) -> list[str]:
         out.append("aggregate (total)")
     if e.threshold_mm is not None and sub != "lesion size threshold":
         out.append(f"threshold ({e.comparison} than {e.threshold_text})")
+    if sub == "lesion size threshold" and e.rank is None and not e.lesion_ids and _has(e.norm, r"\b(?:is|are) there\b|\bany\b"):
+        out.append("any lesion (the size rule reads one lesion: name it or ask about the largest)")
     if e.time:
         out.append("time reference " + ", ".join(e.time))
     if e.other_anatomy:
