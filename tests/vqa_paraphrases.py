@@ -1336,3 +1336,20 @@ def _options_without_truth(s: _Suite) -> None:
     add("lesion 3D diameter", "lay", "What is the longest distance across the liver spot in any direction, in cm?",
         Num(X.T.feret(XL) / 10, 0.1, "cm", asked=True, lower_bound=True), case="cut")
     add("RECIST measurability", "shorthand", "Liver lesion RECIST-measurable?", YES, case="cut")
+    _sourced_diagnosis(s)
+
+
+def _sourced_diagnosis(s: _Suite) -> None:
+    """A diagnosis that a sourced rule does decide (knowledge key bosniak_homogeneous_fluid_hu, Bosniak
+    v2019 class II: a homogeneous renal mass of -9..20 HU on non-contrast CT is benign): the right
+    kidney cyst, painted at 5 HU with SD 3, on this non-contrast study. The left kidney lesion (~60 HU)
+    stays undeterminable."""
+    KR, add = s.KR, s.add
+    assert -9 <= KR.mean <= 20 and KR.sd <= 20
+    benign, not_malignant = Cat(("yes", "benign")), Cat(("no", "benign"))  # the category, or the yes/no it implies
+    add("diagnosis", "shorthand", "R renal cyst benign?", benign)
+    add("diagnosis", "lay", "Is the cyst in the right kidney harmless?", benign)
+    add("diagnosis", "benchmark", "Is the right kidney lesion benign?", benign)
+    add("diagnosis", "benchmark", "Is the right kidney lesion malignant?", not_malignant)
+    add("diagnosis", "benchmark", _inline("Is the right kidney lesion benign?", ["No", "Yes"], 0), Letter("B"))
+    add("diagnosis", "benchmark", "Is the left kidney lesion benign?", Refuse("~60 HU: outside the Bosniak II range"))
