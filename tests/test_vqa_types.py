@@ -355,3 +355,44 @@ def test_pancreatic_cyst_rule_decided_by_a_lower_bound(case):
     assert rec.answer == "resection" and rec.rule == "pancreatic_cyst_resection"
     small = answer(edited(1.0, 25.0), Question(subtype="pancreatic cyst resectability", lesion_id=p))
     assert small.status == CANNOT and "either side" in small.reason
+
+
+def _cut_lesions(f, ids):
+    """Findings with these lesions marked as cut by the scan edge (their sizes become lower bounds)."""
+    return f.model_copy(update={"lesions": [l.model_copy(update={"touches_edges": ["axis2_min"], "size_qualifier": "lower_bound"})
+                                            if l.id in ids else l for l in f.lesions]})
+
+
+def test_comparisons_decided_only_when_the_bounds_decide(case):
+    f, m, t = case["findings"], case["masks"], case["truth"]
+    ml = VOX ** 3 / 1000
+    # the liver's lesions: the two painted ones and the IVC-wrapping tumour, whose largest organ overlap is the liver
+    organs = ("liver", "spleen", "pancreas", "kidney_left", "kidney_right", "stomach", "duodenum", "colon", "small_bowel")
+    ivc = t["ivc"]["mask"]
+    assert max((o for o in organs if o in m), key=lambda o: int((ivc & m[o]).sum())) == "liver"
+    liver_vox = [t["hypo"]["mask"], t["hyper"]["mask"], ivc]
+    liver_ml = sorted((v.sum() * ml for v in liver_vox), reverse=True)
+    kidney_ml = {s: t[k]["mask"].sum() * ml for s, k in (("left", "kidney_tumor"), ("right", "kidney_cyst"))}
+    liver_ids = [lid(case, v) for v in sorted(liver_vox, key=lambda v: -v.sum())]
+    # multi-organ burden: the liver total is larger; a lower bound on the liver side keeps that, one on the kidneys does not
+    assert sum(liver_ml) > sum(kidney_ml.values())
+    q = Question(subtype="multi-organ lesion burden comparison", organs=("liver", "kidney"))
+    assert answer(_cut_lesions(f, {liver_ids[0]}), q).answer == "liver"
+    assert answer(_cut_lesions(f, {lid(case, t["kidney_tumor"]["mask"])}), q).status == CANNOT
+    # lesion outlier: a cut second-largest lesion leaves the ranking open
+    r = answer(_cut_lesions(f, {liver_ids[1]}), Question(subtype="lesion outlier", organ="liver"))
+    assert len(liver_ml) >= 3 and r.status == CANNOT and "lower bound" in r.reason
+    top = answer(_cut_lesions(f, {liver_ids[0]}), Question(subtype="lesion outlier", organ="liver"))
+    assert (top.answer == "yes") if liver_ml[0] >= 3 * liver_ml[1] else (top.status == CANNOT)
+    # kidney asymmetry: the measured volumes are within 2x (symmetric); a bound on either side leaves it open
+    lo, hi = sorted(kidney_ml.values())
+    assert hi < 2 * lo
+    assert ask(case, subtype="bilateral kidney asymmetry").answer == "symmetric"
+    for mask in (t["kidney_tumor"]["mask"], t["kidney_cyst"]["mask"]):
+        assert answer(_cut_lesions(f, {lid(case, mask)}), Question(subtype="bilateral kidney asymmetry")).status == CANNOT
+    # summed lesion volumes are lower bounds when a lesion is cut
+    agg = answer(_cut_lesions(f, {liver_ids[0]}), Question(subtype="organ aggregation", organs=("liver", "kidney"),
+                                                          measure="lesion_volume"))
+    assert agg.qualifier == "lower_bound" and abs(agg.answer - (sum(liver_ml) + sum(kidney_ml.values()))) < 1e-3
+    tot = answer(_cut_lesions(f, {liver_ids[0]}), Question(subtype="lesion volume measurement", organ="liver", aggregate="total"))
+    assert tot.qualifier == "lower_bound" and abs(tot.answer - sum(liver_ml)) < 1e-3 and "at least" in tot.explanation

@@ -10,8 +10,8 @@ from perception.registry import SUBSEGMENTS, organ_family
 from perception.schema import Findings, Lesion
 from reasoning.knowledge import knowledge
 from reasoning.limitations import slice_phrase
-from reasoning.vqa.lookup import (SIZE_FIELDS, _imaged, _size, _lesions, _measured_volume, _oid, _organ_name, _pick, _require_coverage,
-                                  _volume_threshold, _which, _whole)
+from reasoning.vqa.lookup import (SIZE_FIELDS, _cut, _imaged, _size, _lesions, _measured_volume, _oid, _organ_name, _pick, _require_coverage,
+                                  _volume_threshold, _which)
 from reasoning.vqa.question import Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
 from reasoning.vqa.vocabulary import segment_display
@@ -29,32 +29,37 @@ def _h_adjacent(f: Findings, q: Question) -> _Result:
                    f"organs within {_fmt(mm)} mm of {l.id}, nearest first: {', '.join(adj)}", accept=acc)
 
 
-def _kidney_lesion_volumes(f: Findings) -> tuple[dict[str, float], list[str]]:
+def _kidney_lesion_volumes(f: Findings) -> tuple[dict[str, float], dict[str, bool], list[str]]:
+    """Total lesion volume per kidney, whether it is a lower bound (a lesion cut by the scan edge), and the ids."""
     ids = []
-    out = {}
+    out, cut = {}, {}
     for side in ("kidney_left", "kidney_right"):
         _imaged(f, side)
         les = _lesions(f, side)
         if not les:
             _require_coverage(f, side, [_oid(side)])
-        for l in les:
-            _whole(l)
         out[side] = sum(l.volume_ml for l in les)
+        cut[side] = any(_cut(l) for l in les)
         ids += [_oid(side)] + [l.id for l in les]
-    return out, ids
+    return out, cut, ids
 
 
 def _h_asymmetry(f: Findings, q: Question) -> _Result:
-    vols, ids = _kidney_lesion_volumes(f)
+    vols, cut, ids = _kidney_lesion_volumes(f)
     ratio = knowledge("bilateral_kidney_asymmetry").values[0]
     lv, rv = vols["kidney_left"], vols["kidney_right"]
-    desc = f"lesion volume left {_fmt(lv, 3)} mL, right {_fmt(rv, 3)} mL"
+    bound = {s: " (at least: a lesion is cut by the scan edge)" if cut[s] else "" for s in cut}
+    desc = f"lesion volume left {_fmt(lv, 3)} mL{bound['kidney_left']}, right {_fmt(rv, 3)} mL{bound['kidney_right']}"
     if lv == 0 and rv == 0:
         return _Result("symmetric", None, ids, "bilateral_kidney_asymmetry", f"no lesion in either kidney ({desc})")
-    big, small = ("left kidney", "right kidney") if lv >= rv else ("right kidney", "left kidney")
-    hi, lo = max(lv, rv), min(lv, rv)
-    if lo == 0 or hi >= ratio * lo:
+    (big_s, big), (small_s, _) = sorted((("kidney_left", "left kidney"), ("kidney_right", "right kidney")),
+                                        key=lambda x: -vols[x[0]])
+    hi, lo = vols[big_s], vols[small_s]
+    if (lo == 0 or hi >= ratio * lo) and not cut[small_s]:  # a lower bound on the larger side only strengthens this
         return _Result(big, None, ids, "bilateral_kidney_asymmetry", f"{desc}: {big} more affected (>= {_fmt(ratio)}x)")
+    if cut[big_s] or cut[small_s]:
+        raise _Cannot(f"{desc}: with a lower bound the ratio may lie on either side of {_fmt(ratio)}", ids,
+                      "bilateral_kidney_asymmetry")
     return _Result("symmetric", None, ids, "bilateral_kidney_asymmetry", f"{desc}: ratio {hi / lo:.2f} < {_fmt(ratio)}")
 
 
@@ -208,13 +213,19 @@ def _h_outlier(f: Findings, q: Question) -> _Result:
     if len(les) < n_min:
         return _Result("no", None, [l.id for l in les], "lesion_outlier",
                        f"{len(les)} lesion(s){where}: the outlier rule needs >= {int(n_min)}")
-    _whole(les[0])
-    _whole(les[1])
+    if any(_cut(l) for l in les[1:]):
+        raise _Cannot(f"{', '.join(l.id for l in les[1:] if _cut(l))} cut by the scan edge: its volume is a lower bound, so "
+                      "which lesions are the largest two, and their ratio, are unknown", [l.id for l in les], "lesion_outlier")
     r = les[0].volume_ml / les[1].volume_ml
     pos = r >= ratio
+    if _cut(les[0]) and not pos:
+        raise _Cannot(f"largest {les[0].id} at least {_fmt(les[0].volume_ml, 3)} mL (cut by the scan edge) / second "
+                      f"{les[1].id} {_fmt(les[1].volume_ml, 3)} mL = at least {r:.2f}: may lie on either side of {_fmt(ratio)}",
+                      [l.id for l in les], "lesion_outlier")
+    least = "at least " if _cut(les[0]) else ""
     return _Result("yes" if pos else "no", None, [l.id for l in les], "lesion_outlier",
-                   f"largest {les[0].id} {_fmt(les[0].volume_ml, 3)} mL / second {les[1].id} {_fmt(les[1].volume_ml, 3)} mL = "
-                   f"{r:.2f} {'>=' if pos else '<'} {_fmt(ratio)} ({len(les)} lesions{where})")
+                   f"largest {les[0].id} {least}{_fmt(les[0].volume_ml, 3)} mL / second {les[1].id} {_fmt(les[1].volume_ml, 3)} mL = "
+                   f"{least}{r:.2f} {'>=' if pos else '<'} {_fmt(ratio)} ({len(les)} lesions{where})")
 
 
 def _h_clustering(f: Findings, q: Question) -> _Result:
@@ -250,18 +261,22 @@ def _h_multi_organ(f: Findings, q: Question) -> _Result:
     fams = list(dict.fromkeys(fams))
     if len(fams) < 2:
         raise _Cannot(f"multi-organ comparison needs two organs (got {', '.join(fams) or 'none'})")
-    vols, ids = {}, []
+    vols, cut, ids = {}, {}, []
     for fam in fams:
         present, _ = _imaged(f, fam)
         les = _lesions(f, fam)
         if not les:
             _require_coverage(f, fam, [_oid(o.name) for o in present])
-        for l in les:
-            _whole(l)
         vols[fam] = sum(l.volume_ml for l in les)
+        cut[fam] = any(_cut(l) for l in les)
         ids += [l.id for l in les] or [_oid(o.name) for o in present]
     order = sorted(fams, key=lambda x: -vols[x]) if q.direction == "larger" else sorted(fams, key=lambda x: vols[x])
-    desc = ", ".join(f"{x} {_fmt(vols[x], 3)} mL" for x in fams)
+    desc = ", ".join(f"{x} {'at least ' if cut[x] else ''}{_fmt(vols[x], 3)} mL" for x in fams)
+    # a lower bound can only grow: the largest total is decided when the others are exact, the smallest when it is exact
+    undecided = any(cut[x] for x in order[1:]) if q.direction == "larger" else cut[order[0]]
+    if undecided or (math.isclose(vols[order[0]], vols[order[1]], abs_tol=1e-9) and any(cut.values())):
+        raise _Cannot(f"lesion volume {desc}: lesions cut by the scan edge make the comparison undecided", ids,
+                      "total lesion volume per organ")
     if math.isclose(vols[order[0]], vols[order[1]], abs_tol=1e-9):
         return _Result("equal", None, ids, "total lesion volume per organ", f"lesion volume {desc}: tie")
     return _Result(order[0], None, ids, "total lesion volume per organ",
@@ -284,11 +299,12 @@ def _h_aggregation(f: Findings, q: Question) -> _Result:
         return _Result(tot, "lesions", [i for _, r in parts for i in r.ids], "sum of lesion counts",
                        "lesions " + " + ".join(f"{_organ_name(o)} {r.value}" for o, r in parts) + f" = {tot}")
     les = [l for o in organs for l in _lesions(f, o)]
-    for l in les:
-        _whole(l)
     tot = round(sum(l.volume_ml for l in les), 4)
+    cut = [l.id for l in les if _cut(l)]
     return _Result(tot, "mL", [l.id for l in les] or [i for _, r in parts for i in r.ids], "sum of lesion volume_ml",
-                   f"lesion volume in {', '.join(_organ_name(o) for o in organs)}: {_fmt(tot, 3)} mL")
+                   f"lesion volume in {', '.join(_organ_name(o) for o in organs)}: "
+                   + (f"at least {_fmt(tot, 3)} mL ({', '.join(cut)} cut by the scan edge)" if cut else f"{_fmt(tot, 3)} mL"),
+                   qualifier="lower_bound" if cut else "exact")
 
 
 _ENLARGEMENT = {"spleen": ("splenomegaly_volume_ml", 0), "liver": ("liver_volume_reference_ml", 1),
