@@ -155,6 +155,8 @@ _CATEGORY_PATTERNS: dict[str, list[tuple[str, str]]] = {
                                     ("hyperdense cyst", r"hyperdense|hyperattenuating|high[\s-]density|hemorrhagic|proteinaceous"),
                                     ("indeterminate", r"indeterminate|(?<!minimally )complex|solid|enhancing|\brcc\b|bosniak (?:iii|iv|3|4)\b"),
                                     ("simple cyst", r"simple|benign cyst|bosniak (?:i|1)\b")],
+    "diagnosis": [("yes", r"^(?:yes|true)\b"), ("no", r"^(?:no|false)\b"), ("benign", r"\bbenign"), ("malignant", r"malignan|cancer")],
+    "recommendation": [("surveillance", r"surveil|follow|observ|monitor|watch"), ("resection", r"resect|surg|remov|excis|operat")],
     "contrast phase": [("non_contrast", r"non[\s-]?contrast|unenhanced|non[\s-]?enhanced|\bplain\b|without (?:iv )?contrast|\bnative\b"),
                        ("portal_venous", r"portal|venous"), ("arterial", r"arterial"),
                        ("delayed", r"delayed|excretory|nephrographic|\blate\b|equilibrium")],

@@ -180,7 +180,7 @@ _MEASURES: list[tuple[str, str]] = [
     ("enlargement", r"\benlarg\w*|\bmegaly\b|splenomegaly|hepatomegaly|\blarger than normal\b|\bnormal (?:in )?size\b|\babnormally large\b"),
     ("burden", r"\bburden\b"),
     ("existence", (r"\b(?:is|are) there\b|\bany\b|\bevidence\b|\bpresen\w*|\bcontains?\b|\bdoes .* have\b|\bshow\w*|\bdetect\w*"
-                   r"|\bidentif\w*|\bvisible\b|\bexist\w*|\bsee\b|\bsigns? of\b|\bfound\b|\bfind\b")),
+                   r"|\bidentif\w*|\bvisible\b|\bexist\w*|\bsee\b|\bsigns? of\b|\bfound\b|\bfind\b|\b(?:free|clear) of\b|\by/n\b")),
 ]
 
 _UNITS: list[tuple[str, str]] = [

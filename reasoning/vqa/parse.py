@@ -206,8 +206,8 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
             return "vessel contact angle", {}
         if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far\b|\balong\b"):
             return "vessel contact length", {}
-        if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b") or (
-                "contact" in ms and _has(t, r"\bwrap|\bsurround|\bencircl")):
+        if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b"
+                                             r"|\bwrap|\bsurround|\bencircl|\ball the way around\b"):
             return "vessel contact category", {}
         if "contact" in ms or _has(t, r"\bnext to\b|\badjacent\b|\bborder|\bclose to\b|\bspare|\bsparing\b|\bclear of\b|\bfree of\b"
                                       r"|\bwrap|\bsurround|\bcompress|\bnarrow|\bocclu|\bthromb"):
@@ -257,7 +257,8 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         return None
     kidney_only = bool(organs) and all(f == "kidney" for f in fams)
     if _has(t, r"asymmetr|\bbilateral\b") or (kidney_only and _has(
-            t, r"which kidney|which side|\bl vs\.? r\b|\bleft vs\.? right\b|\bleft or (?:the )?right\b") and (
+            t, r"which kidney|which side|\bl vs\.? r\b|\bleft vs\.? right\b|\bleft or (?:the )?right\b"
+               r"|\bone kidney\b.*\bthan the other\b|\bmore affected\b") and (
             lesion or _has(t, r"\bburden\b"))):
         return "bilateral kidney asymmetry", {}
     if lesion and _has(t, r"\bburden\b|lesion volume|tumor volume|more (lesions?|tumors?)") and _has(
@@ -280,7 +281,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
     if _has(t, r"\badjacent\b|\babut|\bin contact\b|\bcontact\w*\b|\bneighbo|\bnext to\b|\bborder(s|ing)?\b|\btouch"):
         return "adjacent organ", {"organ": organ}
     if _has(t, r"outlier|disproportionate|(much|significantly|substantially|markedly|far) larger than (all )?(the )?(other|rest|remaining)"
-               r"|dominant lesion|dominant \w+ lesion|\d+\s*(?:x|times) (?:the )?(?:next|second|other)|much,? much larger"):
+               r"|dominant lesion|dominant \w+ lesion|\bdominat\w* (?:the )?(?:others|other|rest)|\d+\s*(?:x|times) (?:the )?(?:next|second|other)|much,? much larger"):
         return "lesion outlier", {"organ": organ}
     if _has(t, r"cluster|distribut|scatter|dispers|\bspread\b|concentrated|diffuse"):
         return "liver lesion clustering", {}
@@ -356,7 +357,7 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
 
 _FILLER = {"is", "are", "there", "a", "an", "the", "any", "in", "of", "on", "at", "within", "inside", "seen", "present", "left",
            "right", "l", "r", "one", "some", "or", "and", "this", "scan", "ct", "patient", "patient's", "does", "do", "have", "has",
-           "solid", "side", "sided"}
+           "solid", "side", "sided", "y", "n", "yes", "no", "y/n", "both", "free", "clear"}
 
 
 def _only_names(t: str) -> bool:
