@@ -4,10 +4,12 @@ What is said is split from how it is said. Every fact-bearing phrase (size with 
 attenuation, vessel contact, stage, slice) is a sentence that code renders from Findings: the
 template narrative's sentences (reasoning.report.template_draft), each given an id (``F1``...).
 The model's structured output (JSON schema, ``output_schema``) only arranges them: for FINDINGS
-and IMPRESSION an ordered list of ``{"lead": ..., "fact": "F<n>"}`` items, where ``fact`` is an
-enum of that section's fact ids and ``lead`` an optional connective whose JSON-schema ``pattern``
-admits only the fact-free words of ``LEADS`` (no digit, organ, size or diagnosis word can appear).
-Technique and Limitations are rendered by code alone.
+and IMPRESSION an ordered list of fact ids (an enum of that section's ids: it chooses order, what
+to include beyond the REQUIRED facts, and the IMPRESSION's emphasis), plus at most ``MAX_LEADS``
+lead-ins ``{"fact", "lead"}`` whose JSON-schema ``pattern`` admits only the fact-free connectives
+of ``LEADS`` (no digit, organ, size or diagnosis word can appear). The schema stays small (a few
+tokens per fact) so that ``max_tokens`` follows from it. Technique and Limitations are rendered by
+code alone.
 
 Every arrangement is then checked twice, and both rates are kept apart (``NarrativeRun``):
 - grounding: reasoning.grounding.Validator over the rendered sentences (as for any text);
@@ -54,9 +56,10 @@ from .report import ReportDraft, Sentence, _actionable_rank, _location, template
 # Connectives the model may put before a fact: no digit, no organ, size, finding or diagnosis word.
 LEADS = ("Also", "In addition", "Additionally", "Of note", "Notably", "Furthermore", "Moreover", "Separately",
          "Elsewhere", "In summary", "Overall")
-LEAD_PATTERN = "^(" + "|".join(re.escape(w).replace("\\ ", " ") for w in LEADS) + ")?$"
+LEAD_PATTERN = "^(" + "|".join(re.escape(w).replace("\\ ", " ") for w in LEADS) + ")$"
 LEAD_RE = re.compile(LEAD_PATTERN)
 MODEL_SECTIONS = ("findings", "impression")
+MAX_LEADS = 6
 TOKEN_MARGIN = 16  # end-of-sequence and the odd special token, beyond the schema's longest JSON
 
 DEFAULT_ANSWER_INTRO = "A valid answer (every fact, in the default order; improve the order and add lead-ins if you wish):"
@@ -64,12 +67,12 @@ _ID_RE = re.compile(r"\b(?:L\d+|study|organ:[a-z_]+)\b")
 _LOWER_FIRST = ("The", "No", "Incompletely")
 
 SYSTEM = """You arrange a CT report from fact sentences that are already written. You never write a fact.
-For the FINDINGS and the IMPRESSION you choose which facts to include and their order, and for each an
-optional lead-in word from this list (or an empty string): {leads}.
+For the FINDINGS and the IMPRESSION you choose which facts to include and their order. You may give up to
+{max_leads} facts a lead-in from this list: {leads}.
 Rules:
 - Facts marked REQUIRED must be included. Use each fact at most once, only in its own section.
 - In the IMPRESSION put the most important finding first.
-Answer with JSON only, in the form {{"findings":[{{"lead":"","fact":"F2"}},...],"impression":[...]}}."""
+Answer with JSON only: {{"findings":["F1",...],"impression":[...],"lead_ins":[{{"fact":"F2","lead":"Also"}}]}}."""
 
 
 @dataclass(frozen=True)
@@ -108,18 +111,19 @@ def facts_of(f: Findings, style: str = "structured") -> list[Fact]:
 
 
 def output_schema(facts: list[Fact]) -> dict:
-    """Per section an ordered list of {lead, fact}; fact is an enum of that section's ids."""
+    """Per section an ordered list of that section's fact ids; a few lead-ins (fact id, connective)."""
     props = {}
     for sec in MODEL_SECTIONS:
         ids = [x.id for x in facts if x.sentence.section == sec]
-        item = {"type": "object",
-                "properties": {"lead": {"type": "string", "pattern": LEAD_PATTERN, "maxLength": max(map(len, LEADS))},
-                               "fact": {"type": "string", "enum": ids}},
-                "required": ["lead", "fact"], "additionalProperties": False}
         n_req = sum(x.required for x in facts if x.sentence.section == sec)
-        props[sec] = {"type": "array", "items": item, "minItems": n_req or (1 if sec == "impression" and ids else 0),
-                      "maxItems": len(ids)}
-    return {"type": "object", "properties": props, "required": list(MODEL_SECTIONS), "additionalProperties": False}
+        props[sec] = {"type": "array", "items": {"type": "string", "enum": ids},
+                      "minItems": n_req or (1 if sec == "impression" and ids else 0), "maxItems": len(ids)}
+    lead = {"type": "object",
+            "properties": {"fact": {"type": "string", "enum": [x.id for x in facts]},
+                           "lead": {"type": "string", "pattern": LEAD_PATTERN, "maxLength": max(map(len, LEADS))}},
+            "required": ["fact", "lead"], "additionalProperties": False}
+    props["lead_ins"] = {"type": "array", "items": lead, "maxItems": MAX_LEADS}
+    return {"type": "object", "properties": props, "required": [*MODEL_SECTIONS, "lead_ins"], "additionalProperties": False}
 
 
 def max_json_chars(schema: dict) -> int:
@@ -154,7 +158,7 @@ def facts_prompt(facts: list[Fact]) -> str:
                 where = f"[{x.sentence.group}] " if x.sentence.group else ""
                 lines.append(f"{x.id} {where}{'(REQUIRED) ' if x.required else ''}{x.sentence.text}")
         lines.append("")
-    default = {sec: [{"lead": "", "fact": x.id} for x in facts if x.sentence.section == sec] for sec in MODEL_SECTIONS}
+    default = {sec: [x.id for x in facts if x.sentence.section == sec] for sec in MODEL_SECTIONS} | {"lead_ins": []}
     lines.append(DEFAULT_ANSWER_INTRO)
     lines.append(json.dumps(default, separators=(",", ":")))
     return "\n".join(lines)
@@ -182,30 +186,42 @@ def parse_reply(content: str | None, facts: list[Fact]) -> tuple[list[Sentence],
     except (ValueError, TypeError) as e:
         return [], [f"[format] the reply is not the required JSON object ({type(e).__name__})"]
     by_id = {x.id: x for x in facts}
-    out, errs, seen = [], [], set()
+    errs: list[str] = []
+    extra = set(data) - {*MODEL_SECTIONS, "lead_ins"}
+    if extra:
+        errs.append(f"[format] unknown keys {sorted(extra)}; expected findings, impression, lead_ins")
+    leads: dict[str, str] = {}
+    raw_leads = data.get("lead_ins", [])
+    if not isinstance(raw_leads, list) or len(raw_leads) > MAX_LEADS:
+        errs.append(f"[format] 'lead_ins' must be a list of at most {MAX_LEADS} {{\"fact\", \"lead\"}} objects")
+        raw_leads = []
+    for i, it in enumerate(raw_leads):
+        fid, lead = (it.get("fact"), it.get("lead")) if isinstance(it, dict) else (None, None)
+        if not isinstance(it, dict) or set(it) != {"fact", "lead"} or not isinstance(fid, str) or fid not in by_id:
+            errs.append(f"[format] lead_ins item {i + 1}: expected {{\"fact\": <a fact id>, \"lead\": <a lead-in>}}")
+        elif not isinstance(lead, str) or not LEAD_RE.fullmatch(lead):
+            errs.append(f"[format] lead_ins item {i + 1}: lead {lead!r} is not one of {', '.join(LEADS)}")
+        elif fid in leads:
+            errs.append(f"[format] lead_ins item {i + 1}: {fid} has two lead-ins")
+        else:
+            leads[fid] = lead
+    out, seen = [], set()
     for sec in MODEL_SECTIONS:
         items = data.get(sec)
         if not isinstance(items, list):
-            errs.append(f"[format] '{sec}' must be a list of {{\"lead\", \"fact\"}} objects")
+            errs.append(f"[format] '{sec}' must be a list of {sec} fact ids")
             continue
-        for i, it in enumerate(items):
+        for i, fid in enumerate(items):
             where = f"{sec} item {i + 1}"
-            if not isinstance(it, dict) or set(it) - {"lead", "fact"}:
-                errs.append(f"[format] {where}: expected an object with 'lead' and 'fact' only")
-                continue
-            fid, lead = it.get("fact"), it.get("lead", "")
             x = by_id.get(fid) if isinstance(fid, str) else None
             if x is None or x.sentence.section != sec:
                 errs.append(f"[format] {where}: {fid!r} is not a {sec} fact id")
-                continue
-            if not isinstance(lead, str) or not LEAD_RE.fullmatch(lead):
-                errs.append(f"[format] {where}: lead {lead!r} is not one of {', '.join(LEADS)} (or empty)")
-                continue
-            if fid in seen:
+            elif fid in seen:
                 errs.append(f"[format] {where}: {fid} is used twice")
-                continue
-            seen.add(fid)
-            out.append(render(lead, x.sentence))
+            else:
+                seen.add(fid)
+                out.append(render(leads.get(fid, ""), x.sentence))
+    errs += [f"[format] lead-in for {fid}, a fact not included" for fid in leads if fid not in seen]
     missing = [x.id for x in facts if x.required and x.id not in seen]
     if missing:
         errs.append(f"[format] required facts missing: {', '.join(missing)}")
@@ -298,7 +314,7 @@ async def narrate(f: Findings, client: LLMClient, *, max_attempts: int = 3, styl
     schema = output_schema(facts)
     limit = max_tokens or max_tokens_for(schema)
     fmt = json_schema_format("report_arrangement", schema)
-    base = [{"role": "system", "content": SYSTEM.format(leads=", ".join(LEADS))},
+    base = [{"role": "system", "content": SYSTEM.format(leads=", ".join(LEADS), max_leads=MAX_LEADS)},
             {"role": "user", "content": facts_prompt(facts)}]
     messages = base
     run = NarrativeRun(reference)

@@ -14,6 +14,7 @@ from reasoning.client import LLMClient, strip_think
 from reasoning.grounding import Validator
 from reasoning.narrative import (
     LEADS,
+    MAX_LEADS,
     content_errors,
     facts_of,
     llm_draft,
@@ -65,18 +66,18 @@ def test_the_default_arrangement_is_accepted_and_renders_the_template_facts(find
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
     assert "guided_json" not in body and "structured_outputs" not in body
     schema = body["response_format"]["json_schema"]["schema"]
-    enum = schema["properties"]["findings"]["items"]["properties"]["fact"]["enum"]
+    enum = schema["properties"]["findings"]["items"]["enum"]
     assert len(enum) == len(template_texts(findings, "findings"))
 
 
 def test_max_tokens_covers_the_longest_reply_the_schema_admits(findings):
-    """max_tokens follows from the schema: the longest compact reply (every fact, each with the
-    longest lead-in), written here independently, has no more characters than max_tokens."""
+    """max_tokens follows from the schema: the longest compact reply (every fact, the most lead-ins,
+    each the longest), written here independently, has no more characters than max_tokens."""
     _, srv = run(findings, echo_default)
     facts = facts_of(findings)
     longest = max(LEADS, key=len)
-    worst = {sec: [{"lead": longest, "fact": x.id} for x in facts if x.sentence.section == sec]
-             for sec in ("findings", "impression")}
+    worst = {sec: [x.id for x in facts if x.sentence.section == sec] for sec in ("findings", "impression")}
+    worst["lead_ins"] = [{"fact": max((x.id for x in facts), key=len), "lead": longest}] * MAX_LEADS
     n_chars = len(json.dumps(worst, separators=(",", ":")))
     mt = srv.requests[0]["max_tokens"]
     assert n_chars <= mt <= n_chars + 32
@@ -86,9 +87,8 @@ def test_max_tokens_covers_the_longest_reply_the_schema_admits(findings):
 def test_lead_ins_are_rendered_and_the_order_is_the_models(findings):
     def handler(body, n):
         a = default_arrangement(body)
-        a["findings"][0]["lead"] = "Of note"
         a["impression"].reverse()
-        a["impression"][0]["lead"] = "Notably"
+        a["lead_ins"] = [{"fact": a["findings"][0], "lead": "Of note"}, {"fact": a["impression"][0], "lead": "Notably"}]
         return reply(a)
 
     r, _ = run(findings, handler)
@@ -98,23 +98,29 @@ def test_lead_ins_are_rendered_and_the_order_is_the_models(findings):
     got = next(s.text for s in d.sentences if s.section == "findings")
     assert got.startswith("Of note, ") and got.lower().endswith(first[1:].lower())
     imp = template_texts(findings, "impression")
-    assert [s.text for s in d.sentences if s.section == "impression"][1:] == imp[::-1][1:]
+    got_imp = [s.text for s in d.sentences if s.section == "impression"]
+    assert got_imp[0].startswith("Notably, ") and got_imp[0].lower() == ("Notably, " + imp[-1]).lower()
+    assert got_imp[1:] == imp[::-1][1:]
 
 
 def corrupt(body, kind, f):
     a = default_arrangement(body)
     if kind == "missing_lesion":  # the L1 sentence with its size and location left out
-        a["findings"] = [x for x in a["findings"] if x["fact"] != main_sentence_id(f, "L1")]
+        a["findings"].remove(main_sentence_id(f, "L1"))
     elif kind == "wrong_section":
-        a["findings"].append({"lead": "", "fact": a["impression"][0]["fact"]})
+        a["findings"].append(a["impression"][0])
     elif kind == "fact_word_lead":
-        a["findings"][0]["lead"] = "Benign"
+        a["lead_ins"] = [{"fact": a["findings"][0], "lead": "Benign"}]
     elif kind == "digit_lead":
-        a["findings"][0]["lead"] = "In 2 places"
+        a["lead_ins"] = [{"fact": a["findings"][0], "lead": "In 2 places"}]
+    elif kind == "lead_for_unused_fact":
+        a["lead_ins"] = [{"fact": a["findings"].pop(), "lead": "Also"}]
+    elif kind == "too_many_leads":
+        a["lead_ins"] = [{"fact": x, "lead": "Also"} for x in a["findings"][:MAX_LEADS + 1]]
     elif kind == "duplicate":
-        a["findings"].append(dict(a["findings"][0]))
+        a["findings"].append(a["findings"][0])
     elif kind == "invented_id":
-        a["findings"].append({"lead": "", "fact": "F999"})
+        a["findings"].append("F999")
     elif kind == "not_json":
         return {"content": "Sure! Here is the report: the liver is normal."}
     return reply(a)
@@ -123,6 +129,7 @@ def corrupt(body, kind, f):
 @pytest.mark.parametrize("kind,expect", [
     ("missing_lesion", "required facts missing"), ("wrong_section", "is not a findings fact id"),
     ("fact_word_lead", "lead 'Benign' is not one of"), ("digit_lead", "lead 'In 2 places' is not one of"),
+    ("lead_for_unused_fact", "a fact not included"), ("too_many_leads", f"at most {MAX_LEADS}"),
     ("duplicate", "is used twice"), ("invented_id", "'F999' is not a findings fact id"),
     ("not_json", "not the required JSON object")])
 def test_each_refusal_is_reasked_with_the_error_list_only(findings, kind, expect):
@@ -190,8 +197,7 @@ def test_content_rules_hold_for_the_template_and_refuse_what_is_missing(findings
 def test_accepted_arrangements_pass_grounding_independently(findings):
     def handler(body, n):
         a = default_arrangement(body)
-        for i, it in enumerate(a["findings"]):
-            it["lead"] = LEADS[i % len(LEADS)]
+        a["lead_ins"] = [{"fact": x, "lead": LEADS[i]} for i, x in enumerate(a["findings"][:MAX_LEADS])]
         return reply(a)
 
     r, _ = run(findings, handler)
@@ -240,7 +246,7 @@ def test_server_context_400_is_an_overflow_not_unavailable(findings):
 
 def test_truncated_reply_is_named_and_reasked(findings):
     def handler(body, n):
-        return {"content": '{"findings":[{"lead":"","fa', "_finish_reason": "length"} if n == 1 else echo_default(body, n)
+        return {"content": '{"findings":["F1","F', "_finish_reason": "length"} if n == 1 else echo_default(body, n)
 
     r, srv = run(findings, handler)
     assert r.draft.engine == "llm" and r.draft.attempts == 2
