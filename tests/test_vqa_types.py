@@ -270,6 +270,7 @@ def test_largest_lesion_slice_is_the_slice_of_largest_area(case):
         areas = mask.sum(axis=(0, 1))
         a = ask(case, subtype="largest lesion slice", lesion_id=lid(case, mask))
         assert areas[a.answer] == areas.max(), key  # 0-based index along the axial (third) axis, DeepTumorVQA's convention
+        assert a.line().startswith(f"axial slice index {a.answer} (0-based)")
     f = case["findings"]
     old = f.model_copy(update={"lesions": [l.model_copy(update={"max_area_slice": None}) for l in f.lesions]})
     r = answer(old, Question(subtype="largest lesion slice", organ="liver"))

@@ -168,7 +168,9 @@ class Answer(BaseModel):
         """One line for people: the answer (or the status and reason) and the explanation."""
         if self.status != "answered":
             return f"{self.status.replace('_', ' ')}: {self.reason}"
-        if self.unit == "slice" and self.answer_type != "choice":
+        if self.unit == "slice" and self.answer_type != "choice" and self.subtype == "largest lesion slice":
+            a = f"axial slice index {self.answer} (0-based)"  # the benchmark's index, never shown as an image number
+        elif self.unit == "slice" and self.answer_type != "choice":
             a = f"slice {self.answer}"
         else:
             a = f"{self.answer}" + (f" {self.unit}" if self.unit and self.answer_type != "choice" else "")
