@@ -12,7 +12,6 @@ from perception.registry import ALIASES, VESSELS
 from reasoning.vqa.subtypes import canonical_subtype
 from reasoning.vqa.vocabulary import canonical_organ, canonical_segment
 
-
 NEGATABLE = frozenset({"lesion completeness"})  # yes/no types whose handler answers the opposite question too
 
 
@@ -56,7 +55,7 @@ class Question(BaseModel):
     text: str | None = Field(None, description="the question text this was parsed from")
 
     @model_validator(mode="after")
-    def _negatable(self) -> "Question":
+    def _negatable(self) -> Question:
         if self.negated and self.subtype not in NEGATABLE:
             raise ValueError(f"negated applies to {', '.join(sorted(NEGATABLE))} only, not to {self.subtype!r}")
         return self
@@ -156,7 +155,7 @@ class Answer(BaseModel):
         None, description="sizes: exact, or lower_bound when the lesion/organ is cut by the scan edge (the value is at least this)")
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Answer":
+    def _consistent(self) -> Answer:
         if self.status == "answered":
             if self.answer is None or self.reason is not None:
                 raise ValueError("an answered Answer needs an answer and no reason")
