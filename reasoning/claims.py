@@ -1172,7 +1172,7 @@ class ClaimChecker:
                 w.take(*m.span())
         for m in _NODULE_TYPE.finditer(w.t):
             want = m.group(1).lower().replace("-", "_").replace(" ", "_")
-            if _LIMIT.search(w.orig):
+            if re.search(r"nodule\s+type[^.;]*?(?:not\s+determined|undetermined|cannot)", w.orig, re.IGNORECASE):
                 have = [les.id for les in lesions if les.nodule_type is None]
             else:
                 have = [les.id for les in lesions if les.nodule_type == want]

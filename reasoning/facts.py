@@ -149,6 +149,7 @@ def quotable(f: Findings) -> set[str]:
     for o in f.organs:
         if o.plausibility:
             out |= {c.detail for c in o.plausibility.checks}
+        out |= {fl.rule for fl in o.flags}  # a flag's rule, quoted with its value, is not a claim about this study
     out |= {m.name for m in f.masks}
     return {q for q in out if q}
 

@@ -253,17 +253,24 @@ def _no_lesion_impression(f: Findings) -> Sentence:
         return Sentence(section="impression", group="", finding_ids=["study"], text=(
             "No lesion was measured; lesion-search coverage is not recorded in these findings, so absence of lesions "
             "cannot be stated for any organ."))
-    searched = [s for s in f.lesion_search if s.covers()]
-    partial = [s for s in f.lesion_search if s.searched and not s.covers()]
+    def imaged(organ: str) -> bool:  # absence is said only of an organ whose mask shows it
+        o = f.organ(organ)
+        return o is not None and o.status.value != "absent" and not implausible(o)
+
+    searched = [s for s in f.lesion_search if s.covers() and imaged(s.organ)]
+    partial = [s for s in f.lesion_search if s.searched and not s.covers() and imaged(s.organ)]
+
     def edge(organ: str) -> str:
         o = f.organ(organ)
         return " in its imaged part" if o is not None and o.status.value == "truncated_by_fov" else ""
     part = " ".join(f"No {kinds_phrase(s).removesuffix('s')} found in the {_human(s.organ)}{edge(s.organ)} (searched for "
                     f"{kinds_phrase(s)} only, by {', '.join(s.by)})." for s in partial)
     if not searched:
+        why = ("No search for lesions of every kind was run (no general lesion mask or tumour model)"
+               if not any(s.covers() for s in f.lesion_search) else
+               "No organ searched for lesions of every kind is seen on its mask")
         return Sentence(section="impression", group="", finding_ids=["study"], text=(
-            (part + " " if part else "") + "No search for lesions of every kind was run (no general lesion mask or tumour "
-            "model): absence of lesions cannot be stated for any organ."))
+            (part + " " if part else "") + why + ": absence of lesions cannot be stated for any organ."))
     where = "; ".join(f"{_human(s.organ)} ({edge(s.organ).strip() + ', ' if edge(s.organ) else ''}by {', '.join(s.by) or 'a lesion search'})" for s in searched)
     rest = " Lesions were not searched for elsewhere (see Limitations)." if len(searched) < len(f.lesion_search) else ""
     return Sentence(section="impression", group="", finding_ids=["study"],
