@@ -58,12 +58,6 @@ def _bound_option(value: float, unit: str | None, opts: list[Option]) -> tuple[O
     return None, f"the lower bound {_fmt(value)} leaves options {', '.join(o.letter for o in possible)} possible"
 
 
-def _asks_cut(t: str) -> bool:
-    """The completeness question is asked the other way round ('is it cut off / truncated?': yes = not complete)."""
-    return re.search(r"\btruncat\w*|\bcut (?:off|by)\b|\bpartially\b|\bincomplet\w*|\bextends? beyond\b|\bpart of\b", t) is not None \
-        and re.search(r"\b(?:completely|fully|entirely|whole|entire)\b", t) is None
-
-
 def _asks_absence(t: str) -> bool:
     """An existence question asked as absence ('Is the liver free / clear of lesions?': yes = no lesion)."""
     return re.search(r"\b(?:free|clear) of\b|\bwithout any\b|\bno (?:lesions?|tumou?rs?|masses|cysts?|spots?) (?:in|at all)\b", t) is not None
@@ -108,10 +102,8 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     except _Cannot as e:
         return Answer(status="cannot_be_determined", answer_type=spec.answer_type, finding_ids=e.ids, rule=e.rule,
                       value=e.value, explanation="the findings cannot support an answer", reason=e.reason, **base)
-    if ents is not None and r.value in ("yes", "no") and (
-            (spec.name == "lesion completeness" and _asks_cut(ents.norm)) or (spec.name.endswith("existence") and _asks_absence(ents.norm))):
-        asked = "cut by the scan edge" if spec.name == "lesion completeness" else "free of lesions"
-        r = _Result("no" if r.value == "yes" else "yes", r.unit, r.ids, r.rule, f"asked whether {asked}: {r.explanation}",
+    if ents is not None and r.value in ("yes", "no") and spec.name.endswith("existence") and _asks_absence(ents.norm):
+        r = _Result("no" if r.value == "yes" else "yes", r.unit, r.ids, r.rule, f"asked whether free of lesions: {r.explanation}",
                     r.accept, r.qualifier)
     r0 = r
     if spec.answer_type == "numeric" and not opts:  # options carry their own units (converted when matched)

@@ -397,7 +397,15 @@ def _params(sub: str, e: QuestionEntities, decided: dict) -> dict:
         out[k] = v
     if "unit" in fields and e.unit and "unit" not in out:
         out["unit"] = e.unit
+    if sub == "lesion completeness" and "negated" in fields and asks_cut(e.norm):
+        out["negated"] = True
     return out
+
+
+def asks_cut(t: str) -> bool:
+    """A completeness question asked the other way round ('is it cut off / truncated?': yes = not complete)."""
+    return _has(t, r"\btruncat\w*|\bcut (?:off|by)\b|\bpartially\b|\bincomplet\w*|\bextends? beyond\b|\bpart of\b") \
+        and not _has(t, r"\b(?:completely|fully|entirely|whole|entire)\b")
 
 
 # --- understanding --------------------------------------------------------------------------------
