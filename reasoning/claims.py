@@ -320,6 +320,8 @@ def _unit(u: str) -> tuple[str, float]:
 
 
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
+_SUPERLATIVE = re.compile(r"\b(largest|biggest|smallest)\b", re.IGNORECASE)
+_RATIO_WORDS = re.compile(r"ratio|threshold|\b[lp]/s\b|index|relative\s+to|times", re.IGNORECASE)
 _LENGTH_FACTS = ("long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "contact_length_mm")
 _APPROX = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\broughly|\baround|~|\bnearly|\balmost|\bsome)\s*$", re.IGNORECASE)
 _INEQ_RE = re.compile(r"(\bexceed(?:s|ing)?|\bmore\s+than|\bgreater\s+than|\blarger\s+than|\babove|\bless\s+than|"
@@ -413,7 +415,12 @@ def split_sentences(text: str) -> list[str]:
         if not line.strip() or _HEADING.match(line) or re.fullmatch(r"\s*[-=*_|: ]{3,}\s*", line):
             continue
         line = _SECTION_PREFIX.sub("", line.replace("**", ""))
-        out += [s.strip() for s in _SENT_SPLIT.split(line) if s and s.strip()]
+        mark = LIST_MARK_RE.match(line)  # '1. Eight lesions.': the list mark stays with its sentence
+        body = line[mark.end():] if mark else line
+        parts = [s.strip() for s in _SENT_SPLIT.split(body) if s and s.strip()]
+        if mark and parts:
+            parts[0] = mark.group(0).strip() + " " + parts[0]
+        out += parts
     return out
 
 
@@ -533,6 +540,10 @@ class ClaimChecker:
             lesions = self._narrow(lesions, vessel_free_low)
         else:
             lesions, organs = self._narrow(list(f.lesions), vessel_free_low), list(f.organs)
+        sup = _SUPERLATIVE.search(vessel_free_low)
+        if not named and sup and lesions:  # 'the largest liver lesion measures ...': that lesion
+            pick = max if sup.group(1) in ("largest", "biggest") else min
+            lesions = [pick(lesions, key=lambda les: les.long_axis_mm)]
         ids = ["study"] + [f"organ:{o.name}" for o in organs] + [les.id for les in lesions]
         return _Scope(ids, lesions, organs, _merge(self.facts, ids), False)
 
@@ -601,6 +612,7 @@ class ClaimChecker:
         self._vessels(w, vessels, sc)
         self._special(w, sc)
         self._lesion_edge(w, sc)
+        self._superlative(w, sc, organ_mentions)
         self._organ_status(w, sc, organ_mentions)
         self._sizes(w, sc, organ_mentions)
         self._negatives(w, sc, organ_mentions)
@@ -730,6 +742,24 @@ class ClaimChecker:
             w.claims.append(_C("measurement", m.group(0), "supported" if ok else "unsupported",
                                f"{', '.join(edge)} reach the scan edge (sizes are lower bounds)" if ok else
                                f"{m.group(0)!r}: no lesion in scope reaches the scan edge", edge or sc.ids, "number"))
+            w.take(*m.span())
+
+    def _superlative(self, w: _Work, sc: _Scope, mentions) -> None:
+        """'L1 is the largest (liver) lesion': among the lesions of the organs named (all when none), by long axis."""
+        named = [f"L{m.group(1)}" for m in LESION_ID_RE.finditer(w.orig) if f"L{m.group(1)}" in self.lesion_ids]
+        for m in _SUPERLATIVE.finditer(w.t):
+            if len(named) != 1:
+                w.take(*m.span())
+                continue
+            fams = {n[7:] for _, names, _s, _e in mentions for n in names if n.startswith("family:")}
+            pool = [les for les in self.findings.lesions if not fams or (les.organ and organ_family(les.organ) in fams)]
+            pick = max if m.group(1).lower() in ("largest", "biggest") else min
+            best = pick(pool, key=lambda les: les.long_axis_mm) if pool else None
+            ok = best is not None and best.id == named[0]
+            w.claims.append(_C("measurement", m.group(0), "supported" if ok else "unsupported",
+                               f"{best.id} has the {m.group(1).lower()} long axis ({best.long_axis_mm:.1f} mm) of "
+                               f"{len(pool)} lesion(s)" + ("" if ok else f", not {named[0]}") if best else
+                               "no lesion to compare", named, "number"))
             w.take(*m.span())
 
     def _organs_in(self, mentions, a: int = 0, b: int = 10 ** 9) -> list[Organ]:
@@ -1310,7 +1340,8 @@ class ClaimChecker:
             w.take(*m.span())
 
     def _bare_numbers(self, w: _Work, sc: _Scope) -> None:
-        ratios = [x for x in sc.facts.numbers if x.unit == "ratio"]
+        # a bare number is a ratio fact only where the sentence speaks of a ratio (not '1.' of a list)
+        ratios = [x for x in sc.facts.numbers if x.unit == "ratio"] if _RATIO_WORDS.search(w.orig) else []
         for m in re.finditer(NUM, w.t):
             hit = [x for x in ratios if _matches(m.group(1), x.value)]
             if hit:
