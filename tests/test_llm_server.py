@@ -1,5 +1,6 @@
 """The production request shapes against a real vLLM server (SmolLM2-135M on CPU, see
-tests/llm_fixtures.py): json_schema response format, a named tool call, a tool-result round trip.
+tests/llm_fixtures.py): json_schema response format (with a string pattern), a named tool call, a
+tool-result round trip, the served context in /v1/models.
 Few and short on purpose: each request costs seconds on CPU."""
 
 from __future__ import annotations
@@ -68,6 +69,23 @@ def test_models_lists_served_model(vllm_server):
     status, out = _request(f"{vllm_server.base_url}/models")
     assert status == 200
     assert vllm_server.model in [m["id"] for m in out["data"]]
+    # the served context the narrative's prompt budget is checked against (reasoning.client)
+    assert [m["max_model_len"] for m in out["data"] if m["id"] == vllm_server.model] == [8192]
+
+
+def test_lead_in_pattern_and_thinking_switch_are_accepted(vllm_server):
+    """The narrative's request shape: a string `pattern` (only fact-free connectives) in a json_schema,
+    and chat_template_kwargs enable_thinking=false (ignored by a template without thinking)."""
+    from reasoning.narrative import LEAD_PATTERN, LEAD_RE, MAX_LEADS
+
+    schema = {"type": "object", "properties": {"leads": {"type": "array", "minItems": 2, "maxItems": MAX_LEADS, "items": {
+        "type": "string", "pattern": LEAD_PATTERN, "maxLength": 12}}}, "required": ["leads"], "additionalProperties": False}
+    out = _chat(vllm_server, max_tokens=120, chat_template_kwargs={"enable_thinking": False}, messages=[
+        {"role": "user", "content": "Write two sentences about a 23 mm liver metastasis, as JSON."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "leads", "schema": schema, "strict": True}})
+    obj = json.loads(out["choices"][0]["message"]["content"])
+    assert 2 <= len(obj["leads"]) <= MAX_LEADS and all(LEAD_RE.fullmatch(x) for x in obj["leads"]), obj
+    print(f"pattern request: {out['_seconds']:.1f} s, {obj}")
 
 
 def test_json_schema_response_format_is_enforced(vllm_server):
