@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from perception.registry import organ_family
 from perception.schema import Findings
 from reasoning.vocabulary import VESSEL_PHRASES
 from reasoning.vqa.choices import (
@@ -21,6 +22,7 @@ from reasoning.vqa.choices import (
 )
 from reasoning.vqa.entities import strip_prompt
 from reasoning.vqa.handlers import _HANDLERS
+from reasoning.vqa.lookup import _lesion_class, _lesions
 from reasoning.vqa.parse import understand
 from reasoning.vqa.question import Answer, Question
 from reasoning.vqa.result import _Cannot, _fmt, _Result
@@ -63,6 +65,34 @@ def _asks_absence(t: str) -> bool:
     return re.search(r"\b(?:free|clear) of\b|\bwithout any\b|\bno (?:lesions?|tumou?rs?|masses|cysts?|spots?) (?:in|at all)\b", t) is not None
 
 
+# types that read the lesion kind themselves (or ask it): a kind word there is not a lesion choice
+_KIND_AWARE = {"pancreatic cyst resectability", "pseudocyst determination", "lesion type classification", "renal mass characterization",
+               "PDAC vs PNET classification", "pancreatic lesion resectability", "pancreatic tumor staging", "kidney tumor staging",
+               "lesion composition"}
+
+
+def _lesion_of_kind(findings: Findings, q: Question, e) -> tuple[Question, str | None]:
+    """'the liver cyst', 'the second largest kidney tumour': the lesion is chosen among those of that class
+    (mask type, else the kidney HU rule or the cystic flag, as the existence questions class them), by size.
+    'tumour' chooses only in the kidney, where cyst and tumour are told apart; elsewhere it means any lesion."""
+    kind = e.kind_named
+    if kind is None or q.lesion_id or "lesion_id" not in SUBTYPES[q.subtype].params or q.subtype in _KIND_AWARE:
+        return q, None
+    if kind == "tumor" and not any(organ_family(o) == "kidney" for o in e.organs):
+        return q, None
+    organ = q.organ or (e.organs[0] if e.organs else None)
+    cands = sorted((l for l in _lesions(findings, organ) if _lesion_class(l)[0] == kind), key=lambda l: -l.volume_ml)
+    where = f"the {organ.replace('_', ' ')}" if organ else "this study"
+    if not cands:
+        return q, f"no lesion in {where} is classed {kind} (mask type, else attenuation), so 'the {kind}' names none"
+    rank = q.rank
+    if rank == -1:
+        return q.model_copy(update={"lesion_id": cands[-1].id, "rank": 1}), None
+    if rank < 1 or rank > len(cands):
+        return q, f"asked for {kind} number {rank} by size, but {where} has {len(cands)} {kind}(s)"
+    return q.model_copy(update={"lesion_id": cands[rank - 1].id, "rank": 1}), None
+
+
 def _assessed_vessel(findings: Findings, q: Question, e) -> Question:
     """A vessel phrase may name several masks ('portal vein': portal_vein or portal_vein_and_splenic_vein): the one
     this study has (a lesion's vessel contacts or a mask), else the first."""
@@ -91,6 +121,11 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
             return Answer(status="unmapped_question", explanation="no question type uses everything this question names",
                           reason=u.reason())
         q = _assessed_vessel(findings, u.question, u.entities)
+        q, why = _lesion_of_kind(findings, q, u.entities)
+        if why:
+            spec = SUBTYPES[q.subtype]
+            return Answer(status="cannot_be_determined", answer_type=spec.answer_type, subtype=spec.name, group=spec.group,
+                          question=q, explanation="the findings cannot support an answer", reason=why)
         asked_unit, ents = u.entities.unit, u.entities
     else:
         q = question

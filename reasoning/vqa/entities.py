@@ -77,7 +77,8 @@ class QuestionEntities:
     organs: list[str] = field(default_factory=list)  # Findings names, e.g. kidney_left, liver
     lesion_ids: list[str] = field(default_factory=list)  # L1, L2
     lesion: bool = False  # a lesion word (lesion, tumor, mass, cyst, ...)
-    lesion_kind: str | None = None  # cyst / tumor when the kind word says so
+    lesion_kind: str | None = None  # cyst / tumor when the kind word says so (broadly: mass, growth, cancer -> tumor)
+    kind_named: str | None = None  # cyst / tumor named as a kind ('cyst', 'tumour'; not 'mass', 'growth')
     vessels: list[str] = field(default_factory=list)  # Findings vessel names (first candidate of each phrase)
     vessel_phrases: list[str] = field(default_factory=list)
     vessel_generic: bool = False  # "vessels", "vascular", "arteries" without naming one
@@ -93,6 +94,7 @@ class QuestionEntities:
     diagnosis: str | None = None  # metastasis, hcc, benign, malignant, ...
     recommendation: list[str] = field(default_factory=list)  # recommend, biopsy, follow-up, treat, ...
     other_anatomy: list[str] = field(default_factory=list)  # body parts radagent has no organ for (bone, breast, ...)
+    phase_named: str | None = None  # a contrast phase the question presupposes ('on the arterial phase')
 
     def describe(self) -> str:
         """The understood entities in words (for 'unmapped' answers)."""
@@ -125,6 +127,8 @@ class QuestionEntities:
             parts.append("diagnosis " + self.diagnosis)
         if self.recommendation:
             parts.append("recommendation " + ", ".join(self.recommendation))
+        if self.phase_named:
+            parts.append("contrast phase " + self.phase_named)
         if self.other_anatomy:
             parts.append("body part not measured: " + ", ".join(self.other_anatomy))
         return "; ".join(parts) or "nothing radagent measures"
@@ -224,6 +228,10 @@ _RECOMMEND = (r"\brecommend\w*|\bbiops\w*|\bfollow[\s-]?up\b|\bsurveillance\b|\b
               r"|\bnext step\b|\bmanagement\b|\bmanage\b|\bworkup\b|\bwork-up\b|\brefer\w*|\bchemo\w*|\bradiation\b|\bablat\w*"
               r"|\bsurgery\b|\boperat(?:e|ion|ed)\b|\bresect\w*|\bremov\w*|\bexcis\w*|\bmri\b|\bpet\b")
 
+# parts of an organ Findings does not divide it into (its sub-segments are Couinaud 1-8 and pancreas head/body/tail)
+_REGIONS = (r"\b(?:right|left|caudate|quadrate) (?:hepatic |liver )?lobe\b|\b(?:upper|lower|mid) pole\b|\b(?:renal )?cortex\b"
+            r"|\bmedulla\b|\bhilum\b|\bhilar\b|\bdome\b|\bsubcapsular\b")
+
 _NUM = r"(\d+(?:[.,]\d+)?)"
 _LEN_UNIT = r"(mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?)"
 _BIGGER = r"larger|bigger|greater|longer|wider|more|over|above|exceed\w*|at least|>=?|in excess of|beyond"
@@ -299,6 +307,10 @@ def extract_entities(text: str) -> QuestionEntities:
         e.lesion_kind = "cyst"
     elif re.search(TUMOR_WORDS, rest):
         e.lesion_kind = "tumor"
+    if e.lesion_kind == "cyst" and re.search(r"\bcysts?\b", rest):
+        e.kind_named = "cyst"
+    elif e.lesion_kind == "tumor" and re.search(r"\btumou?rs?\b|\bneoplasms?\b", rest):
+        e.kind_named = "tumor"
     e.segments = segments_in(rest, "pancreas" in e.organs)
     for name, pat in _MEASURES:
         if re.search(pat, rest):
@@ -342,6 +354,10 @@ def extract_entities(text: str) -> QuestionEntities:
             break
     e.recommendation = list(dict.fromkeys(m.group(0) for m in re.finditer(_RECOMMEND, rest)))
     e.other_anatomy = list(dict.fromkeys(m.group(0) for m in re.finditer(OTHER_ANATOMY, rest)))
+    e.other_anatomy += [m.group(0) for m in re.finditer(_REGIONS, rest)]
+    ph = re.search(r"\b(late arterial|arterial|portal[\s-]venous|venous|delayed|excretory|nephrographic|non-?contrast|unenhanced)"
+                   r"(?: phase| scan| ct| images?| study)\b", rest)
+    e.phase_named = ph.group(1) if ph else None
     if "ratio" in e.measures and re.search(r"\bdifference\b|\bminus\b|\bsubtract", rest) and not re.search(r"\bratio\b", rest):
         e.measures.remove("ratio")
     return e

@@ -72,6 +72,11 @@ _UNIT_OF_TYPE = {
     "organ aggregation": "volume", "organ HU measurement": "HU", "lesion HU measurement": "HU",
     "tumor organ HU difference": "HU", "vessel contact angle": "angle", "tumor burden percentage": "%",
 }
+_COUNTS = {"lesion counting", "lesion count by location", "organ aggregation", "tumor burden percentage",
+           "multi-organ lesion burden comparison", "bilateral kidney asymmetry", "inter-segment comparison", "liver lesion clustering",
+           "lesion outlier"}
+_PHASE_OK = {"contrast phase", "fatty liver", "hepatic steatosis grading", "pancreatic steatosis", "renal mass characterization",
+             "change over time", "diagnosis", "recommendation"}
 _VESSEL_TYPES = {"vessel involvement", "vessel contact category", "vessel contact angle", "vessel contact length", "involved vessels"}
 _VESSEL_OK = _VESSEL_TYPES | _REFUSING | {"pancreatic lesion resectability", "pancreatic tumor staging", "kidney tumor staging"}
 _SEGMENT_OK = {"inter-segment comparison", "lesion count by location", "largest lesion location", "liver lesion clustering"} | _REFUSING
@@ -131,6 +136,11 @@ def _unused(sub: str, e: QuestionEntities) -> list[str]:
         out.append("diagnosis " + e.diagnosis)
     if e.recommendation and sub not in _RECOMMEND_OK:
         out.append("recommendation " + ", ".join(e.recommendation))
+    kidney = any(organ_family(o) == "kidney" for o in e.organs)
+    if sub in ("lesion counting", "lesion count by location") and (e.kind_named == "cyst" or (e.kind_named == "tumor" and kidney)):
+        out.append(f"lesion kind {e.kind_named} (this count takes every lesion)")
+    if e.phase_named and sub not in _PHASE_OK:
+        out.append(f"contrast phase {e.phase_named}")
     extra = [m for m in e.measures if m in _PRIMARY and m not in _TYPE_MEASURES.get(sub, set())]
     if extra:
         out.append("measure " + ", ".join(extra))
@@ -198,13 +208,16 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
 
     # --- vessels: a vessel rule or nothing ---
     if e.vessels or e.vessel_generic:
+        if _has(t, r"\bdistance\b|\bhow far (?:is|are|away|from)\b|\bhow close\b|\binvad\w*|\binvasion\b|\binfiltrat\w*"
+                   r"|\bextend\w* into\b|\bgrow\w* into\b|\bintraluminal\b"):
+            return None  # distance, invasion, tumour thrombus: not measured (contact is)
         if _has(t, r"\b(?:which|what|list|name)\b[^?]*\bvessels?\b|\bwhich (?:arter|vein)|\bwhat (?:arter|vein)") or (
                 e.vessel_generic and _has(t, r"\bvessels\b|\barteries\b|\bveins\b") and not _has(t, r"\bany\b")
                 and not _has(t, r"^(?:does|do|is|are|has|have|can|did|was|were)\b")):
             return "involved vessels", {}
         if "angle" in ms:
             return "vessel contact angle", {}
-        if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far\b|\balong\b"):
+        if "contact_length" in ms or _has(t, r"\blength\b|\bhow long\b|\bhow far along\b|\balong\b"):
             return "vessel contact length", {}
         if "contact_category" in ms or _has(t, r"\bhow (?:much|extensive|severe)\b|\bcategor|\bextent of\b|\bdegree\b"
                                              r"|\bwrap|\bsurround|\bencircl|\ball the way around\b"):
@@ -239,7 +252,9 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
     if lesion and "measurable" in ms and not ({"diameter", "short_axis", "diameter_3d"} & ms and _has(
             t, r"\bwhat is\b|\bhow (?:long|large|big)\b")):
         return "RECIST measurability", {}
-    if lesion and "composition" in ms:
+    if lesion and ("composition" in ms or _has(
+            t, r"\b(?:is|are) (?:the |this |that )?[a-z0-9' ]*(?:lesion|tumor|mass|nodule|spot|growth|it)s? (?:\w+ )?"
+               r"(?:cystic|solid|calcified|fatty|fat-containing)\b")):
         return "lesion composition", {}
     if "kidney" in fams and "stage" in ms:
         return "kidney tumor staging", {}
@@ -345,6 +360,8 @@ def _route(e: QuestionEntities) -> tuple[str, dict] | None:
         if fam == "kidney":
             return {"cyst": "kidney cyst existence", "tumor": "kidney tumor existence"}.get(kind or "", "kidney lesion existence"), \
                 {"organ": organ}
+        if kind == "cyst" and fam in ("liver", "pancreas", "colon"):
+            return "lesion existence", {"organ": organ, "lesion_kind": "cyst"}
         if fam == "liver":
             return "liver lesion existence", {}
         if fam == "pancreas":
@@ -404,6 +421,8 @@ def _params(sub: str, e: QuestionEntities, decided: dict) -> dict:
 
 def asks_cut(t: str) -> bool:
     """A completeness question asked the other way round ('is it cut off / truncated?': yes = not complete)."""
+    if _has(t, r"\bnot (?:be )?(?:completely|fully|entirely|wholly)\b|\bnot (?:all|the whole|the entire)\b"):
+        return True
     return _has(t, r"\btruncat\w*|\bcut (?:off|by)\b|\bpartially\b|\bincomplet\w*|\bextends? beyond\b|\bpart of\b") \
         and not _has(t, r"\b(?:completely|fully|entirely|whole|entire)\b")
 
