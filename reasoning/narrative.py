@@ -48,7 +48,7 @@ from .client import (
     LLMUnavailableError,
     json_schema_format,
 )
-from .facts import organ_id
+from .facts import organ_id, vessel_display
 from .grounding import Validator
 from .limitations import size_phrase
 from .report import ReportDraft, Sentence, _actionable_rank, _location, template_draft
@@ -84,29 +84,63 @@ class Fact:
     required: bool
 
 
-def _lesion_main(s: Sentence, f: Findings) -> bool:
-    """The FINDINGS sentence that gives a lesion's location and size."""
-    return s.section == "findings" and any(
-        les.id in s.finding_ids and _location(les) in s.text and size_phrase(les) in s.text for les in f.lesions)
-
-
 def actionable(f: Findings) -> list[str]:
     """Ids of the lesions an impression must name: staged, or RECIST-measurable and not a cyst."""
     return [les.id for les in f.lesions if _actionable_rank(les)[0] < 0]
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A content rule: some sentence (of ``section``, if given) citing ``finding_id`` must match
+    ``pattern``; ``error`` says what is missing."""
+
+    finding_id: str
+    pattern: re.Pattern
+    error: str
+    section: str | None = None
+
+    def holds(self, s: Sentence) -> bool:
+        return ((self.section is None or s.section == self.section) and self.finding_id in s.finding_ids
+                and self.pattern.search(s.text) is not None)
+
+
+def _all_of(*phrases: str) -> re.Pattern:
+    return re.compile("".join(f"(?=.*{re.escape(p)})" for p in phrases), re.DOTALL)
+
+
+def content_rules(f: Findings) -> list[Rule]:
+    """What every report of these findings must say (each rule met by at least one sentence)."""
+    rules = []
+    for les in f.lesions:
+        loc, size = _location(les), size_phrase(les)
+        rules.append(Rule(les.id, _all_of(loc, size), f"[content] {les.id}: no FINDINGS sentence gives its location "
+                          f"('{loc}') and size ('{size}')", "findings"))
+        for v in les.vessel_contacts:
+            if v.category.value != "none":
+                phrase = f"{'encases' if v.category.value == 'encasement' else 'abuts'} the {vessel_display(v.vessel)}"
+                rules.append(Rule(les.id, _all_of(phrase), f"[content] {les.id}: '{phrase}' is not stated"))
+        for h in les.staging:
+            if h.category != "not assessed":
+                rules.append(Rule(les.id, re.compile(rf"(?<!\w){re.escape(h.category)}(?!\w)"),
+                                  f"[content] {les.id}: its {h.system} category {h.category} is not stated"))
+    for lid in actionable(f):
+        rules.append(Rule(lid, re.compile(rf"\b{lid}\b"), f"[content] {lid}: actionable lesion not named in the "
+                          "IMPRESSION", "impression"))
+    for o in f.organs:
+        if o.status.value == "truncated_by_fov":
+            rules.append(Rule(organ_id(o.name), re.compile("incompletely imaged", re.IGNORECASE),
+                              f"[content] {o.name}: cut off by the scan edge but not said to be incompletely imaged"))
+    return rules
+
+
 def facts_of(f: Findings, style: str = "structured") -> list[Fact]:
-    """The template narrative's FINDINGS and IMPRESSION sentences as numbered facts."""
-    act = set(actionable(f))
-    trunc = {organ_id(o.name) for o in f.organs if o.status.value == "truncated_by_fov"}
+    """The template narrative's FINDINGS and IMPRESSION sentences as numbered facts; a fact that
+    meets a content rule on its own is REQUIRED."""
+    rules = content_rules(f)
     out = []
     for s in template_draft(f, style).sentences:
-        if s.section not in MODEL_SECTIONS:
-            continue
-        required = (_lesion_main(s, f)
-                    or (s.section == "impression" and any(i in act and re.search(rf"\b{i}\b", s.text) for i in s.finding_ids))
-                    or (s.section == "findings" and "incompletely imaged" in s.text.lower() and bool(trunc & set(s.finding_ids))))
-        out.append(Fact(f"F{len(out) + 1}", s, bool(required)))
+        if s.section in MODEL_SECTIONS:
+            out.append(Fact(f"F{len(out) + 1}", s, any(r.holds(s) for r in rules)))
     return out
 
 
@@ -230,21 +264,8 @@ def parse_reply(content: str | None, facts: list[Fact]) -> tuple[list[Sentence],
 
 def content_errors(f: Findings, sentences: list[Sentence]) -> list[str]:
     """The content rules, on any draft's sentences (LLM or template), independent of grounding."""
-    errs = []
-    fnd = [s for s in sentences if s.section == "findings"]
-    imp = [s for s in sentences if s.section == "impression"]
-    for les in f.lesions:
-        loc, size = _location(les), size_phrase(les)
-        if not any(les.id in s.finding_ids and loc in s.text and size in s.text for s in fnd):
-            errs.append(f"[content] {les.id}: no FINDINGS sentence gives its location ('{loc}') and size ('{size}')")
-    for lid in actionable(f):
-        if not any(lid in s.finding_ids and re.search(rf"\b{lid}\b", s.text) for s in imp):
-            errs.append(f"[content] {lid}: actionable lesion not named in the IMPRESSION")
-    for o in f.organs:
-        if o.status.value == "truncated_by_fov" and not any(
-                organ_id(o.name) in s.finding_ids and "incompletely imaged" in s.text.lower() for s in sentences):
-            errs.append(f"[content] {o.name}: cut off by the scan edge but not said to be incompletely imaged")
-    if not imp:
+    errs = [r.error for r in content_rules(f) if not any(r.holds(s) for s in sentences)]
+    if not any(s.section == "impression" for s in sentences):
         errs.append("[content] the IMPRESSION is empty")
     for i, s in enumerate(sentences):
         words = re.findall(r"[A-Za-z]{2,}", _ID_RE.sub(" ", s.text))

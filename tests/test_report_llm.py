@@ -186,6 +186,14 @@ def test_content_rules_hold_for_the_template_and_refuse_what_is_missing(findings
     # a sentence that only echoes ids (what the tiny model was "accepted" with before)
     echo = tpl + [tpl[1].model_copy(update={"text": "L1 L2.", "finding_ids": ["L1", "L2"]})]
     assert any("only echoes ids" in e for e in content_errors(findings, echo))
+    # vessel contact and stage are never dropped: each lesion that abuts/encases a vessel or is staged
+    contact = {les.id for les in findings.lesions if any(v.category.value != "none" for v in les.vessel_contacts)}
+    staged = {les.id for les in findings.lesions if any(h.category != "not assessed" for h in les.staging)}
+    assert contact and staged
+    no_vessel = [s for s in tpl if " encases the " not in s.text and " abuts the " not in s.text]
+    assert {e.split()[1].rstrip(":") for e in content_errors(findings, no_vessel)} == contact
+    no_stage = [s for s in tpl if "AJCC8" not in s.text and "NCCN" not in s.text]
+    assert {e.split()[1].rstrip(":") for e in content_errors(findings, no_stage)} == staged
     # an organ cut off by the scan edge must be said so
     trunc = [o for o in findings.organs if o.status.value == "truncated_by_fov"]
     assert trunc
