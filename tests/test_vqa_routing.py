@@ -266,3 +266,34 @@ def test_lower_bound_sizes(cut):
     # asked the other way round: 'truncated?' is yes when not completely imaged
     assert answer(f, "Is the liver lesion truncated by the scan edge?").answer == "yes"
     assert answer(f, "Is the liver lesion completely imaged?").answer == "no"
+
+
+def test_kind_words_choose_or_refuse(case):
+    """'the kidney cyst' is the lesion classed cyst, not the largest kidney lesion; a count of cysts is not a lesion count."""
+    f, t = case["findings"], case["truth"]
+    cyst, tumor = _lesion_of(case, t["kidney_cyst"]["mask"]), _lesion_of(case, t["kidney_tumor"]["mask"])
+    cyst_hu = float(case["hu"][t["kidney_cyst"]["mask"]].mean())  # painted at 5 HU
+    a = answer(f, "What is the average density of the kidney cyst?")
+    assert a.status == ANSWERED and a.finding_ids[:1] == [cyst] and abs(a.answer - cyst_hu) < 0.5, (a.finding_ids, a.answer)
+    assert answer(f, "What is the mean HU of the kidney tumour?").finding_ids[:1] == [tumor]
+    # the right kidney holds only the cyst: 'the right kidney tumour' names no lesion
+    r = answer(f, "What is the volume of the right kidney tumour?")
+    assert r.status == CANNOT and "classed tumor" in r.reason
+    assert answer(f, "How many cysts are in the liver?").status == UNMAPPED
+    assert answer(f, "How many tumours are in the kidneys?").status == UNMAPPED
+
+
+def test_unmeasured_relations_refused(case):
+    f = case["findings"]
+    for q in ("How far is the liver lesion from the IVC?", "Does the liver lesion invade the IVC?",
+              "Does the tumour extend into the aorta?", "What is the mean HU of the liver lesion on the arterial phase?",
+              "What is the diameter of the liver lesion in the right lobe?", "Which organ has the most lesions?"):
+        a = answer(f, q)
+        assert a.status == UNMAPPED and a.answer is None, (q, a.subtype, a.answer)
+    # completeness asked the other way round, with 'not'
+    ids = [l.id for l in f.lesions if l.size_qualifier == "complete"][:1]
+    assert ids, "the main case has completely imaged lesions"
+    assert answer(f, f"Is lesion {ids[0]} not completely imaged?").answer == "no"
+    assert answer(f, f"Is lesion {ids[0]} completely imaged?").answer == "yes"
+    # existence asked as absence
+    assert answer(f, "Is the spleen free of lesions?").answer == "no"  # the spleen lesion painted by the case
