@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from reasoning.knowledge import knowledge
+
 # claim types of issue 13 (the suite must cover them)
 KINDS = ("measurement", "location", "attenuation", "vessel", "stage", "count", "comparison", "diagnosis",
-         "recommendation", "negative", "phase", "invented")
+         "recommendation", "negative", "phase", "invented", "organ")
 
 # the attenuation rule (reasoning/knowledge.py 'attenuation_margin_hu': +-10 HU); a sentence is written only
 # when the truth is far from that margin (iso within 5 HU, hypo/hyper beyond 20 HU)
@@ -64,6 +66,8 @@ class Facts:
     aorta_angle_deg: float
     ivc_angle_deg: float
     kidney_tumor_inside: bool  # the tumour mask lies inside the left kidney mask
+    cut_organs: frozenset  # organ masks that reach the scan edge (only partly imaged)
+    imaged_ml: dict  # organ -> volume of its imaged part (voxels), mL
 
 
 def _axial_axis(aff) -> int:
@@ -114,6 +118,9 @@ def case_facts(case: dict) -> Facts:
                        for s in ("pancreas_head", "pancreas_body", "pancreas_tail")}
     comps = {n: int(ndimage.label(m[n], np.ones((3, 3, 3)))[1]) for n in LESIONS}
     aorta_core = ndimage.binary_erosion(masks["aorta"])
+    organs = ("liver", "spleen", "kidney_left", "kidney_right", "pancreas")
+    cut = frozenset(o for o in organs for ax in range(3)
+                    if np.take(masks[o], 0, axis=ax).any() or np.take(masks[o], -1, axis=ax).any())
     return Facts(
         spacing_mm=spacing, slice_mm=spacing[_axial_axis(aff)], axial_mm=axial, volume_ml=vol, mean_hu=mean,
         sd_hu=sd, host_diff_hu=diff, gap_mm=gap, seg_share=seg, components=comps,
@@ -121,7 +128,8 @@ def case_facts(case: dict) -> Facts:
         hypo_axes_mm=(float(truth["hypo"]["long"]), float(truth["hypo"]["short"])),
         hypo_d3_mm=float(truth["hypo"]["d3"]), hypo_analytic_ml=float(truth["hypo"]["analytic_ml"]),
         aorta_angle_deg=float(truth["aorta"]["angle"]), ivc_angle_deg=float(truth["ivc"]["angle"]),
-        kidney_tumor_inside=bool(not (m["kidney_tumor"] & ~masks["kidney_left"]).any()))
+        kidney_tumor_inside=bool(not (m["kidney_tumor"] & ~masks["kidney_left"]).any()),
+        cut_organs=cut, imaged_ml={o: float(masks[o].sum()) * vox_ml for o in organs})
 
 
 def _half_up(x: float) -> int:
@@ -172,6 +180,11 @@ def _check_case(f: Facts) -> None:
     assert f.aorta_median_hu < 80, f"non-contrast study expected (aorta median {f.aorta_median_hu:.0f} HU)"
     assert f.seg_share["pancreas"]["pancreas_head"] == 1.0, f.seg_share["pancreas"]
     assert f.kidney_tumor_inside
+    # the liver and spleen are cut by the scan, and their imaged parts alone do not reach the enlargement
+    # thresholds of reasoning/knowledge.py: their size cannot be assessed
+    assert {"liver", "spleen"} <= f.cut_organs, f.cut_organs
+    assert f.imaged_ml["spleen"] <= knowledge("splenomegaly_volume_ml").values[0], f.imaged_ml
+    assert f.imaged_ml["liver"] <= knowledge("liver_volume_reference_ml").values[1], f.imaged_ml
 
 
 def _start(f: Facts):
@@ -295,6 +308,10 @@ def true_sentences(f: Facts) -> list[Sentence]:
         add("location", "The left kidney holds a hyperattenuating lesion and the right kidney a cyst.",
             why["kidney_tumor"])
 
+    # --- organs cut by the scan edge
+    add("organ", "The spleen is only partly imaged.", "spleen mask reaches the scan edge")
+    add("organ", "The liver extends beyond the scanned field of view.", "liver mask reaches the scan edge")
+
     # --- phase (aorta median < 80 HU)
     why_phase = f"aorta median {f.aorta_median_hu:.0f} HU"
     add("phase", "The study is non-contrast.", why_phase)
@@ -328,6 +345,18 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
         f"slice thickness {f.slice_mm:.0f} mm")
     add("measurement", f"The hyperattenuating liver lesion has a mean attenuation of about "
         f"{_far(20, f.mean_hu['hyper'], f.mean_hu['hyper'], 2):.0f} HU.", f"truth {f.mean_hu['hyper']:.0f} HU")
+
+    add("measurement", f"The hypoattenuating liver lesion measures {L / 10:.1f} x {S / 10:.1f} mm.",
+        f"truth {L:.0f} x {S:.0f} mm: a unit error")
+    add("measurement", f"The left kidney lesion has a volume of "
+        f"{_far(24, f.volume_ml['kidney_tumor'], f.volume_ml['kidney_tumor'], 3):.0f} cm3.",
+        f"truth {f.volume_ml['kidney_tumor']:.1f} mL")
+
+    # --- organ size where the organ is cut by the scan (not assessable)
+    add("organ", "There is splenomegaly.", "spleen cut by the scan; imaged part {:.0f} mL".format(f.imaged_ml["spleen"]))
+    add("organ", "The liver is enlarged.", "liver cut by the scan; imaged part {:.0f} mL".format(f.imaged_ml["liver"]))
+    add("organ", "The spleen is completely imaged.", "spleen mask reaches the scan edge")
+    add("organ", "The whole liver is included in the field of view.", "liver mask reaches the scan edge")
 
     # --- another lesion's property said of this one
     add("measurement", f"The splenic lesion measures {_far(30, *ax['iso']) / 10:.1f} x 2.0 cm.",
