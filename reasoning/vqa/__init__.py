@@ -2,10 +2,21 @@
 four groups) answered from findings.json alone, with the finding ids and the rule used.
 
 Questions arrive as (a) a :class:`Question` (subtype + parameters), (b) multiple-choice text
-whose options are ``A) ...`` / ``A: ...`` / ``A. ...`` up to D (in the text or as ``choices``),
-or (c) free text matched against templated patterns modelled on DeepTumorVQA's phrasing. No LLM
-is involved. A question no template maps is answered ``unmapped_question`` (never guessed); a
-question the findings cannot support is ``cannot_be_determined`` with the reason.
+whose options are ``A) ...`` / ``A: ...`` / ``(A) ...`` / ``A. ...`` up to D (in the text or as
+``choices``), or (c) free text. No LLM is involved. Free text is understood in two steps
+(``entities``, ``parse``): the text a prompt builder puts around the question (DeepTumorVQA's 2D /
+3D / video blurbs, patient and voxel-spacing lines, answer-format instructions) is removed, the
+entities are read (organs with side, lesion ids and kinds, vessels, sub-segments, the measure and
+unit asked, rank and aggregate, a size threshold, time references, diagnosis and recommendation
+words), and a question type is chosen only when it uses every entity named; otherwise the answer is
+``unmapped_question``, saying what was understood and the three closest supported questions
+(never a guess). A vessel question is answered by a vessel rule or refused; a time reference goes
+to "change over time", a diagnosis word to "diagnosis", advice to "recommendation" (they refuse
+unless a sourced rule applies). Given the type (``subtype=``, a DeepTumorVQA file's subtype
+field), only the parameters are read from the text. The unit asked is the unit answered (mm/cm,
+mL/cm3/L/mm3); a size cut by the scan edge is answered "at least X" (``Answer.qualifier``
+``lower_bound``), and with options only when the bound leaves one. A question the findings
+cannot support is ``cannot_be_determined`` with the reason.
 
 Subtype names are DeepTumorVQA's own (``deeptumorvqa/_data/subtype_schema.csv``); group names are
 its ``question_type`` values; answer types follow its ``SUBTYPE_ANSWER_TYPE``. :data:`SUBTYPES`
@@ -86,13 +97,14 @@ Choices this package makes where the issue leaves them open (thresholds themselv
 Layout (one job per module; each imports only the ones above it):
 
 - ``subtypes``: the mapping table (:data:`SUBTYPES`, :class:`Subtype`) and subtype names;
-- ``vocabulary``: organ and sub-segment names (``canonical_organ``, ``canonical_segment``);
+- ``vocabulary``: organ, vessel and sub-segment words (re-exported from :mod:`reasoning.vocabulary`);
 - ``question``: the typed :class:`Question` and :class:`Answer`;
 - ``result``: what a handler returns (``_Result``) or raises (``_Cannot``);
 - ``lookup``: reading organs and lesions out of Findings for the handlers;
 - ``handlers``: one handler per subtype, by group (``recognition``, ``measurement``,
   ``visual_reasoning``, ``medical_reasoning``), and the subtype -> handler table;
-- ``parse``: free text -> :class:`Question`;
+- ``entities``: prompt wrappers removed, :class:`QuestionEntities` read from the text;
+- ``parse``: entities -> a question type that uses them all (:func:`understand`, :func:`parse_question`);
 - ``choices``: multiple-choice options and matching the computed value to one;
 - ``answering``: :func:`answer`, the entry point;
 - ``qa``: :func:`generate_qa`, QA pairs for datasets.
@@ -102,15 +114,25 @@ from __future__ import annotations
 
 from reasoning.vqa.answering import answer
 from reasoning.vqa.choices import Option, parse_choices, split_choices
-from reasoning.vqa.parse import parse_question
+from reasoning.vqa.entities import QuestionEntities, extract_entities, strip_prompt
+from reasoning.vqa.parse import Understanding, parse_question, understand
 from reasoning.vqa.qa import generate_qa
 from reasoning.vqa.question import Answer, Question, Scalar, Status_
-from reasoning.vqa.subtypes import (DEEPTUMORVQA_SUBTYPES, GROUPS, SUBTYPES, AnswerType, Group, Subtype, canonical_subtype,
-                                    supported_questions)
+from reasoning.vqa.subtypes import (
+                                    DEEPTUMORVQA_SUBTYPES,
+                                    GROUPS,
+                                    SUBTYPES,
+                                    AnswerType,
+                                    Group,
+                                    Subtype,
+                                    canonical_subtype,
+                                    supported_questions,
+)
 from reasoning.vqa.vocabulary import canonical_organ, canonical_segment, segment_display
 
 __all__ = [
-    "DEEPTUMORVQA_SUBTYPES", "GROUPS", "SUBTYPES", "Answer", "AnswerType", "Group", "Option", "Question", "Scalar",
-    "Status_", "Subtype", "answer", "canonical_organ", "canonical_segment", "canonical_subtype", "generate_qa",
-    "parse_choices", "parse_question", "segment_display", "split_choices", "supported_questions",
+    "DEEPTUMORVQA_SUBTYPES", "GROUPS", "SUBTYPES", "Answer", "AnswerType", "Group", "Option", "Question", "QuestionEntities",
+    "Scalar", "Status_", "Subtype", "Understanding", "answer", "canonical_organ", "canonical_segment", "canonical_subtype",
+    "extract_entities", "generate_qa", "parse_choices", "parse_question", "segment_display", "split_choices", "strip_prompt",
+    "supported_questions", "understand",
 ]
