@@ -135,6 +135,9 @@ def test_short_axis_3d_and_thresholds(case):
     assert r.status == CANNOT and "threshold" in r.reason
     with pytest.raises(ValueError):
         Question(subtype="lesion size threshold", threshold_mm=-5)
+    assert Question(subtype="lesion short axis", unit="cm³").unit == "cm3" and Question(subtype="lesion HU measurement", unit="hu").unit == "HU"
+    with pytest.raises(ValueError, match="unit"):
+        Question(subtype="lesion short axis", unit="furlongs")
 
 
 def test_recist_and_completeness(case):

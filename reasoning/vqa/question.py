@@ -12,6 +12,9 @@ from perception.registry import ALIASES, VESSELS
 from reasoning.vqa.subtypes import canonical_subtype
 from reasoning.vqa.vocabulary import canonical_organ, canonical_segment
 
+UNITS = ("mm", "cm", "mL", "cm3", "mm3", "L", "HU", "deg", "%")
+UNIT_SPELLINGS = {"ml": "mL", "cc": "mL", "cm³": "cm3", "mm³": "mm3", "l": "L", "hu": "HU", "degrees": "deg", "degree": "deg",
+                  "°": "deg", "percent": "%", "cm^3": "cm3", "mm^3": "mm3"}
 NEGATABLE = frozenset({"lesion completeness"})  # yes/no types whose handler answers the opposite question too
 
 
@@ -105,6 +108,16 @@ class Question(BaseModel):
     @classmethod
     def _vessel(cls, v: str | None) -> str | None:
         return canonical_vessel(v) if v else None
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        u = UNIT_SPELLINGS.get(v.strip().lower(), v.strip())
+        if u not in UNITS:
+            raise ValueError(f"unit {v!r}: expected one of {', '.join(UNITS)}")
+        return u
 
     @field_validator("diagnosis")
     @classmethod
