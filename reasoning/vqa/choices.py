@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 
 from perception.registry import organ_family
+from reasoning.vqa.entities import strip_prompt
 from reasoning.vqa.parse import _has, _norm, _organs_in, _segments_in
 from reasoning.vqa.result import _Result
 
@@ -21,7 +22,9 @@ _OPT_IN_TEXT = re.compile(r"(?:(?<=\s)|^|(?<=\())\(?([A-D])\s*[\):\.\]]\s*")
 
 
 def split_choices(text: str) -> tuple[str, list[Option]]:
-    """Question text and its options when it ends with 'A) ... B) ...' (or 'A: ...', 'A. ...')."""
+    """Question text and its options when it ends with 'A) ... B) ...' (or 'A: ...', '(A) ...', 'A. ...'); a prompt
+    builder's text around them ('Answer with ONLY the single letter (A, B, C, or D).') is removed first."""
+    text = strip_prompt(text)
     marks = list(_OPT_IN_TEXT.finditer(text))
     seq: list[re.Match] = []
     want = "A"
