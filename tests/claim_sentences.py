@@ -68,6 +68,7 @@ class Facts:
     kidney_tumor_inside: bool  # the tumour mask lies inside the left kidney mask
     cut_organs: frozenset  # organ masks that reach the scan edge (only partly imaged)
     imaged_ml: dict  # organ -> volume of its imaged part (voxels), mL
+    n_slices: int  # axial slices in the CT
 
 
 def _axial_axis(aff) -> int:
@@ -129,7 +130,8 @@ def case_facts(case: dict) -> Facts:
         hypo_d3_mm=float(truth["hypo"]["d3"]), hypo_analytic_ml=float(truth["hypo"]["analytic_ml"]),
         aorta_angle_deg=float(truth["aorta"]["angle"]), ivc_angle_deg=float(truth["ivc"]["angle"]),
         kidney_tumor_inside=bool(not (m["kidney_tumor"] & ~masks["kidney_left"]).any()),
-        cut_organs=cut, imaged_ml={o: float(masks[o].sum()) * vox_ml for o in organs})
+        cut_organs=cut, imaged_ml={o: float(masks[o].sum()) * vox_ml for o in organs},
+        n_slices=int(hu.shape[_axial_axis(aff)]))
 
 
 def _half_up(x: float) -> int:
@@ -308,6 +310,16 @@ def true_sentences(f: Facts) -> list[Sentence]:
         add("location", "The left kidney holds a hyperattenuating lesion and the right kidney a cyst.",
             why["kidney_tumor"])
 
+    # --- spelled-out numbers, symbols, negations
+    words_cm = {2: "two", 3: "three"}
+    if L / 10 in words_cm and S / 10 in words_cm:
+        add("measurement", f"The hypoattenuating liver lesion measures {words_cm[L / 10]} by {words_cm[S / 10]} "
+            "centimetres.", f"analytic RECIST axes {L:.0f} x {S:.0f} mm")
+    add("vessel", f"The tumor encases the IVC over about {f.ivc_angle_deg:.0f}\u00b0.", f"{f.ivc_angle_deg:.0f} deg")
+    if words["iso"] == "isoattenuating":
+        add("attenuation", "The splenic lesion is not hypoattenuating.", why["iso"])
+    add("location", "The pancreatic lesion is not in the pancreatic tail.", "whole lesion in pancreas_head")
+
     # --- organs cut by the scan edge
     add("organ", "The spleen is only partly imaged.", "spleen mask reaches the scan edge")
     add("organ", "The liver extends beyond the scanned field of view.", "liver mask reaches the scan edge")
@@ -351,6 +363,24 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
     add("measurement", f"The left kidney lesion has a volume of "
         f"{_far(24, f.volume_ml['kidney_tumor'], f.volume_ml['kidney_tumor'], 3):.0f} cm3.",
         f"truth {f.volume_ml['kidney_tumor']:.1f} mL")
+
+    # --- spelled-out numbers, other unit spellings, symbols, ranges, negations, slices
+    iso_hi = ax["iso"][1]
+    assert 50 > 1.5 * iso_hi, ax["iso"]
+    add("measurement", "The splenic lesion measures five centimetres.", "truth [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("measurement", f"The splenic lesion measures {_far(45, *ax['iso']) / 10:.1f} centimeters.",
+        "truth [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("measurement", f"The splenic lesion measures {_far(40, *ax['iso']) / 10:.0f}-5 cm.",
+        "truth [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("measurement", f"The right renal cyst has a density of "
+        f"{_far(60, f.mean_hu['kidney_cyst'], f.mean_hu['kidney_cyst'], 3):.0f} Hounsfield units.",
+        f"truth {f.mean_hu['kidney_cyst']:.0f} HU")
+    add("vessel", f"The tumor contacts the IVC over {_far(90, f.ivc_angle_deg, f.ivc_angle_deg):.0f}\u00b0.",
+        f"{f.ivc_angle_deg:.0f} deg")
+    add("attenuation", "The liver lesion spanning segments 7 and 8 is not hypoattenuating.",
+        "hypoattenuating ({:+.1f} HU)".format(f.host_diff_hu["hypo"]))
+    add("location", f"The hypoattenuating liver lesion is best seen on image {_far(99, 1, f.n_slices, 1.2)}.",
+        f"the CT has {f.n_slices} slices")
 
     # --- organ size where the organ is cut by the scan (not assessable)
     add("organ", "There is splenomegaly.", "spleen cut by the scan; imaged part {:.0f} mL".format(f.imaged_ml["spleen"]))
