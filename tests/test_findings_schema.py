@@ -126,3 +126,20 @@ def test_refuses_max_area_slice_outside_the_lesion(findings):
     les["max_area_slice"]["index"] = les["bbox_voxel"][ax][1]  # one past the last slice holding the lesion
     with pytest.raises(ValidationError, match="max_area_slice.index"):
         Findings.model_validate(d)
+
+
+def test_max_area_index_is_the_slice_of_most_voxels_on_the_full_grid():
+    import numpy as np
+
+    from perception.measure import max_area_index
+
+    # a stepped pyramid along axis 2: slice areas 1, 9, 25, 9 (x 1) from full-grid index 10; the largest is index 12
+    comp = np.zeros((5, 5, 4), bool)
+    for k, r in enumerate((0, 1, 2, 1)):
+        comp[2 - r:3 + r, 2 - r:3 + r, k] = True
+    bbox = ((3, 8), (7, 12), (10, 14))
+    assert max_area_index(comp, bbox, 2) == 12
+    # equal areas: the first (lowest index); another axial axis
+    two = np.zeros((3, 4, 4), bool)
+    two[0, :2, :2] = two[2, :2, :2] = True
+    assert max_area_index(two, ((5, 8), (0, 4), (0, 4)), 0) == 5
