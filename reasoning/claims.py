@@ -163,7 +163,7 @@ _COMPARISON = re.compile(
     r"smaller\s+than\s+before|no\s+change)\b", re.IGNORECASE)
 _RECOMMEND = re.compile(
     r"\b(?:recommend\w*|advis\w*|suggest(?:ed|s)?\s+(?=follow|biopsy|further|mri|ct|pet|resection|surveillance|"
-    r"correlation|referral|repeat)|should\s+(?:be|undergo)|follow[- ]?up|biops\w*|further\s+(?:evaluation|imaging|"
+    r"correlation|referral|repeat)|should\s+(?:be|undergo)|follow[- ]?up(?!\s+questions?)|biops\w*|further\s+(?:evaluation|imaging|"
     r"work-?up|assessment|characteri\w+)|clinical(?:ly)?\s+correlat\w*|correlat\w*\s+clinically|surveillance|"
     r"resection|referr(?:al|ed)|consult\w*|mri\b|pet(?:/ct)?\b|repeat\s+(?:imaging|ct|scan)|no\s+further\s+"
     r"(?:action|imaging|work-?up))", re.IGNORECASE)
@@ -320,7 +320,8 @@ def _unit(u: str) -> tuple[str, float]:
 
 
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
-_SUPERLATIVE = re.compile(r"\b(largest|biggest|smallest)\b", re.IGNORECASE)
+_SUPERLATIVE = re.compile(r"\b(?:(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ]+)?(largest|biggest|smallest)\b", re.IGNORECASE)
+_RANK = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
 _RATIO_WORDS = re.compile(r"ratio|threshold|\b[lp]/s\b|index|relative\s+to|times", re.IGNORECASE)
 _LENGTH_FACTS = ("long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "contact_length_mm")
 _APPROX = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\broughly|\baround|~|\bnearly|\balmost|\bsome)\s*$", re.IGNORECASE)
@@ -541,9 +542,9 @@ class ClaimChecker:
         else:
             lesions, organs = self._narrow(list(f.lesions), vessel_free_low), list(f.organs)
         sup = _SUPERLATIVE.search(vessel_free_low)
-        if not named and sup and lesions:  # 'the largest liver lesion measures ...': that lesion
-            pick = max if sup.group(1) in ("largest", "biggest") else min
-            lesions = [pick(lesions, key=lambda les: les.long_axis_mm)]
+        if not named and sup and lesions:  # 'the (second) largest liver lesion measures ...': that lesion
+            ranked = _ranked(lesions, sup)
+            lesions = ranked if ranked else lesions
         ids = ["study"] + [f"organ:{o.name}" for o in organs] + [les.id for les in lesions]
         return _Scope(ids, lesions, organs, _merge(self.facts, ids), False)
 
@@ -753,13 +754,13 @@ class ClaimChecker:
                 continue
             fams = {n[7:] for _, names, _s, _e in mentions for n in names if n.startswith("family:")}
             pool = [les for les in self.findings.lesions if not fams or (les.organ and organ_family(les.organ) in fams)]
-            pick = max if m.group(1).lower() in ("largest", "biggest") else min
-            best = pick(pool, key=lambda les: les.long_axis_mm) if pool else None
+            ranked = _ranked(pool, m)
+            best = ranked[0] if ranked else None
             ok = best is not None and best.id == named[0]
             w.claims.append(_C("measurement", m.group(0), "supported" if ok else "unsupported",
-                               f"{best.id} has the {m.group(1).lower()} long axis ({best.long_axis_mm:.1f} mm) of "
+                               f"{best.id} is the {m.group(0).lower()} by long axis ({best.long_axis_mm:.1f} mm) of "
                                f"{len(pool)} lesion(s)" + ("" if ok else f", not {named[0]}") if best else
-                               "no lesion to compare", named, "number"))
+                               f"fewer than {_RANK.get((m.group(1) or '').lower(), 1)} lesions to compare", named, "number"))
             w.take(*m.span())
 
     def _organs_in(self, mentions, a: int = 0, b: int = 10 ** 9) -> list[Organ]:
@@ -1349,6 +1350,13 @@ class ClaimChecker:
                 continue
             w.claims.append(_C("number", m.group(1), "unsupported", f"the number {m.group(1)} has no unit or context that a "
                                "finding can confirm", sc.ids, "unverifiable_number"))
+
+
+def _ranked(lesions: list[Lesion], m: re.Match) -> list[Lesion]:
+    """[the lesion of that rank by long axis] ('second largest'), or [] when there are fewer lesions."""
+    k = _RANK.get((m.group(1) or "").lower(), 1)
+    order = sorted(lesions, key=lambda les: les.long_axis_mm, reverse=m.group(2).lower() in ("largest", "biggest"))
+    return [order[k - 1]] if len(order) >= k else []
 
 
 def _seg_num(tok: str) -> int:
