@@ -69,6 +69,7 @@ class Facts:
     cut_organs: frozenset  # organ masks that reach the scan edge (only partly imaged)
     imaged_ml: dict  # organ -> volume of its imaged part (voxels), mL
     n_slices: int  # axial slices in the CT
+    mask_names: frozenset
 
 
 def _axial_axis(aff) -> int:
@@ -131,7 +132,7 @@ def case_facts(case: dict) -> Facts:
         aorta_angle_deg=float(truth["aorta"]["angle"]), ivc_angle_deg=float(truth["ivc"]["angle"]),
         kidney_tumor_inside=bool(not (m["kidney_tumor"] & ~masks["kidney_left"]).any()),
         cut_organs=cut, imaged_ml={o: float(masks[o].sum()) * vox_ml for o in organs},
-        n_slices=int(hu.shape[_axial_axis(aff)]))
+        n_slices=int(hu.shape[_axial_axis(aff)]), mask_names=frozenset(masks))
 
 
 def _half_up(x: float) -> int:
@@ -319,6 +320,14 @@ def true_sentences(f: Facts) -> list[Sentence]:
     if words["iso"] == "isoattenuating":
         add("attenuation", "The splenic lesion is not hypoattenuating.", why["iso"])
     add("location", "The pancreatic lesion is not in the pancreatic tail.", "whole lesion in pancreas_head")
+
+    # --- what was not assessed (no mask for it)
+    assert not any("lymph" in n or "node" in n for n in f.mask_names), sorted(f.mask_names)
+    add("stage", "Nodal stage (N) was not assessed.", "no lymph node mask")
+    add("negative", "Lymph nodes were not evaluated.", "no lymph node mask")
+    gall = sorted(n for n in f.mask_names if n.startswith("gallbladder_"))
+    assert not gall, gall
+    add("negative", "The gallbladder was not searched for lesions.", "no gallbladder lesion mask")
 
     # --- organs cut by the scan edge
     add("organ", "The spleen is only partly imaged.", "spleen mask reaches the scan edge")
