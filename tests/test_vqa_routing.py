@@ -117,11 +117,18 @@ def test_vessel_questions_answered_by_vessel_rules(case):
         assert not (a.status == ANSWERED and a.subtype not in VESSEL_TYPES), q
     two = answer(f, "Does the tumor contact the SMA or the SMV?")
     assert two.status == UNMAPPED and "more than one vessel" in two.reason
+    # the vessel rules read one lesion: 'any lesion' (the aorta-wrapping one is not the largest) is not answered for the largest
+    for q in ("Does any lesion touch the aorta?", "Is the aorta abutted?"):
+        a = answer(f, q)
+        assert a.status == UNMAPPED and "no one lesion named" in a.reason, (q, a.answer)
+    assert answer(f, "Does the pancreatic lesion contact any vessel?").subtype == "vessel involvement"
 
 
 def test_every_named_entity_used_or_unmapped(case):
     f = case["findings"]
     for q, missing in (("What is the volume of the liver lesion in segment 8?", "sub-segment liver_segment_8"),
+                       ("How many liver lesions are in segments 7 and 8?", "more than one sub-segment"),
+                       ("What is the diameter of the largest liver lesion in inches?", "unit inch"),
                        ("Is there a lesion larger than 2 cm in the liver?", "threshold"),
                        ("What is the total diameter of the liver lesions?", "aggregate"),
                        ("What is the volume of the liver in degrees?", "unit deg"),

@@ -197,6 +197,7 @@ _UNITS: list[tuple[str, str]] = [
     ("HU", r"\bin hu\b|\bhu\b"),
     ("deg", r"\bdegrees?\b|\bdeg\b"),
     ("%", r"%|\bpercent\w*"),
+    ("inch", r"\binch(?:es)?\b|\bfeet\b|\bfoot\b|\bgrams?\b|\bkg\b|\bpounds?\b|\bounces?\b|\bgallons?\b|\bpixels?\b|\bvoxels?\b"),
 ]
 
 _TIME = (r"\bprior\b|\bprevious(?:ly)?\b|\bearlier (?:scan|study|exam|ct|imaging)\b|\blast (?:scan|study|exam|ct|time|visit)\b|\bsince\b"

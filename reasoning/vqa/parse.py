@@ -120,6 +120,11 @@ def _unused(sub: str, e: QuestionEntities) -> list[str]:
         out.append("more than one lesion id (" + ", ".join(e.lesion_ids) + ")")
     if e.segments and sub not in _SEGMENT_OK:
         out.append("sub-segment " + ", ".join(e.segments))
+    if len(e.segments) > 1 and sub == "lesion count by location":
+        out.append("more than one sub-segment (" + ", ".join(e.segments) + "): the count reads one")
+    if sub in _VESSEL_TYPES and not e.lesion_ids and (_has(e.norm, r"\b(?:any|every|all|each)\b(?: \w+)? (?:lesions?|tumou?rs?|mass(?:es)?|cysts?|nodules?|growths?|spots?)\b")
+                                                       or not (e.lesion or e.organs)):
+        out.append("no one lesion named (the vessel rules read one lesion: name it, its organ, or ask about the largest)")
     if e.rank not in (None, 1) and "lesion_id" not in params and "rank" not in params:
         out.append("rank " + ("smallest" if e.rank == -1 else f"#{e.rank} by size"))
     if e.aggregate and sub not in _AGGREGATE_OK:
