@@ -177,7 +177,7 @@ _NEVER = re.compile(
     r"free\s+air|pneumoperitoneum|fractures?|obstruction|hydronephrosis|effusions?|stones?|calculi|calculus|"
     r"gallstones|cholelithiasis|carcinomatosis|hemangioma\w*|haemangioma\w*|hcc|hepatocellular(?:\s+carcinoma)?|"
     r"cholangiocarcinoma|carcinoma|adenocarcinoma|cancer\w*|malignan\w*|benign\w*|adenoma\w*|fnh|focal\s+nodular"
-    r"\s+hyperplasia|lymphoma|rcc|renal\s+cell(?:\s+carcinoma)?|angiomyolipoma|oncocytoma|pheochromocytoma|ipmn|"
+    r"\s+hyperplasia|nodal(?:\s+disease)?|lymphoma|rcc|renal\s+cell(?:\s+carcinoma)?|angiomyolipoma|oncocytoma|pheochromocytoma|ipmn|"
     r"mucinous|serous|pseudocyst|abscess\w*|hematoma|haematoma|infarct\w*|cirrho\w*|hemorrhag\w*|haemorrhag\w*|"
     r"necro\w*|embol\w*|neoplas\w*|sarcoma|gist|lipoma|granuloma|atroph\w*|edema|oedema|inflamm\w*|dilat\w*|"
     r"aneurysm\w*|thrombosis|thrombus|varices|collaterals|splenic\s+infarct|disease|pathology|tumou?r\s+burden|"
@@ -322,6 +322,17 @@ def _unit(u: str) -> tuple[str, float]:
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
 _SUPERLATIVE = re.compile(r"\b(?:(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ]+)?(largest|biggest|smallest)\b", re.IGNORECASE)
 _RANK = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
+_HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
+                      r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
+_WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+                                             "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
+                                             "seventeen", "eighteen", "nineteen", "twenty"))}
+_WORD_VALUE.update({"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90})
+_WORD_UNIT_RE = re.compile(r"\b(" + "|".join(sorted(_WORD_VALUE, key=len, reverse=True)) + r")(\s+(?:" + _UNITS + r"))(?![\w])",
+                           re.IGNORECASE)
+_COMPLETE = re.compile(r"\b(?:completely|fully|entirely|wholly)\s+(?:imaged|included|covered|visuali[sz]ed|seen|captured)\b"
+                       r"|\b(?:included|contained)\s+(?:\w+\s+)?(?:in|within)\s+(?:the\s+)?(?:field\s+of\s+view|fov|scan(?:\s+range)?)"
+                       r"|\bwhole\b|\bentire\b|\bin\s+its\s+entirety\b", re.IGNORECASE)
 _RATIO_WORDS = re.compile(r"ratio|threshold|\b[lp]/s\b|index|relative\s+to|times", re.IGNORECASE)
 _LENGTH_FACTS = ("long_axis_mm", "short_axis_mm", "max_diameter_3d_mm", "contact_length_mm")
 _APPROX = re.compile(r"(?:\babout|\bapproximately|\bapprox\.?|\broughly|\baround|~|\bnearly|\balmost|\bsome)\s*$", re.IGNORECASE)
@@ -554,17 +565,22 @@ class ClaimChecker:
         def keep(sub):
             return sub if sub else lesions
         for m in SEG_RE.finditer(low):
+            if _negated(low, m.start()):
+                continue
             segs = {f"liver_segment_{_seg_num(t)}" for t in SEG_TOKEN.findall(m.group(1))}
             lesions = keep([les for les in lesions if segs <= set(les.segments)]
                            or [les for les in lesions if segs & set(les.segments)])
-        atts = {_att_word(m) for m in ATT_RE.finditer(low) if not re.search(r"enhanc", m.group(0))}
+        atts = {_att_word(m) for m in ATT_RE.finditer(low) if not re.search(r"enhanc", m.group(0))
+                and not _negated(low, m.start())}
         if len(atts) == 1:
             att = atts.pop()
             lesions = keep([les for les in lesions if les.attenuation and les.attenuation.value == att])
         for m in PANC_PART_RE.finditer(low):
+            if _negated(low, m.start()):
+                continue
             part = _panc_part(m)
             lesions = keep([les for les in lesions if f"pancreas_{part}" in les.segments])
-        sides = {m.group(1).lower() for m in LATERAL_RE.finditer(low)}
+        sides = {m.group(1).lower() for m in LATERAL_RE.finditer(low) if not _negated(low, m.start())}
         if len(sides) == 1:
             side = sides.pop()
             lesions = keep([les for les in lesions if les.laterality == side or (les.organ or "").endswith("_" + side)])
@@ -578,6 +594,8 @@ class ClaimChecker:
         t = LIST_MARK_RE.sub(lambda m: " " * len(m.group(0)), text)
         t = IGNORE_RE.sub(lambda m: " " * len(m.group(0)), t)
         t = self._blank_quotes(t)
+        t = _WORD_UNIT_RE.sub(lambda m: (str(_WORD_VALUE[m.group(1).lower()]) + " " * len(m.group(1)))[:len(m.group(1))]
+                              + m.group(2), t)  # 'five centimetres' is read as '5 centimetres'
         w = _Work(orig=text, t=t)
         out = w.claims
         ids_for = lambda sc: list(sc.ids)
@@ -622,6 +640,7 @@ class ClaimChecker:
         self._counts(w, sc, organ_mentions)
         self._locations(w, sc)
         self._attenuation(w, sc)
+        self._history(w, sc)
         self._diagnoses(w, sc, organ_mentions)
         self._recommendations(w, sc)
         self._comparisons(w, sc)
@@ -816,6 +835,16 @@ class ClaimChecker:
                                    "the findings", sc.ids, "organ"))
             for m in ms:
                 w.take(*m.span())
+        comp = list(_COMPLETE.finditer(w.t))
+        if comp and re.search(r"imag|includ|cover|field\s+of\s+view|fov|scan|visuali|captur", w.orig, re.IGNORECASE):
+            organs = self._organs_in(mentions) or (sc.organs if sc.explicit else [])
+            for o in organs:
+                ok = o.status.value == "measured"
+                w.claims.append(_C("organ_status", f"{human(o.name)} {comp[0].group(0)}", "supported" if ok else "unsupported",
+                                   f"the {human(o.name)} mask is {o.status.value}" + ("" if ok else
+                                   " (it reaches the scan edge: not completely imaged)"), [f"organ:{o.name}"], "organ"))
+            for m in comp:
+                w.take(*m.span())
         for m in _IMPLAUSIBLE.finditer(w.t):
             for o in self._organs_in(mentions) or (sc.organs if sc.explicit else []):
                 ok = implausible(o)
@@ -932,10 +961,12 @@ class ClaimChecker:
                                    f"{letter}{val}: N and M are never assessed from masks", sc.ids, "stage"))
             else:
                 ok = f"T{val}" in F.stages
-                w.claims.append(_C("stage", m.group(0), "supported" if ok else "unsupported",
-                                   f"T{val} is the staging hint of the findings in scope" if ok else
-                                   f"T{val} is not the T category of the findings in scope "
-                                   f"({', '.join(sorted(s for s in F.stages if s.startswith('T'))) or 'none'})", sc.ids, "stage"))
+                why = f"T{val} is the staging hint of the findings in scope" if ok else \
+                    f"T{val} is not the T category of the findings in scope " \
+                    f"({', '.join(sorted(s for s in F.stages if s.startswith('T'))) or 'none'})"
+                if any(s.startswith("T") for s in F.stages):
+                    ok, why = _flip(w.orig, m.start(), ok, why)
+                w.claims.append(_C("stage", m.group(0), "supported" if ok else "unsupported", why, sc.ids, "stage"))
             w.take(*m.span())
         low = w.low()
         for phrase in NCCN:
@@ -1082,27 +1113,29 @@ class ClaimChecker:
             for tok in SEG_TOKEN.findall(m.group(1)):
                 seg = f"liver_segment_{_seg_num(tok)}"
                 ok = seg in F.segments
-                w.claims.append(_C("location", f"segment {tok}", "supported" if ok else "unsupported",
-                                   f"{seg} is a location of the lesions in scope" if ok else
-                                   f"segment {tok} is not a location of the lesions in scope "
-                                   f"({', '.join(sorted(F.segments)) or 'none'})", sc.ids, "segment"))
+                ok, why = _flip(w.orig, m.start(), ok, f"{seg} is a location of the lesions in scope" if ok else
+                                f"segment {tok} is not a location of the lesions in scope "
+                                f"({', '.join(sorted(F.segments)) or 'none'})")
+                w.claims.append(_C("location", f"segment {tok}", "supported" if ok else "unsupported", why, sc.ids,
+                                   "segment"))
             w.take(*m.span())
         for m in PANC_PART_RE.finditer(w.t):
             part = _panc_part(m)
             ok = f"pancreas_{part}" in F.segments
-            w.claims.append(_C("location", m.group(0), "supported" if ok else "unsupported",
-                               f"pancreas_{part} is a location of the lesions in scope" if ok else
-                               f"pancreatic {part} is not a location of the lesions in scope "
-                               f"({', '.join(sorted(F.segments)) or 'none'})", sc.ids, "segment"))
+            ok, why = _flip(w.orig, m.start(), ok, f"pancreas_{part} is a location of the lesions in scope" if ok else
+                            f"pancreatic {part} is not a location of the lesions in scope "
+                            f"({', '.join(sorted(F.segments)) or 'none'})")
+            w.claims.append(_C("location", m.group(0), "supported" if ok else "unsupported", why, sc.ids, "segment"))
             w.take(*m.span())
         for m in POLE_RE.finditer(w.t):
             if m.group(2) or m.group(1).lower() == "interpolar":
                 pole = "interpolar" if m.group(1).lower() in ("interpolar", "mid") else m.group(1).lower()
                 ok = pole in F.poles
-                w.claims.append(_C("location", m.group(0), "supported" if ok else "unsupported",
-                                   f"kidney pole {pole}" if ok else
-                                   f"says {m.group(0)}; the kidney pole in scope is {', '.join(sorted(F.poles)) or 'not measured'}",
-                                   sc.ids, "laterality"))
+                why = f"kidney pole {pole}" if ok else \
+                    f"says {m.group(0)}; the kidney pole in scope is {', '.join(sorted(F.poles)) or 'not measured'}"
+                if F.poles:
+                    ok, why = _flip(w.orig, m.start(), ok, why)
+                w.claims.append(_C("location", m.group(0), "supported" if ok else "unsupported", why, sc.ids, "laterality"))
                 w.take(*m.span())
         # a sentence citing nothing is about the lesions it describes when there are any (not their organs)
         lats = F.laterality if sc.explicit or not sc.lesions else _merge(self.facts, [les.id for les in sc.lesions]).laterality
@@ -1111,7 +1144,8 @@ class ClaimChecker:
             relevant = set(sc.ids) & (self.lesion_ids | {k for k in self.facts if k.startswith("organ:")})
             if lats:
                 ok = side in lats
-                why = f"{side} side" if ok else f"says {side}; the findings in scope are {', '.join(sorted(lats))}"
+                ok, why = _flip(w.orig, m.start(), ok, f"{side} side" if ok else
+                                f"says {side}; the findings in scope are {', '.join(sorted(lats))}")
             elif relevant:
                 ok, why = False, f"says {side}; the findings in scope have no side"
             else:
@@ -1130,9 +1164,9 @@ class ClaimChecker:
                                    "say attenuating", sc.ids, "attenuation"))
             elif atts:
                 ok = att in atts
-                w.claims.append(_C("attenuation", word, "supported" if ok else "unsupported",
-                                   f"{att} ({knowledge('attenuation_margin_hu').rule})" if ok else
-                                   f"says {word}; findings say {', '.join(sorted(atts))}", sc.ids, "attenuation"))
+                ok, why = _flip(w.orig, m.start(), ok, f"{att} ({knowledge('attenuation_margin_hu').rule})" if ok else
+                                f"says {word}; findings say {', '.join(sorted(atts))}")
+                w.claims.append(_C("attenuation", word, "supported" if ok else "unsupported", why, sc.ids, "attenuation"))
             elif sc.lesions:
                 w.claims.append(_C("attenuation", word, "unsupported", f"says {word}; attenuation was not measured for "
                                    "the lesions in scope", sc.ids, "attenuation"))
@@ -1186,10 +1220,13 @@ class ClaimChecker:
                 w.take(*m.span())
                 continue
             ok = bool(have)
-            w.claims.append(_C("diagnosis", m.group(0), "supported" if ok else "unsupported",
-                               f"{', '.join(have)}: typed cyst or cystic ({knowledge('cystic_lesion_hu').rule})" if ok else
-                               f"{m.group(0)!r}: no lesion in scope is typed cyst or meets the cystic rule "
-                               f"({knowledge('cystic_lesion_hu').rule})", have or sc.ids, "diagnosis"))
+            why = f"{', '.join(have)}: typed cyst or cystic ({knowledge('cystic_lesion_hu').rule})" if ok else \
+                f"{m.group(0)!r}: no lesion in scope is typed cyst or meets the cystic rule " \
+                f"({knowledge('cystic_lesion_hu').rule})"
+            if lesions and _negated(w.orig, m.start()):  # 'L5 is not a cyst': none in scope may be cystic
+                ok, why = not any(_is_cystic(les) for les in lesions), "negated: " + why
+            w.claims.append(_C("diagnosis", m.group(0), "supported" if ok else "unsupported", why, have or sc.ids,
+                               "diagnosis"))
             w.take(*m.span())
         for rx, comp in ((_FAT, "fat"), (_CALC, "calcified")):
             for m in rx.finditer(w.t):
@@ -1224,9 +1261,9 @@ class ClaimChecker:
             w.take(*m.span())
         hedges = list(_HEDGE.finditer(w.t))
         for m in _NEVER.finditer(w.t):
-            limited = _LIMIT.search(w.orig) and not re.search(r"excluded", w.orig, re.IGNORECASE)
-            w.claims.append(_C("diagnosis", m.group(0), "not_checkable" if limited else "unsupported",
-                               f"{m.group(0)!r}: stated as not assessed" if limited else
+            limited = _LIMIT.search(w.orig) and not re.search(r"excluded|ruled\s+out", w.orig, re.IGNORECASE)
+            w.claims.append(_C("diagnosis", m.group(0), "supported" if limited else "unsupported",
+                               f"{m.group(0)!r}: stated as not established by the measurements" if limited else
                                f"{m.group(0)!r} is a diagnosis or interpretation that the measurements cannot establish "
                                "(no rule in reasoning/knowledge.py maps these findings to it)", sc.ids, "diagnosis"))
             w.take(*m.span())
@@ -1275,6 +1312,20 @@ class ClaimChecker:
                                    f"{word!r}: the {human(o.name)} volume is not measured or has no sourced size rule",
                                    [f"organ:{o.name}"], "diagnosis"))
         w.take(*span)
+
+    def _history(self, w: _Work, sc: _Scope) -> None:
+        """Patient history and the indication are not in the findings: not checkable (the clinical words with them
+        too); a recommendation or a comparison in the same sentence is still checked."""
+        cue = _HISTORY.search(w.t)
+        if not cue:
+            return
+        words = [m for rx in (_NEVER, _CLINICAL) for m in rx.finditer(w.t)
+                 if not _RECOMMEND.fullmatch(m.group(0)) and not _COMPARISON.fullmatch(m.group(0))]
+        w.claims.append(_C("history", w.orig[cue.start():].strip(), "not_checkable",
+                           "patient history or indication: not in the findings, so not checkable", sc.ids, "history"))
+        w.take(*cue.span())
+        for m in words:
+            w.take(*m.span())
 
     def _recommendations(self, w: _Work, sc: _Scope) -> None:
         for m in _RECOMMEND.finditer(w.t):
@@ -1350,6 +1401,23 @@ class ClaimChecker:
                 continue
             w.claims.append(_C("number", m.group(1), "unsupported", f"the number {m.group(1)} has no unit or context that a "
                                "finding can confirm", sc.ids, "unverifiable_number"))
+
+
+_NOT_BEFORE = re.compile(r"\b(?:not|isn't|aren't|wasn't|weren't|never|nor|neither)\b(?:\s+[\w-]+){0,3}\s*$", re.IGNORECASE)
+
+
+def _negated(text: str, start: int) -> bool:
+    """'is not hypoattenuating', 'is not in the pancreatic tail', 'in segment VIII, not segment VII'."""
+    before = text[max(0, start - 40):start]
+    cut = max((m.end() for m in re.finditer(r"[;,(]|\bbut\b|\band\b", before)), default=0)
+    return bool(_NOT_BEFORE.search(before[cut:]))
+
+
+def _flip(text: str, start: int, ok: bool, why: str) -> tuple[bool, str]:
+    """The verdict of a negated attribute claim: true exactly when the positive claim is false."""
+    if _negated(text, start):
+        return (not ok), ("negated: " + why)
+    return ok, why
 
 
 def _ranked(lesions: list[Lesion], m: re.Match) -> list[Lesion]:

@@ -333,3 +333,26 @@ def test_validator_interface_backed_by_claims(f, ids):
 def test_split_sentences_of_markdown():
     md = "# Report\n\n## Findings\n- L1 measures 30 mm. It is hypoattenuating.\n\n**Impression:** No change.\n---\n"
     assert split_sentences(md) == ["- L1 measures 30 mm.", "It is hypoattenuating.", "No change."]
+
+
+def test_history_is_not_checkable_and_limitations_are_supported(chk):
+    sc = chk.check_sentence("Indication: abdominal pain, history of colorectal cancer.")
+    assert sc.ok and [c.verdict for c in sc.claims] == ["not_checkable"]
+    sc = chk.check_sentence("Known liver metastases are stable.")  # the comparison is still checked
+    assert not sc.ok and {c.type for c in sc.claims if c.verdict == "unsupported"} == {"comparison"}
+    assert ok(chk, "Metastases cannot be assessed from these masks.")
+    assert refused(chk, "HCC cannot be excluded.", kind="diagnosis")  # a soft diagnosis, not a limitation
+
+
+def test_superlatives_by_long_axis(chk, case, ids):
+    tr = case["truth"]
+    # analytic long axes: hypo 30 mm; the hyper blob (radius 7 mm spheres) and the iso spleen lesion (15 mm) are smaller
+    liver_ids = [ids["hypo"], ids["hyper"], ids["ivc"]]
+    ext = {n: float((np.ptp(np.argwhere(tr[n]["mask"])[:, :2], axis=0).max() + 1) * spacing(case)[0])
+           for n in ("hypo", "hyper", "ivc")}
+    order = sorted(("hypo", "hyper", "ivc"), key=lambda n: -ext[n])
+    assert ext[order[0]] - ext[order[1]] >= 6 and ext[order[1]] - ext[order[2]] >= 6, ext  # clearly ranked
+    assert set(liver_ids) == {ids[n] for n in order}
+    assert ok(chk, f"{ids[order[0]]} is the largest liver lesion.")
+    assert ok(chk, f"{ids[order[1]]} is the second largest liver lesion.")
+    assert refused(chk, f"{ids[order[2]]} is the largest liver lesion.", kind="measurement")
