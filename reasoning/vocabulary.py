@@ -57,6 +57,16 @@ ORGAN_ALIASES: dict[str, str] = {
     "left_adrenal": "adrenal_gland_left", "right_adrenal": "adrenal_gland_right", "lungs": "lung",
 }
 
+# Single organ words as reports and the grounding checker read them ('renal' -> kidney), a family each.
+ORGAN_WORDS: dict[str, str] = {
+    "liver": "liver", "hepatic": "liver", "pancreas": "pancreas", "pancreatic": "pancreas", "spleen": "spleen",
+    "splenic": "spleen", "kidney": "kidney", "kidneys": "kidney", "renal": "kidney", "gallbladder": "gallbladder",
+    "adrenal": "adrenal", "adrenals": "adrenal", "stomach": "stomach", "gastric": "stomach", "duodenum": "duodenum",
+    "duodenal": "duodenum", "colon": "colon", "colonic": "colon", "lung": "lung", "lungs": "lung", "pulmonary": "lung",
+    "bladder": "urinary_bladder", "esophagus": "esophagus", "prostate": "prostate", "heart": "heart",
+    "small bowel": "small_bowel", "bowel": "small_bowel",
+}
+
 _FAMILIES = set(ORGANS.values())
 
 

@@ -149,7 +149,7 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     qual = getattr(r, "qualifier", None)
     lower = qual == "lower_bound" and spec.answer_type == "numeric"
     expl = r.explanation
-    if lower and ("at least" not in expl or r.unit != (getattr(r0, "unit", None))):
+    if lower and ("at least" not in expl or r.unit != r0.unit):
         expl = f"at least {_fmt(float(r.value))}{' ' + r.unit if r.unit else ''}, cut by the scan edge: {expl}"
     extra = {"qualifier": qual} if "qualifier" in Answer.model_fields and qual else {}
     common = dict(finding_ids=r.ids, rule=r.rule, explanation=expl, **base, **extra)
