@@ -304,3 +304,13 @@ def test_unmeasured_relations_refused(case):
     assert answer(f, f"Is lesion {ids[0]} completely imaged?").answer == "yes"
     # existence asked as absence
     assert answer(f, "Is the spleen free of lesions?").answer == "no"  # the spleen lesion painted by the case
+
+
+def test_every_type_example_routes_to_its_type():
+    """The 'closest supported questions' an unmapped answer suggests must themselves be understood as that type."""
+    wrong = {}
+    for name, spec in SUBTYPES.items():
+        q = parse_question(spec.example)
+        if q is None or q.subtype != name:
+            wrong[name] = (spec.example, q.subtype if q else None)
+    assert not wrong, wrong
