@@ -57,35 +57,13 @@ from perception.schema import Findings, Lesion, Organ
 from .facts import Fact, IdFacts, build_facts, counts, quotable
 from .knowledge import knowledge
 from .limitations import human, implausible
+from .vocabulary import ORDINAL_WORDS, PANCREAS_PARTS, ROMAN, VESSEL_PHRASES
 
 Verdict = Literal["supported", "unsupported", "not_checkable"]
 
 WORD_NUM = {"no": 0, "zero": 0, "one": 1, "single": 1, "solitary": 1, "two": 2, "three": 3, "four": 4, "five": 5,
             "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
-ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "IVA": 4, "IVB": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8}
 
-# text vessel phrases -> vessel mask names they may refer to (longest phrases first)
-VESSEL_PHRASES: list[tuple[str, tuple[str, ...]]] = sorted([
-    ("superior mesenteric artery", ("superior_mesenteric_artery",)), ("sma", ("superior_mesenteric_artery",)),
-    ("superior mesenteric vein", ("superior_mesenteric_vein",)), ("smv", ("superior_mesenteric_vein",)),
-    ("celiac trunk", ("celiac_trunk",)), ("celiac axis", ("celiac_trunk",)), ("coeliac trunk", ("celiac_trunk",)),
-    ("celiac artery", ("celiac_trunk",)),
-    ("common hepatic artery", ("common_hepatic_artery",)), ("cha", ("common_hepatic_artery",)),
-    ("hepatic artery", ("common_hepatic_artery", "hepatic_artery")),
-    ("splenic artery", ("splenic_artery",)),
-    ("portal/splenic vein", ("portal_vein_and_splenic_vein",)), ("portal vein", ("portal_vein", "portal_vein_and_splenic_vein")),
-    ("splenic vein", ("splenic_vein", "portal_vein_and_splenic_vein")),
-    ("portal confluence", ("portal_vein", "portal_vein_and_splenic_vein", "superior_mesenteric_vein")),
-    ("inferior vena cava", ("inferior_vena_cava",)), ("ivc", ("inferior_vena_cava",)), ("vena cava", ("inferior_vena_cava",)),
-    ("aorta", ("aorta",)), ("aortic", ("aorta",)),
-    ("left renal vein", ("renal_vein_left",)), ("right renal vein", ("renal_vein_right",)),
-    ("renal vein", ("renal_vein_left", "renal_vein_right")),
-    ("left renal artery", ("renal_artery_left",)), ("right renal artery", ("renal_artery_right",)),
-    ("renal artery", ("renal_artery_left", "renal_artery_right")),
-    ("hepatic veins", ("hepatic_vein",)), ("hepatic vein", ("hepatic_vein",)), ("hepatic vessels", ("liver_vessels",)),
-    ("iliac artery", ("iliac_artery_left", "iliac_artery_right")), ("iliac vein", ("iliac_vena_left", "iliac_vena_right")),
-    ("pulmonary artery", ("pulmonary_artery",)), ("superior vena cava", ("superior_vena_cava",)),
-], key=lambda t: -len(t[0]))
 
 ORGAN_WORDS = {
     "liver": "liver", "hepatic": "liver", "pancreas": "pancreas", "pancreatic": "pancreas", "spleen": "spleen",
@@ -321,7 +299,7 @@ def _unit(u: str) -> tuple[str, float]:
 
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
 _SUPERLATIVE = re.compile(r"\b(?:(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ]+)?(largest|biggest|smallest)\b", re.IGNORECASE)
-_RANK = {"second": 2, "2nd": 2, "third": 3, "3rd": 3, "fourth": 4, "4th": 4, "fifth": 5, "5th": 5}
+_RANK = ORDINAL_WORDS
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -1428,12 +1406,12 @@ def _ranked(lesions: list[Lesion], m: re.Match) -> list[Lesion]:
 
 
 def _seg_num(tok: str) -> int:
-    return int(tok) if tok.isdigit() else ROMAN[tok.upper()]
+    return int(tok) if tok.isdigit() else ROMAN[tok.lower()]
 
 
 def _panc_part(m: re.Match) -> str:
-    part = (m.group(1) or m.group(2) or m.group(3) or "head").lower()
-    return "head" if part in ("neck", "uncinate") else part
+    part = (m.group(1) or m.group(2) or m.group(3) or "uncinate").lower()
+    return PANCREAS_PARTS[part].removeprefix("pancreas_")
 
 
 def _att_word(m: re.Match) -> str:
