@@ -432,6 +432,19 @@ class _Work:
     t: str
     claims: list[_C] = field(default_factory=list)
     vessel_names: set[str] = field(default_factory=set)  # vessel masks the sentence names
+    named: list[str] = field(default_factory=list)  # existing lesion ids the sentence writes, in order
+    id_pos: list[tuple[int, str]] = field(default_factory=list)  # (position, lesion id) of each written id
+
+    def owner(self, pos: int, lesions: list[Lesion]) -> list[Lesion]:
+        """The lesions a phrase at ``pos`` is about: the nearest lesion id written before it when the sentence
+        writes several ('L1 is 42 mm, L2 is 30 mm'), else all lesions in scope."""
+        if len(set(self.named)) < 2:
+            return lesions
+        before = [lid for p, lid in self.id_pos if p < pos]
+        if not before:
+            return lesions
+        sub = [les for les in lesions if les.id == before[-1]]
+        return sub or lesions
 
     def take(self, a: int, b: int) -> None:
         self.t = self.t[:a] + " " * (b - a) + self.t[b:]
@@ -584,6 +597,8 @@ class ClaimChecker:
                 if i not in self.facts:
                     out.append(_C("citation", i, "unsupported", f"cites {i!r}, which is not a finding (valid ids: "
                                   f"{', '.join(sorted(self.facts))})", [], "citation"))
+        w.id_pos = [(m.start(), f"L{m.group(1)}") for m in LESION_ID_RE.finditer(w.t) if f"L{m.group(1)}" in self.lesion_ids]
+        w.named = list(dict.fromkeys(lid for _, lid in w.id_pos))
         for m in LESION_ID_RE.finditer(w.t):
             lid = f"L{m.group(1)}"
             if lid not in self.lesion_ids:
@@ -674,7 +689,9 @@ class ClaimChecker:
             b = min([b for b in breaks if b > pos], default=10 ** 9)
             return a, b
 
+        all_lesions = per_lesion
         for phrase, names, s, e in vessels:
+            per_lesion = {les.id: all_lesions[les.id] for les in w.owner(s, sc.lesions)} if sc.lesions else all_lesions
             a, b = clause(s)
             before = [c for c in cues if a <= c[0] < s]
             after = [c for c in cues if e <= c[0] < b]
@@ -984,11 +1001,21 @@ class ClaimChecker:
                 tol = max(tol, dec_unit * scale, 0.1 * abs(x.value))
             return abs(float(written) * scale - x.value) <= tol
 
-        def find(written, unit, scale, about=False, start=None):
+        study_nums = [x for x in self.facts["study"].numbers if _usable(x, w.orig)]
+
+        def pool_for(unit, start=None):
             pool = [x for x in nums if x.unit == unit]
+            if start is not None and len(set(w.named)) >= 2:  # the numbers of the lesion named just before
+                own = w.owner(start, sc.lesions)
+                if len(own) == 1:
+                    pool = [x for x in _merge(self.facts, [own[0].id]).numbers + study_nums
+                            if x.unit == unit and _usable(x, w.orig)]
             if unit == "HU" and start is not None:
                 pool = _hu_kind(pool, w.orig, start)
-            return [x for x in pool if close(written, x, scale, about)]
+            return pool
+
+        def find(written, unit, scale, about=False, start=None):
+            return [x for x in pool_for(unit, start) if close(written, x, scale, about)]
 
         for m in _INEQ_RE.finditer(w.t):
             unit, scale = _unit(m.group(3))
@@ -1008,10 +1035,11 @@ class ClaimChecker:
             unit, scale = _unit(m.group(4))
             about = approx(m.start())
             parts = [g for g in (m.group(1), m.group(2), m.group(3)) if g is not None]
-            bad = [g for g in parts if not find(g, unit, scale, about)]
+            bad = [g for g in parts if not find(g, unit, scale, about, m.start())]
             w.claims.append(_C("measurement", m.group(0), "unsupported" if bad else "supported",
                                (f"size {', '.join(bad)} {m.group(4)} matches no measured length of the findings in scope"
-                                if bad else "sizes: " + "; ".join(f"{g} = {find(g, unit, scale, about)[0].name}" for g in parts)),
+                                if bad else "sizes: " + "; ".join(f"{g} = {find(g, unit, scale, about, m.start())[0].name}"
+                                                                  for g in parts)),
                                sc.ids, "number"))
             w.take(*m.span())
         for m in UNIT_RE.finditer(w.t):
@@ -1021,7 +1049,7 @@ class ClaimChecker:
                 w.claims.append(_C("measurement", m.group(0), "supported", f"{hit[0].name} = {hit[0].value:g} {unit}",
                                    sc.ids, "number"))
             else:
-                cands = sorted({f"{x.value:g} {x.unit} ({x.name})" for x in nums if x.unit == unit})[:8]
+                cands = sorted({f"{x.value:g} {x.unit} ({x.name})" for x in pool_for(unit, m.start())})[:8]
                 w.claims.append(_C("measurement", m.group(0), "unsupported",
                                    f"{m.group(1)} {m.group(2)} matches no {unit} value of the findings in scope"
                                    + (f" (candidates: {', '.join(cands)})" if cands else ""), sc.ids, "number"))
@@ -1133,9 +1161,12 @@ class ClaimChecker:
 
     def _attenuation(self, w: _Work, sc: _Scope) -> None:
         atts = {les.attenuation.value for les in sc.lesions if les.attenuation} if sc.lesions else sc.facts.attenuation
+        all_atts = atts
         for m in ATT_RE.finditer(w.t):
             att = _att_word(m)
             word = m.group(0)
+            own = w.owner(m.start(), sc.lesions)
+            atts = {les.attenuation.value for les in own if les.attenuation} if own is not sc.lesions else all_atts
             if re.search(r"enhanc", word, re.IGNORECASE) and self.contrast in ("non_contrast", "unknown"):
                 w.claims.append(_C("attenuation", word, "unsupported", f"says {word!r}; the study is "
                                    f"{'non-contrast' if self.contrast == 'non_contrast' else 'of unknown phase'}: "
@@ -1353,6 +1384,12 @@ class ClaimChecker:
                            f"mentions the {phrase}, but the cited findings are about {', '.join(sorted(F.organs))}")
                 else:
                     ok, why = False, f"mentions the {phrase}, which the cited findings do not locate"
+            elif w.named:  # 'L1 ... in the spleen': the organ of the lesions the sentence names (or next to them)
+                own = _merge(self.facts, w.named).organs
+                ok = bool(fams & own)
+                why = (f"{', '.join(w.named)} {'is' if len(w.named) == 1 else 'are'} in or next to the {phrase}" if ok else
+                       f"mentions the {phrase}, but {', '.join(w.named)} {'is' if len(w.named) == 1 else 'are'} about "
+                       f"{', '.join(sorted(own)) or 'no organ'}")
             else:
                 ok = bool(fams & known)
                 why = f"the {phrase} is in the findings" if ok else f"the {phrase} has no mask and no lesion in the findings"

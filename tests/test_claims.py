@@ -356,3 +356,18 @@ def test_superlatives_by_long_axis(chk, case, ids):
     assert ok(chk, f"{ids[order[0]]} is the largest liver lesion.")
     assert ok(chk, f"{ids[order[1]]} is the second largest liver lesion.")
     assert refused(chk, f"{ids[order[2]]} is the largest liver lesion.", kind="measurement")
+
+
+def test_values_belong_to_the_lesion_named_before_them(chk, case, ids):
+    """'L1 is 30 mm, L2 is 15 mm' checks each size against its own lesion; swapped sizes are refused, as are an organ
+    or a vessel contact that belongs to another lesion of the same sentence."""
+    hypo, iso = ids["hypo"], ids["iso"]
+    lh = case["truth"]["hypo"]["long"]  # 30 mm analytic
+    li = (np.ptp(np.argwhere(case["truth"]["iso"]["mask"])[:, :2], axis=0).max() + 1) * spacing(case)[0]
+    assert abs(lh - li) > 10
+    assert ok(chk, f"{hypo} is {lh:.0f} mm, {iso} is {li:.0f} mm.")
+    assert refused(chk, f"{hypo} is {li:.0f} mm, {iso} is {lh:.0f} mm.", kind="measurement")
+    assert refused(chk, f"{hypo} measures {lh:.0f} mm and lies in the spleen.", kind="location")
+    a, i = ids["aorta"], ids["ivc"]
+    assert ok(chk, f"{a} abuts the aorta and {i} encases the IVC.")
+    assert refused(chk, f"{i} abuts the aorta and {a} encases the IVC.", kind="vessel")
