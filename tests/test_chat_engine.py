@@ -275,3 +275,19 @@ def test_render_refuses_markup_unknown_refs_and_non_json(case):
         assert out.text == "" and any(why in e for e in out.errors), (raw, out.errors)
     assert build_facts(case["findings"], None, None, []) == []  # nothing to state: no fact offered
     assert isinstance(facts[0], Fact) and facts[0].ref == "F1"
+
+
+def test_off_topic_tool_facts_are_not_offered(case):
+    """A kidney question answered with the liver lesion the model looked up (seen on SmolLM2): the
+    liver lesion's summary is not offered, the kidney lesion's is."""
+    from reasoning.chat_tools import FindingsTools
+
+    f = case["findings"]
+    kidney = next(x for x in case["lesions"] if x["organ"] == "kidney")
+    liver = case["liver"][0]
+    a = case_service.chat(f).ask("Is the kidney lesion a cyst or a tumor?").answer
+    assert a.status == "answered" and a.finding_ids == [kidney["id"]]
+    tools = FindingsTools(f)
+    facts = build_facts(f, a, None, [tools.get_lesion(liver["id"]), tools.get_lesion(kidney["id"])])
+    assert [x.finding_ids for x in facts] == [[kidney["id"]], [kidney["id"]]]
+    assert facts[1].text.startswith(f"{kidney['id']}: ") and not any(f"{liver['id']}: " in x.text for x in facts)
