@@ -37,10 +37,24 @@ Claim types and what supports them:
 - ``unknown``: a clinical word the vocabulary does not know is an error: a sentence cannot pass as
   "no claims" by using words the checker cannot read.
 
+- ``history``: the indication and patient history ("history of", "known", "status post") are not in
+  the findings: not checkable (a comparison or recommendation in the same sentence is still checked).
+
 Scope: a sentence that cites finding ids (the report draft, chat answers) is checked against those
 ids. A sentence that cites none (``radagent verify``) is checked against the lesions it names
 (L-ids), else the lesions and organs of the organ words it uses, narrowed by the segment, side,
-pancreatic part and kidney pole it names, else against the whole findings.
+attenuation, pancreatic part and kidney pole it names ("the largest / second largest ... lesion":
+that lesion by long axis), else against the whole findings; "the left kidney holds a lesion and the
+right kidney a cyst" is checked part by part. Where a sentence names several lesions, a value,
+attenuation or vessel contact is checked against the lesion named just before it. A negated
+attribute ("is not hypoattenuating", "not in the pancreatic tail", "not a cyst") is true exactly when
+the attribute is measured and differs.
+
+Numbers: equal to a measured value at the decimals written; a lesion length also within half an
+in-plane voxel (the measurement's resolution); "about" allows one unit of the last written digit or
+10 %; "exceeds / more than / less than N" compares; number words before a unit ("five centimetres")
+are read as numbers; a statistic named just before an HU value ("mean", "median", "SD",
+"difference") selects the values it may match.
 """
 
 from __future__ import annotations
