@@ -154,7 +154,7 @@ def output_schema(facts: list[Fact]) -> dict:
                       "minItems": n_req or (1 if sec == "impression" and ids else 0), "maxItems": len(ids)}
     lead = {"type": "object",
             "properties": {"fact": {"type": "string", "enum": [x.id for x in facts]},
-                           "lead": {"type": "string", "pattern": LEAD_PATTERN, "maxLength": max(map(len, LEADS))}},
+                           "lead": {"type": "string", "pattern": LEAD_PATTERN}},  # xgrammar refuses pattern + maxLength
             "required": ["fact", "lead"], "additionalProperties": False}
     props["lead_ins"] = {"type": "array", "items": lead, "maxItems": MAX_LEADS}
     return {"type": "object", "properties": props, "required": [*MODEL_SECTIONS, "lead_ins"], "additionalProperties": False}
@@ -166,9 +166,12 @@ def max_json_chars(schema: dict) -> int:
     if "enum" in schema:
         return max(len(json.dumps(v)) for v in schema["enum"])
     if t == "string":
-        if "maxLength" not in schema:
-            raise ValueError(f"string without maxLength or enum has no bound: {schema}")
-        return schema["maxLength"] + 2
+        if "maxLength" in schema:
+            return schema["maxLength"] + 2
+        m = re.fullmatch(r"\^\(([^()*+{}\[\]]*)\)\??\$", schema.get("pattern", ""))
+        if m is None:  # only an anchored alternation of literals has a length bound we can read
+            raise ValueError(f"string without maxLength, enum or a literal-alternation pattern has no bound: {schema}")
+        return max(len(re.sub(r"\\(.)", r"\1", alt)) for alt in m.group(1).split("|")) + 2
     if t == "array":
         n = schema["maxItems"]
         return 2 + n * max_json_chars(schema["items"]) + max(0, n - 1)

@@ -79,7 +79,7 @@ def test_lead_in_pattern_and_thinking_switch_are_accepted(vllm_server):
     from reasoning.narrative import LEAD_PATTERN, LEAD_RE, MAX_LEADS
 
     schema = {"type": "object", "properties": {"leads": {"type": "array", "minItems": 2, "maxItems": MAX_LEADS, "items": {
-        "type": "string", "pattern": LEAD_PATTERN, "maxLength": 12}}}, "required": ["leads"], "additionalProperties": False}
+        "type": "string", "pattern": LEAD_PATTERN}}}, "required": ["leads"], "additionalProperties": False}
     out = _chat(vllm_server, max_tokens=120, chat_template_kwargs={"enable_thinking": False}, messages=[
         {"role": "user", "content": "Write two sentences about a 23 mm liver metastasis, as JSON."}],
         response_format={"type": "json_schema", "json_schema": {"name": "leads", "schema": schema, "strict": True}})

