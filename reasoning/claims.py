@@ -126,7 +126,7 @@ _NOT_ENCASE = re.compile(r"\b(?:no|without)\s+encasement\b|\bdoes\s+not\s+encase
 _ENCASE = re.compile(r"\bencas\w*|\bsurround\w*|\bwrap\w*|\bcircumferential\w*")
 _ABUT = re.compile(r"\babut\w*")
 _CONTACT = re.compile(r"\bcontact\w*|\btouch\w*|\binvolv\w*|\babutting\b")
-_INVADE = re.compile(r"\binva\w*|\binfiltrat\w*|\btumou?r\s+thromb\w*|\bthromb\w*|\bocclu\w*|\bnarrow\w*|\bstenos\w*"
+_INVADE = re.compile(r"\bpatent\w*|\bpatency\b|\bopacif\w*|\bflow\b|\binva\w*|\binfiltrat\w*|\btumou?r\s+thromb\w*|\bthromb\w*|\bocclu\w*|\bnarrow\w*|\bstenos\w*"
                      r"|\bcompress\w*|\bdisplac\w*")
 
 _PHASES = [
@@ -314,6 +314,8 @@ def _unit(u: str) -> tuple[str, float]:
 # facts that count only when the sentence names them (a lesion of 3.0 mm is not the slice thickness)
 _SUPERLATIVE = re.compile(r"\b(?:(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ]+)?(largest|biggest|smallest)\b", re.IGNORECASE)
 _RANK = ORDINAL_WORDS
+_RENAL_CLASS = re.compile(r"\b(simple|indeterminate|hyperdense|hyperattenuating)(?:\s+(?:renal\s+|kidney\s+)?"
+                          r"(?:cyst(?:ic)?s?|lesions?|mass(?:es)?))\b", re.IGNORECASE)
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -334,6 +336,7 @@ _INEQ_RE = re.compile(r"(\bexceed(?:s|ing)?|\bmore\s+than|\bgreater\s+than|\blar
 _GATED = [
     (re.compile(r"^(slice_thickness_mm|spacing_\d)$"), re.compile(r"slice|thick|spacing|section|resolution|voxel|pixel", re.IGNORECASE)),
     (re.compile(r"^aorta_hu$"), re.compile(r"aort", re.IGNORECASE)),
+    (re.compile(r"^imaged_volume_ml$"), re.compile(r"imaged|visible|partial|at\s+least|cut|edge", re.IGNORECASE)),
     (re.compile(r"^portal_vein_hu$"), re.compile(r"portal|splenic vein", re.IGNORECASE)),
     (re.compile(r"total_lesion_volume_ml$"), re.compile(r"total|combined|sum|burden|overall|altogether|together", re.IGNORECASE)),
     (re.compile(r"^recist_min_long_axis$"), re.compile(r"recist|measurab|threshold|minimum|at least|target", re.IGNORECASE)),
@@ -1220,6 +1223,7 @@ class ClaimChecker:
         w.take(*span)
 
     def _diagnoses(self, w: _Work, sc: _Scope, mentions) -> None:
+        self._renal_rule(w, sc)
         lesions = sc.lesions
         organs = self._organs_in(mentions) or sc.organs
         for m in _STEATOSIS.finditer(w.t):
@@ -1309,6 +1313,33 @@ class ClaimChecker:
             else:
                 orgs = organs
             self._size_claim(w, m.span(), m.group(0), orgs, neg)
+
+    def _renal_rule(self, w: _Work, sc: _Scope) -> None:
+        """'simple cyst' / 'indeterminate' / 'hyperdense cyst' of a kidney lesion, by the simplified Bosniak HU ranges
+        (knowledge 'renal_mass_hu_ranges'; the > 70 HU rule on non-contrast CT only)."""
+        e = knowledge("renal_mass_hu_ranges")
+        fat, cyst_max, dense = e.values
+        kidney = [les for les in sc.lesions if les.organ and organ_family(les.organ) == "kidney"]
+        for m in _RENAL_CLASS.finditer(w.t):
+            word = m.group(1).lower()
+            if not kidney:
+                w.claims.append(_C("diagnosis", m.group(0), "unsupported", f"{m.group(0)!r}: the Bosniak HU ranges apply "
+                                   "to kidney lesions; none in scope", sc.ids, "diagnosis"))
+                w.take(*m.span())
+                continue
+            if word == "simple":
+                have = [les for les in kidney if fat <= les.mean_hu <= cyst_max]
+            elif word == "indeterminate":
+                have = [les for les in kidney if cyst_max < les.mean_hu <= dense]
+            else:  # hyperdense / hyperattenuating cyst
+                have = [les for les in kidney if les.mean_hu > dense and self.contrast == "non_contrast"]
+            ok = bool(have) and len(have) == len(kidney)
+            w.claims.append(_C("diagnosis", m.group(0), "supported" if ok else "unsupported",
+                               f"{', '.join(f'{les.id} mean {les.mean_hu:.1f} HU' for les in kidney)}: {e.rule} ({e.source})",
+                               [les.id for les in kidney], "diagnosis"))
+            w.take(*m.span())
+            for c in _CYST.finditer(w.t[m.start():m.end() + 12]):
+                w.take(m.start() + c.start(), m.start() + c.end())
 
     def _size_claim(self, w: _Work, span, word: str, organs: list[Organ], normal: bool) -> None:
         flag_for = {"spleen": "splenomegaly", "liver": "hepatomegaly"}

@@ -371,3 +371,18 @@ def test_values_belong_to_the_lesion_named_before_them(chk, case, ids):
     a, i = ids["aorta"], ids["ivc"]
     assert ok(chk, f"{a} abuts the aorta and {i} encases the IVC.")
     assert refused(chk, f"{i} abuts the aorta and {a} encases the IVC.", kind="vessel")
+
+
+def test_renal_hu_ranges_from_knowledge(chk, case, ids):
+    """A diagnosis word supported by a sourced rule (knowledge 'renal_mass_hu_ranges': -10..20 HU simple cyst,
+    > 20..70 HU indeterminate), from the HU painted into the case's kidney lesions."""
+    hu = case["hu"]
+    cyst = float(hu[case["truth"]["kidney_cyst"]["mask"]].mean())
+    tumor = float(hu[case["truth"]["kidney_tumor"]["mask"]].mean())
+    assert -10 + 3 < cyst < 20 - 3 and 20 + 3 < tumor < 70 - 3  # clearly inside the ranges
+    c, t = ids["kidney_cyst"], ids["kidney_tumor"]
+    assert ok(chk, f"{c} is a simple cyst.")
+    assert ok(chk, f"{t} is an indeterminate renal lesion.")
+    assert refused(chk, f"{t} is a simple cyst.", kind="diagnosis")
+    assert refused(chk, f"{ids['hyper']} is a simple cyst.", kind="diagnosis")  # not a kidney lesion
+    assert refused(chk, "The portal vein is patent.", kind="vessel")  # patency is never measured
