@@ -410,6 +410,8 @@ def _component(les: Lesion, name: str) -> bool:
     return any(c.split(":")[0].strip() == name for c in les.components)
 
 
+_ABBREV_END = re.compile(r"(?:\b(?:approx|e\.g|i\.e|vs|cf|dr|fig|nr|ca|incl|max|min|seg|mr|mrs|ms)\.)$",
+                         re.IGNORECASE)
 _SENT_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[\"'*-])|\n+")
 _HEADING = re.compile(r"^\s*(?:#+\s*.*|(?:findings|impression|technique|limitations|conclusions?|report|summary)\s*:?\s*)$", re.IGNORECASE)
 _SECTION_PREFIX = re.compile(r"^\s*(?:\*\*)?(?:findings|impression|technique|limitations|conclusions?)(?:\*\*)?\s*:\s*", re.IGNORECASE)
@@ -424,7 +426,12 @@ def split_sentences(text: str) -> list[str]:
         line = _SECTION_PREFIX.sub("", line.replace("**", ""))
         mark = LIST_MARK_RE.match(line)  # '1. Eight lesions.': the list mark stays with its sentence
         body = line[mark.end():] if mark else line
-        parts = [s.strip() for s in _SENT_SPLIT.split(body) if s and s.strip()]
+        parts: list[str] = []
+        for piece in (s.strip() for s in _SENT_SPLIT.split(body) if s and s.strip()):
+            if parts and _ABBREV_END.search(parts[-1]):  # 'approx. 5 mm', 'e.g. L1', 'vs. 30 HU': one sentence
+                parts[-1] += " " + piece
+            else:
+                parts.append(piece)
         if mark and parts:
             parts[0] = mark.group(0).strip() + " " + parts[0]
         out += parts

@@ -386,3 +386,8 @@ def test_renal_hu_ranges_from_knowledge(chk, case, ids):
     assert refused(chk, f"{t} is a simple cyst.", kind="diagnosis")
     assert refused(chk, f"{ids['hyper']} is a simple cyst.", kind="diagnosis")  # not a kidney lesion
     assert refused(chk, "The portal vein is patent.", kind="vessel")  # patency is never measured
+
+
+def test_split_keeps_abbreviations_inside_the_sentence():
+    assert split_sentences("L1 measures approx. 42 mm. L2 is e.g. hypoattenuating. No. The end.") == [
+        "L1 measures approx. 42 mm.", "L2 is e.g. hypoattenuating.", "No.", "The end."]
