@@ -337,7 +337,7 @@ def true_sentences(f: Facts) -> list[Sentence]:
     why_phase = f"aorta median {f.aorta_median_hu:.0f} HU"
     add("phase", "The study is non-contrast.", why_phase)
     add("phase", "This is an unenhanced CT.", why_phase)
-    return out
+    return out + _shorthand_true(f)
 
 
 def unsupported_sentences(f: Facts) -> list[Sentence]:
@@ -504,4 +504,91 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
     add("invented", "There is a 12 mm nodule in the right lower lobe of the lung.", "no lung lesion")
     add("invented", "A 3 cm mass arises from the stomach.", "no gastric lesion")
     add("invented", "An isoattenuating lesion is present in the liver.", "liver lesions are hypo- or hyperattenuating")
+    return out + _shorthand_unsupported(f)
+
+
+def _shorthand_true(f: Facts) -> list[Sentence]:
+    """Report shorthand and synonyms (hypodense, Roman segments, symbols, passive voice): true."""
+    out, add = _start(f)
+    L, S = f.hypo_axes_mm
+    ax, g = f.axial_mm, f.gap_mm
+    add("measurement", f"Segment 7/8 hypodense liver lesion, {L / 10:.1f} x {S / 10:.1f} cm.",
+        f"analytic {L:.0f} x {S:.0f} mm; shares {f.seg_share['hypo']}")
+    add("measurement", f"In the liver there is a hypodense lesion measuring {L:.0f} mm.", f"analytic long axis {L:.0f} mm")
+    size_iso, size_hyper, size_kt = cm(*ax["iso"]), cm(*ax["hyper"]), cm(*ax["kidney_tumor"])
+    if size_iso is not None:
+        add("measurement", f"The spleen contains an approximately {size_iso} cm isodense lesion.",
+            "axial diameter in [{:.1f}, {:.1f}] mm; {:+.1f} HU".format(*ax["iso"], f.host_diff_hu["iso"]))
+    if size_hyper is not None and _segments(f.seg_share["hyper"]) == [8]:
+        add("location", f"A hyperdense focus in hepatic segment VIII measures approximately {size_hyper} cm.",
+            "axial diameter in [{:.1f}, {:.1f}] mm; segment 8".format(*ax["hyper"]))
+    if cm(*ax["kidney_cyst"]) is not None:
+        add("measurement", f"Right renal cyst (approximately {cm(*ax['kidney_cyst'])} cm, about "
+            f"{5 * _half_up(f.mean_hu['kidney_cyst'] / 5)} HU).", f"mean {f.mean_hu['kidney_cyst']:.1f} HU")
+    if size_kt is not None and _attenuation(f.host_diff_hu["kidney_tumor"]) == "hyperattenuating":
+        add("attenuation", f"The left kidney harbors a hyperdense lesion of approximately {size_kt} cm.",
+            "{:+.1f} HU".format(f.host_diff_hu["kidney_tumor"]))
+    add("vessel", "Tumor encasement of the IVC (>180\u00b0).", f"{f.ivc_angle_deg:.0f} deg")
+    add("vessel", "Aortic abutment by tumor (<180\u00b0).", f"{f.aorta_angle_deg:.0f} deg")
+    add("vessel", "The IVC is encased by tumor.", f"{f.ivc_angle_deg:.0f} deg")
+    add("vessel", "The aorta is abutted by a tumor.", f"{f.aorta_angle_deg:.0f} deg")
+    if g[("pancreas", "portal_vein_and_splenic_vein")] >= CLEAR_GAP_MM:
+        add("vessel", "No contact between the pancreatic lesion and the portal vein.",
+            f"{g[('pancreas', 'portal_vein_and_splenic_vein')]:.1f} mm")
+    add("count", "There is a solitary splenic lesion.", "one component in spleen_lesion")
+    add("count", f"A total of {len(LESIONS)} lesions are seen.", f"{len(LESIONS)} synthetic lesions")
+    add("count", "The pancreas harbors one lesion, located in the head.", "one component, all in pancreas_head")
+    add("phase", "Unenhanced CT.", f"aorta median {f.aorta_median_hu:.0f} HU")
+    add("measurement", f"Axial {f.slice_mm:.0f} mm slices.", f"voxel spacing {f.spacing_mm}")
+    ml = about(min(f.hypo_analytic_ml, f.volume_ml["hypo"]), max(f.hypo_analytic_ml, f.volume_ml["hypo"]), (1.0,))
+    if ml is not None:
+        add("measurement", f"The hypodense hepatic lesion has a volume of approximately {ml:.0f} cm3.",
+            f"analytic {f.hypo_analytic_ml:.2f} mL, {f.volume_ml['hypo']:.2f} mL of voxels")
+    add("location", "Renal lesions: a left-sided hyperdense lesion and a right-sided cyst.",
+        "kidney_lesion left ({:+.1f} HU), kidney_cyst_right".format(f.host_diff_hu["kidney_tumor"]))
+    if ax["kidney_tumor"][1] <= 40 and f.kidney_tumor_inside:
+        add("stage", "The left renal mass is staged T1a.", "at most {:.0f} mm, inside the kidney".format(
+            ax["kidney_tumor"][1]))
+    if f.mean_hu["hypo"] < 15 and f.sd_hu["hypo"] <= 15:
+        add("attenuation", "The hypodense liver lesion is of water density.",
+            f"mean {f.mean_hu['hypo']:.1f} HU, SD {f.sd_hu['hypo']:.1f} HU")
+    return out
+
+
+def _shorthand_unsupported(f: Facts) -> list[Sentence]:
+    """Report shorthand and synonyms: unsupported."""
+    out, add = _start(f)
+    L, S = f.hypo_axes_mm
+    ax = f.axial_mm
+    add("location", f"Segment 2/3 hypodense liver lesion, {L / 10:.1f} x {S / 10:.1f} cm.", "segments 7 and 8")
+    add("location", "A hyperdense focus in hepatic segment VI measures approximately 2 cm.", "segment 8")
+    add("measurement", f"The spleen contains a {_far(40, *ax['iso']) / 10:.0f} cm lesion.",
+        "truth [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("location", "Left renal cyst measuring 1.5 cm.", "the cyst is right; the left lesion is {:.0f} HU".format(
+        f.mean_hu["kidney_tumor"]))
+    add("vessel", "Tumor encasement of the aorta (>180\u00b0).", f"{f.aorta_angle_deg:.0f} deg: abutment")
+    add("vessel", "The IVC is abutted by tumor (<180\u00b0).", f"{f.ivc_angle_deg:.0f} deg: encasement")
+    add("count", "Multiple splenic lesions.", "one")
+    add("count", "A total of 3 lesions are seen.", f"{len(LESIONS)}")
+    add("phase", "Contrast-enhanced CT in arterial phase.", f"aorta median {f.aorta_median_hu:.0f} HU: non-contrast")
+    add("measurement", f"Axial {_far(1, f.slice_mm, f.slice_mm, 1.5):.0f} mm slices.", f"{f.slice_mm:.0f} mm")
+    add("measurement", f"The hypodense hepatic lesion has a volume of approximately "
+        f"{_far(50, f.hypo_analytic_ml, f.volume_ml['hypo']):.0f} cm3.", f"{f.volume_ml['hypo']:.1f} mL")
+    add("comparison", "Stable appearance of the renal lesions.", "no prior study")
+    add("comparison", "Interval development of a pancreatic head lesion.", "no prior study")
+    add("diagnosis", "Findings suggestive of renal cell carcinoma in the right kidney.",
+        "the right renal lesion is a {:.0f} HU cyst".format(f.mean_hu["kidney_cyst"]))
+    add("diagnosis", "Suspicious for hepatic metastatic disease.", "not established")
+    add("recommendation", "Clinical correlation and PET-CT are recommended.", "no rule")
+    add("negative", "No evidence of malignancy.", "not established")
+    add("negative", "The pancreas is normal.", "pancreatic head lesion")
+    add("invented", "Peritoneal carcinomatosis.", "not assessed")
+    add("invented", "Ascites is present.", "not assessed")
+    add("measurement", f"The pancreatic lesion measures {_far(150, *ax['pancreas']) / 10:.0f} cm.",
+        "truth [{:.0f}, {:.0f}] mm".format(*ax["pancreas"]))
+    add("measurement", f"Left renal lesion: {5 * _half_up(f.mean_hu['kidney_tumor'] / 5)} HU, "
+        f"{_far(60, *ax['kidney_tumor']) / 10:.0f} cm.", "truth [{:.0f}, {:.0f}] mm".format(*ax["kidney_tumor"]))
+    add("stage", "The splenic lesion is T1.", "no T stage for a splenic lesion")
+    add("negative", "Segment 7 contains no lesion.", f"shares {f.seg_share['hypo']}")
+    add("vessel", "The IVC is patent without tumor contact.", f"encased over {f.ivc_angle_deg:.0f} deg")
     return out
