@@ -150,7 +150,8 @@ _PATTERN = re.compile(
 
 _COMPARISON = re.compile(
     r"\b(?:prior|previous(?:ly)?|interval\w*|since\s+(?:the\s+)?(?:last|prior|previous|baseline)|baseline|new(?:ly)?|"
-    r"grow\w*|grew|enlarging|increas\w*(?:\s+in\s+size)?|decreas\w*(?:\s+in\s+size)?|shr[iau]nk\w*|stable|unchanged|"
+    r"grow\w*|grew|enlarging|(?:increas|decreas)\w*(?:\s+in\s+(?:size|number|volume|extent))?(?=\s+(?:in\s+|since|from|"
+    r"compared|by\b|over\b|relative\s+to\s+(?:the\s+)?(?:prior|previous))|[.;,]|$)|shr[iau]nk\w*|stable|unchanged|"
     r"progress\w*|regress\w*|resolv\w*|resolution|respon\w*|improv\w*|worsen\w*|larger\s+than\s+before|"
     r"smaller\s+than\s+before|no\s+change)\b", re.IGNORECASE)
 _RECOMMEND = re.compile(
@@ -316,6 +317,10 @@ _SUPERLATIVE = re.compile(r"\b(?:(second|third|fourth|fifth|2nd|3rd|4th|5th)[- ]
 _RANK = ORDINAL_WORDS
 _RENAL_CLASS = re.compile(r"\b(simple|indeterminate|hyperdense|hyperattenuating)(?:\s+(?:renal\s+|kidney\s+)?"
                           r"(?:cyst(?:ic)?s?|lesions?|mass(?:es)?))\b", re.IGNORECASE)
+_FEW_RE = re.compile(r"\b(multiple|several|numerous|many|innumerable|countless|various)\s+((?:[\w-]+\s+){0,3}?)("
+                     + _LESION_NOUN + r")\b", re.IGNORECASE)
+_SLICE_CONTEXT = re.compile(r"^-?\d+(?:\.\d+)?\s*(?:mm|millimet\w+)\b[\s-]*(?:thick\w*\s+)?(?:axial\s+)?(?:slices?|sections?|"
+                            r"reconstructions?|thick)", re.IGNORECASE)
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -505,7 +510,10 @@ class ClaimChecker:
     # --- public -----------------------------------------------------------------------------------
     def check_sentence(self, text: str, finding_ids: list[str] | None = None) -> SentenceCheck:
         if finding_ids is None:  # 'the left kidney holds a lesion and the right kidney a cyst': one subject per part
-            cs = [c for part in self._subject_parts(text) for c in self._claims(part, None)]
+            cs, context = [], []
+            for part in self._subject_parts(text):
+                cs += self._claims(part, None, context)
+                context = self._organ_mentions(self._vessel_free(part.lower()))[0] or context
         else:
             cs = self._claims(text, finding_ids)
         return SentenceCheck(text=text, finding_ids=list(finding_ids or []), claims=[c.claim() for c in cs])
@@ -525,7 +533,14 @@ class ClaimChecker:
             for phrase, _ in VESSEL_PHRASES:
                 low = re.sub(r"\b" + re.escape(phrase) + r"\b", " ", low)
             return bool(LESION_ID_RE.search(part)) or bool(self._organ_mentions(low)[0])
-        return parts if all(subject(p) for p in parts) else [text]
+
+        def sided(part: str) -> bool:
+            return bool(re.search(r"\b(?:left|right)(?:[- ]sided)?\b", part, re.IGNORECASE))
+        if all(subject(p) for p in parts):
+            return parts
+        if subject(parts[0]) and all(subject(p) or sided(p) for p in parts[1:]) and sided(parts[0]):
+            return parts
+        return [text]
 
     # --- parsing ----------------------------------------------------------------------------------
     def _blank_quotes(self, t: str) -> str:
@@ -605,7 +620,15 @@ class ClaimChecker:
                 lesions = keep([les for les in lesions if les.kidney_pole == pole])
         return lesions
 
-    def _claims(self, text: str, cited: list[str] | None) -> list[_C]:
+    @staticmethod
+    def _vessel_free(low: str) -> str:
+        for phrase, _ in VESSEL_PHRASES:
+            low = re.sub(r"\b" + re.escape(phrase) + r"\b", lambda m: " " * len(m.group(0)), low)
+        return low
+
+    def _claims(self, text: str, cited: list[str] | None, context: list | None = None) -> list[_C]:
+        """Claims of one sentence; ``context``: organ mentions of the previous part of the same sentence, the scope of
+        a part that names no organ ('Renal lesions: a left-sided lesion and a right-sided cyst')."""
         t = LIST_MARK_RE.sub(lambda m: " " * len(m.group(0)), text)
         t = IGNORE_RE.sub(lambda m: " " * len(m.group(0)), t)
         t = self._blank_quotes(t)
@@ -641,7 +664,7 @@ class ClaimChecker:
                 low = low[:m.start()] + " " * (m.end() - m.start()) + low[m.end():]
         w.vessel_names = {n for _, names, _, _ in vessels for n in names}
         organ_mentions, _ = self._organ_mentions(low)
-        sc = self._scope(cited, w, organ_mentions, low)
+        sc = self._scope(cited, w, organ_mentions or ([(p, n, -1, -1) for p, n, _, _ in context] if context else []), low)
         ids = ids_for(sc)
 
         self._phase_and_patterns(w, ids)
@@ -1004,6 +1027,7 @@ class ClaimChecker:
         nums = [x for x in sc.facts.numbers if _usable(x, w.orig)]
         if not sc.explicit or "study" not in sc.ids:
             nums += [x for x in self.facts["study"].numbers if _usable(x, w.orig)]
+        nums = [x for x in nums if not (x.name.endswith((".max_angle_deg", ".contact_length_mm")) and x.value == 0)]
         if w.vessel_names:  # angles and contact lengths of the vessels the sentence names
             nums = [x for x in nums if not x.name.endswith((".max_angle_deg", ".contact_length_mm"))
                     or x.name.rsplit(".", 1)[0] in w.vessel_names]
@@ -1029,6 +1053,10 @@ class ClaimChecker:
 
         def pool_for(unit, start=None):
             pool = [x for x in nums if x.unit == unit]
+            if start is not None and unit == "mm" and _SLICE_CONTEXT.search(w.orig[start:start + 40]) or \
+                    start is not None and re.search(r"(?:slice|section)\s+thickness(?:\s+(?:is|of))?\s*$|-t\s*$",
+                                                    w.orig[max(0, start - 30):start], re.IGNORECASE) and unit == "mm":
+                return [x for x in study_nums if x.name == "slice_thickness_mm" or x.name.startswith("spacing_")]
             if start is not None and len(set(w.named)) >= 2:  # the numbers of the lesion named just before
                 own = w.owner(start, sc.lesions)
                 if len(own) == 1:
@@ -1088,7 +1116,21 @@ class ClaimChecker:
 
     def _counts(self, w: _Work, sc: _Scope, mentions) -> None:
         f = self.findings
+        segs = [x.span() for x in SEG_RE.finditer(w.t)]
+        for m in _FEW_RE.finditer(w.t):  # 'multiple splenic lesions': at least two (numerous / many: at least five)
+            word, quals = m.group(1).lower(), m.group(2).lower().split()
+            fams = {ORGAN_WORDS[q] for q in quals if q in ORGAN_WORDS}
+            pool = [les for les in (sc.lesions if not fams else f.lesions)
+                    if not fams or (les.organ and organ_family(les.organ) in fams)]
+            need = 5 if word in ("numerous", "many", "innumerable", "countless") else 2
+            ok = len(pool) >= need
+            w.claims.append(_C("count", m.group(0), "supported" if ok else "unsupported",
+                               f"{len(pool)} such lesion(s); {word!r} is read as at least {need}", [les.id for les in pool]
+                               or ["study"], "count"))
+            w.take(m.start(), m.start() + len(m.group(1)))
         for m in COUNT_RE.finditer(w.t):
+            if any(a <= m.start() < b for a, b in segs):
+                continue  # 'segment 7/8 hypodense lesion': a segment, not a count
             word = m.group(1).lower()
             n = int(word) if word.isdigit() else WORD_NUM[word]
             quals = m.group(2).lower().split()
@@ -1423,7 +1465,7 @@ class ClaimChecker:
         known = {organ_family(o.name) for o in f.organs} | {organ_family(les.organ) for les in f.lesions if les.organ} | \
             {organ_family(a) for les in f.lesions for a in les.adjacent_organs}
         for phrase, names, s, e in mentions:
-            if not w.t[s:e].strip():
+            if s < 0 or not w.t[s:e].strip():
                 continue  # consumed by another claim
             fams = {n[7:] for n in names if n.startswith("family:")} | {organ_family(n) for n in names if not n.startswith("family:")}
             if sc.explicit:

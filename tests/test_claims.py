@@ -391,3 +391,15 @@ def test_renal_hu_ranges_from_knowledge(chk, case, ids):
 def test_split_keeps_abbreviations_inside_the_sentence():
     assert split_sentences("L1 measures approx. 42 mm. L2 is e.g. hypoattenuating. No. The end.") == [
         "L1 measures approx. 42 mm.", "L2 is e.g. hypoattenuating.", "No.", "The end."]
+
+
+def test_telegraphic_style(chk, case):
+    vox = spacing(case)[2]
+    assert ok(chk, f"Axial {vox:.0f} mm slices.")
+    assert refused(chk, f"Axial {vox - 2:.0f} mm slices.", kind="measurement")  # not matched by a zero contact length
+    assert refused(chk, "Multiple splenic lesions.", kind="count")  # one spleen lesion by construction
+    assert ok(chk, "Multiple liver lesions.")
+    assert ok(chk, "Renal lesions: a left-sided hyperdense lesion and a right-sided cyst.")
+    assert refused(chk, "Renal lesions: a right-sided hyperdense lesion and a left-sided cyst.")
+    long, short = case["truth"]["hypo"]["long"], case["truth"]["hypo"]["short"]
+    assert ok(chk, f"Segment 7/8 hypodense liver lesion, {long / 10:.1f} x {short / 10:.1f} cm.")
