@@ -105,7 +105,7 @@ NCCN = ("locally advanced", "borderline resectable", "borderline", "unresectable
 _LESION_NOUN = r"lesions?|masses|mass|nodules?|cysts?|tumou?rs?|foci|focus|neoplasms?|abnormalit(?:y|ies)"
 COUNT_RE = re.compile(r"\b(\d+|" + "|".join(WORD_NUM) + r")\s+((?:[\w-]+\s+){0,3}?)(" + _LESION_NOUN + r")\b", re.IGNORECASE)
 ATT_RE = re.compile(r"\b(hypo|iso|hyper)[- ]?(attenuating|attenuation|enhancing|enhancement|dense|density|intense)\b"
-                    r"|\b(low|high)[- ](attenuation|density|attenuating)\b", re.IGNORECASE)
+                    r"|\b(low|high|lower|higher|increased|decreased|reduced)[- ](attenuation|density|attenuating)\b", re.IGNORECASE)
 LATERAL_RE = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 POLE_RE = re.compile(r"\b(upper|lower|interpolar|mid)[- ]?(pole|polar)?\b", re.IGNORECASE)
 PANC_PART_RE = re.compile(r"\b(?:pancreatic\s+(head|neck|body|tail)|(head|neck|body|tail)\s+of\s+the\s+pancreas|"
@@ -1548,7 +1548,7 @@ def _panc_part(m: re.Match) -> str:
 def _att_word(m: re.Match) -> str:
     if m.group(1):
         return {"hypo": "hypoattenuating", "iso": "isoattenuating", "hyper": "hyperattenuating"}[m.group(1).lower()]
-    return "hypoattenuating" if m.group(3).lower() == "low" else "hyperattenuating"
+    return "hypoattenuating" if m.group(3).lower() in ("low", "lower", "decreased", "reduced") else "hyperattenuating"
 
 
 def verify(findings: Findings, text: str) -> Verification:
