@@ -175,7 +175,7 @@ _NEVER = re.compile(
     r"necro\w*|embol\w*|neoplas\w*|sarcoma|gist|lipoma|granuloma|atroph\w*|edema|oedema|inflamm\w*|dilat\w*|"
     r"aneurysm\w*|thrombosis|thrombus|varices|collaterals|splenic\s+infarct|disease|pathology|tumou?r\s+burden|"
     r"primary|secondary|simple|complex|hemorrhagic|proteinaceous|indeterminate|aggressive|atypical|nodular"
-    r"(?=\s+(?:liver|contour|surface))|bosniak\s+\w+)\b", re.IGNORECASE)
+    r"(?=\s+(?:liver|contour|surface))|bosniak\s+\w+|(?:li|lung|pi|ti|o|bi)-?rads(?:\s+(?:category\s+)?\w+)?)\b", re.IGNORECASE)
 _NEVER_NEGATABLE = re.compile(
     r"\b(?:no|without|absence\s+of|negative\s+for|free\s+of)\s+(?:evidence\s+of\s+|signs?\s+of\s+|definite\s+|"
     r"suspicious\s+|other\s+)*(?=(?:distant\s+)?metasta|lymphadenopathy|adenopathy|(?:enlarged\s+|pathologic\w*\s+)?"
