@@ -229,6 +229,9 @@ _CLINICAL = re.compile(
     r"abnormal\w*|pathologic\w*|normal|unremarkable|enlarged|atrophic|cirrhotic|fatty)\b", re.IGNORECASE)
 
 
+MAX_SENTENCE_CHARS = 3000
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -509,6 +512,10 @@ class ClaimChecker:
 
     # --- public -----------------------------------------------------------------------------------
     def check_sentence(self, text: str, finding_ids: list[str] | None = None) -> SentenceCheck:
+        if len(text) > MAX_SENTENCE_CHARS:  # not a sentence a reader checks either; and parsing cost grows with it
+            return SentenceCheck(text=text, finding_ids=list(finding_ids or []), claims=[Claim(
+                type="unknown", text=text[:80] + "...", verdict="unsupported",
+                reason=f"a 'sentence' of {len(text)} characters (more than {MAX_SENTENCE_CHARS}): split it into sentences")])
         if finding_ids is None:  # 'the left kidney holds a lesion and the right kidney a cyst': one subject per part
             cs, context = [], []
             for part in self._subject_parts(text):

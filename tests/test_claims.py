@@ -403,3 +403,8 @@ def test_telegraphic_style(chk, case):
     assert refused(chk, "Renal lesions: a right-sided hyperdense lesion and a left-sided cyst.")
     long, short = case["truth"]["hypo"]["long"], case["truth"]["hypo"]["short"]
     assert ok(chk, f"Segment 7/8 hypodense liver lesion, {long / 10:.1f} x {short / 10:.1f} cm.")
+
+
+def test_an_overlong_sentence_is_refused_not_parsed(chk):
+    sc = chk.check_sentence("The liver lesion " + "is hypoattenuating and " * 200 + "round")
+    assert not sc.ok and sc.claims[0].type == "unknown" and "split it" in sc.claims[0].reason
