@@ -337,7 +337,7 @@ def true_sentences(f: Facts) -> list[Sentence]:
     why_phase = f"aorta median {f.aorta_median_hu:.0f} HU"
     add("phase", "The study is non-contrast.", why_phase)
     add("phase", "This is an unenhanced CT.", why_phase)
-    return out + _shorthand_true(f)
+    return out + _shorthand_true(f) + _prose_true(f)
 
 
 def unsupported_sentences(f: Facts) -> list[Sentence]:
@@ -504,7 +504,7 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
     add("invented", "There is a 12 mm nodule in the right lower lobe of the lung.", "no lung lesion")
     add("invented", "A 3 cm mass arises from the stomach.", "no gastric lesion")
     add("invented", "An isoattenuating lesion is present in the liver.", "liver lesions are hypo- or hyperattenuating")
-    return out + _shorthand_unsupported(f)
+    return out + _shorthand_unsupported(f) + _prose_unsupported(f)
 
 
 def _shorthand_true(f: Facts) -> list[Sentence]:
@@ -591,4 +591,78 @@ def _shorthand_unsupported(f: Facts) -> list[Sentence]:
     add("stage", "The splenic lesion is T1.", "no T stage for a splenic lesion")
     add("negative", "Segment 7 contains no lesion.", f"shares {f.seg_share['hypo']}")
     add("vessel", "The IVC is patent without tumor contact.", f"encased over {f.ivc_angle_deg:.0f} deg")
+    return out
+
+
+def _prose_true(f: Facts) -> list[Sentence]:
+    """LLM-style prose and report bullets: true."""
+    out, add = _start(f)
+    L = f.hypo_axes_mm[0]
+    ax, g = f.axial_mm, f.gap_mm
+    size = {n: cm(*ax[n]) for n in ("iso", "hyper", "kidney_tumor", "kidney_cyst")}
+    att = {n: _attenuation(d) for n, d in f.host_diff_hu.items()}
+    add("location", "Notably, the liver demonstrates a hypoattenuating lesion spanning segments 7 and 8, measuring "
+        f"approximately {L / 10:.1f} cm in long axis.", f"analytic long axis {L:.0f} mm; {f.seg_share['hypo']}")
+    if size["iso"] and att["iso"] == "isoattenuating":
+        add("count", f"Within the spleen, a single isoattenuating lesion of approximately {size['iso']} cm is "
+            "identified.", "one component, {:+.1f} HU".format(f.host_diff_hu["iso"]))
+        add("measurement", f"- Spleen: one isoattenuating lesion, about {size['iso']} cm.",
+            "axial diameter in [{:.1f}, {:.1f}] mm".format(*ax["iso"]))
+    if att["kidney_tumor"] == "hyperattenuating":
+        add("attenuation", "The left kidney demonstrates a hyperattenuating lesion with a mean attenuation of "
+            f"approximately {5 * _half_up(f.mean_hu['kidney_tumor'] / 5)} HU.", f"mean {f.mean_hu['kidney_tumor']:.1f}")
+        if size["kidney_tumor"] and size["kidney_cyst"]:
+            add("measurement", f"- Kidneys: left hyperattenuating lesion about {size['kidney_tumor']} cm; right cyst "
+                f"about {size['kidney_cyst']} cm.", "left [{:.0f}, {:.0f}] mm, right [{:.0f}, {:.0f}] mm".format(
+                    *ax["kidney_tumor"], *ax["kidney_cyst"]))
+    add("vessel", f"A tumor is seen encircling the inferior vena cava over approximately {f.ivc_angle_deg:.0f} "
+        "degrees, consistent with encasement.", f"{f.ivc_angle_deg:.0f} deg")
+    add("vessel", "Additionally, a tumor contacts the aorta over less than half of its circumference.",
+        f"{f.aorta_angle_deg:.0f} deg")
+    if min(g[("pancreas", "aorta")], g[("pancreas", "portal_vein_and_splenic_vein")]) >= CLEAR_GAP_MM:
+        add("vessel", "The pancreatic head harbors a lesion without contact with the aorta or the portal vein.",
+            "{:.0f} and {:.0f} mm".format(g[("pancreas", "aorta")], g[("pancreas", "portal_vein_and_splenic_vein")]))
+    if size["kidney_cyst"] and f.mean_hu["kidney_cyst"] < 15:
+        add("attenuation", f"The right kidney contains a cyst of fluid attenuation, about {size['kidney_cyst']} cm.",
+            f"mean {f.mean_hu['kidney_cyst']:.1f} HU")
+    add("vessel", f"- Vessels: IVC encasement (about {f.ivc_angle_deg:.0f} degrees); aortic abutment.",
+        f"{f.ivc_angle_deg:.0f} and {f.aorta_angle_deg:.0f} deg")
+    add("count", f"Overall, {NUMBER_WORDS[len(LESIONS)].lower()} lesions are present.", f"{len(LESIONS)} lesions")
+    if size["hyper"] and _segments(f.seg_share["hyper"]) == [8]:
+        add("measurement", f"The hyperattenuating lesion in hepatic segment 8 measures about {size['hyper']} cm and has "
+            f"a mean attenuation of about {5 * _half_up(f.mean_hu['hyper'] / 5)} HU.",
+            "[{:.0f}, {:.0f}] mm, mean {:.1f} HU".format(*ax["hyper"], f.mean_hu["hyper"]))
+    add("measurement", f"The hypoattenuating liver lesion is RECIST-measurable, with a long axis of {L:.0f} mm.",
+        f"analytic {L:.0f} mm >= 10 mm")
+    return out
+
+
+def _prose_unsupported(f: Facts) -> list[Sentence]:
+    """LLM-style prose and report bullets: unsupported."""
+    out, add = _start(f)
+    L = f.hypo_axes_mm[0]
+    ax = f.axial_mm
+    add("location", "Notably, the liver demonstrates a hypoattenuating lesion spanning segments 5 and 6, measuring "
+        f"approximately {L / 10:.1f} cm.", f"segments 7 and 8: {f.seg_share['hypo']}")
+    add("count", "Within the spleen, two isoattenuating lesions are identified.", "one")
+    add("attenuation", "The left kidney demonstrates a hypoattenuating lesion with a mean attenuation of approximately "
+        f"{_far(5, f.mean_hu['kidney_tumor'], f.mean_hu['kidney_tumor'], 3):.0f} HU.",
+        "{:+.1f} HU, mean {:.0f}".format(f.host_diff_hu["kidney_tumor"], f.mean_hu["kidney_tumor"]))
+    add("vessel", "A tumor is seen encircling the aorta over approximately "
+        f"{_far(270, f.aorta_angle_deg, f.aorta_angle_deg, 2):.0f} degrees.", f"{f.aorta_angle_deg:.0f} deg")
+    add("vessel", "The pancreatic head lesion abuts the portal vein.",
+        "{:.0f} mm away".format(f.gap_mm[("pancreas", "portal_vein_and_splenic_vein")]))
+    add("measurement", f"- Spleen: one hypoattenuating lesion, about {_far(40, *ax['iso']) / 10:.0f} cm.",
+        "isoattenuating, [{:.0f}, {:.0f}] mm".format(*ax["iso"]))
+    add("location", "- Kidneys: right hyperattenuating lesion about 2 cm; left cyst about 1.5 cm.", "sides swapped")
+    add("vessel", "- Vessels: aortic encasement; IVC abutment.", "categories swapped")
+    add("count", "Overall, fifteen lesions are present.", f"{len(LESIONS)}")
+    add("diagnosis", "The hepatic lesions are likely abscesses.", "not established")
+    add("comparison", "Compared to the prior examination, the IVC encasement has progressed.", "no prior study")
+    add("recommendation", "Short-interval follow-up MRI of the pancreas in 6 months is suggested.", "no rule")
+    add("negative", "There is no evidence of vascular encasement.", f"IVC encased over {f.ivc_angle_deg:.0f} deg")
+    add("invented", "Free fluid is seen in the pelvis.", "not assessed")
+    add("measurement", "The hyperattenuating lesion in hepatic segment 8 measures about "
+        f"{_far(40, *ax['hyper']) / 10:.0f} cm.", "[{:.0f}, {:.0f}] mm".format(*ax["hyper"]))
+    add("invented", "The right kidney demonstrates hydronephrosis.", "not assessed")
     return out
