@@ -123,8 +123,8 @@ class LLMClient:
     timeout_s: float = DEFAULT_TIMEOUT_S  # httpx: connect, each read and each write (LLMSettings.timeout_s)
     disable_thinking: bool = True  # send chat_template_kwargs enable_thinking=false (vLLM; Qwen3 templates)
     context_tokens: int | None = None  # the served context (max_model_len); read from /v1/models when None
-    _listed: bool = field(default=False, repr=False)
-    _can_tokenize: bool | None = field(default=None, repr=False)
+    _listed: bool = field(default=False, init=False, repr=False)
+    _can_tokenize: bool | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
