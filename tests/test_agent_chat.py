@@ -501,6 +501,7 @@ def test_real_server_chat_contract(lc, vllm_server, findings, case):
     liver = case["liver"]
     assert states_ml(turns[0].text, liver[0]["volume_ml"]) and states_ml(turns[1].text, liver[1]["volume_ml"])
     assert states_ml(turns[9].text, liver[2]["volume_ml"])
-    for t in accepted:
-        assert t.answer is not None and t.answer.line().split(" -- ")[0] in t.text
+    for t in accepted:  # the deterministic answer is stated (by code) in every accepted text
+        a = t.answer
+        assert a is not None and (a.reason if a.status == "cannot_be_determined" else a.line().split(" -- ")[0]) in t.text
     assert len(accepted) >= 3, [(t.message, t.grounding_errors) for t in turns]
