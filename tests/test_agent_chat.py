@@ -467,7 +467,7 @@ def test_chat_repl_with_llm(lc, findings, case, tmp_path):
     def model(body, n):  # the CLI runs the default structured mode: the final answer is JSON
         if body["messages"][-1]["role"] == "user" and "response_format" not in body:
             return tool_call("get_lesion", {"lesion_id": "L1"})
-        return {"content": json.dumps({"intro": "From the measurements", "facts": ["F1"], "closing": ""})}
+        return {"content": json.dumps({"intro": "From the measured findings:", "facts": ["F1"], "closing": ""})}
 
     p = tmp_path / "findings.json"
     p.write_text(findings.to_json())
