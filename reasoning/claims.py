@@ -76,7 +76,9 @@ from .vocabulary import ORDINAL_WORDS, PANCREAS_PARTS, ROMAN, VESSEL_PHRASES
 Verdict = Literal["supported", "unsupported", "not_checkable"]
 
 WORD_NUM = {"no": 0, "zero": 0, "one": 1, "single": 1, "solitary": 1, "two": 2, "three": 3, "four": 4, "five": 5,
-            "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12}
+            "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+            "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20,
+            "thirty": 30, "forty": 40, "fifty": 50}
 
 
 ORGAN_WORDS = {
@@ -123,7 +125,7 @@ _NEG_CONTACT = re.compile(
     r"(?:contact|touch|abut|involve|reach)\b|\bdo\s+not\s+(?:contact|touch|abut)\b|\bclear\s+of\b|\bfree\s+of\b|\bspar\w*"
     r"|\bnot\s+involv\w*|\bseparate[ds]?\s+from\b|\baway\s+from\b|\bpreserved\s+fat\s+plane")
 _NOT_ENCASE = re.compile(r"\b(?:no|without)\s+encasement\b|\bdoes\s+not\s+encase\b|\bnot\s+encas\w*")
-_ENCASE = re.compile(r"\bencas\w*|\bsurround\w*|\bwrap\w*|\bcircumferential\w*")
+_ENCASE = re.compile(r"\bencas\w*|\bencircl\w*|\bsurround\w*|\bwrap\w*|\bcircumferential\w*")
 _ABUT = re.compile(r"\babut\w*")
 _CONTACT = re.compile(r"\bcontact\w*|\btouch\w*|\binvolv\w*|\babutting\b")
 _INVADE = re.compile(r"\bpatent\w*|\bpatency\b|\bopacif\w*|\bflow\b|\binva\w*|\binfiltrat\w*|\btumou?r\s+thromb\w*|\bthromb\w*|\bocclu\w*|\bnarrow\w*|\bstenos\w*"
@@ -1154,6 +1156,8 @@ class ClaimChecker:
                 before = [x for x in mentions if a <= x[2] < m.start()]
                 after = [x for x in mentions if m.end() <= x[2] < b]
                 near = before[-1] if before else (after[0] if after else None)
+                if near is None and mentions and len({frozenset(x[1]) for x in mentions}) == 1:
+                    near = mentions[0]  # 'Within the spleen, a single lesion ...': the one organ the sentence names
                 if near:
                     fams = {n[7:] for n in near[1] if n.startswith("family:")}
                     spec = {n for n in near[1] if not n.startswith("family:")}
@@ -1350,9 +1354,13 @@ class ClaimChecker:
                                f"{m.group(0)!r} is a diagnosis or interpretation that the measurements cannot establish "
                                "(no rule in reasoning/knowledge.py maps these findings to it)", sc.ids, "diagnosis"))
             w.take(*m.span())
+        # a hedge whose words after it were all read as claims ('consistent with encasement') adds nothing
+        open_hedges = [h for h in hedges if re.search(r"[a-z]{3,}", re.sub(
+            r"\b(?:an?|the|this|it|its|of|lesion|lesions|mass|masses|nodule|finding|findings|which|that|is|are|be)\b",
+            " ", w.t[h.end():h.end() + 40].split(".")[0], flags=re.IGNORECASE), re.IGNORECASE)]
         for m in hedges:
             w.take(*m.span())
-        if hedges and not any(c.type == "diagnosis" for c in w.claims):
+        if open_hedges and not any(c.type == "diagnosis" for c in w.claims):
             w.claims.append(_C("diagnosis", hedges[0].group(0), "unsupported",
                                f"{hedges[0].group(0)!r} introduces an interpretation the vocabulary cannot check",
                                sc.ids, "diagnosis"))
