@@ -71,7 +71,13 @@ from perception.schema import Findings, Lesion, Organ
 from .facts import Fact, IdFacts, build_facts, counts, quotable
 from .knowledge import knowledge
 from .limitations import human, implausible
-from .vocabulary import ORDINAL_WORDS, PANCREAS_PARTS, ROMAN, VESSEL_PHRASES
+from .vocabulary import (
+    ORDINAL_WORDS,
+    ORGAN_WORDS,
+    PANCREAS_PARTS,
+    ROMAN,
+    VESSEL_PHRASES,
+)
 
 Verdict = Literal["supported", "unsupported", "not_checkable"]
 
@@ -81,14 +87,6 @@ WORD_NUM = {"no": 0, "zero": 0, "one": 1, "single": 1, "solitary": 1, "two": 2, 
             "thirty": 30, "forty": 40, "fifty": 50}
 
 
-ORGAN_WORDS = {
-    "liver": "liver", "hepatic": "liver", "pancreas": "pancreas", "pancreatic": "pancreas", "spleen": "spleen",
-    "splenic": "spleen", "kidney": "kidney", "kidneys": "kidney", "renal": "kidney", "gallbladder": "gallbladder",
-    "adrenal": "adrenal", "adrenals": "adrenal", "stomach": "stomach", "gastric": "stomach", "duodenum": "duodenum",
-    "duodenal": "duodenum", "colon": "colon", "colonic": "colon", "lung": "lung", "lungs": "lung", "pulmonary": "lung",
-    "bladder": "urinary_bladder", "esophagus": "esophagus", "prostate": "prostate", "heart": "heart",
-    "small bowel": "small_bowel", "bowel": "small_bowel",
-}
 
 NUM = r"(?<![\w.])(-?\d+(?:\.\d+)?)"
 # a number carrying a unit may be glued to letters before it ('x99.9mm', 'slice-t2.0mm'): only digits and dots stop it
