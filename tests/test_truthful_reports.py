@@ -155,7 +155,7 @@ def test_slices_are_image_numbers_never_the_index(base):
     v = Validator(f)
     assert not v.check_sentence(0, "L1 is seen on image 283.", ["L1"])
     assert v.check_sentence(0, f"L1 is seen on axial slice {l1.axial_slice}.", ["L1"])  # the 0-based index is rejected
-    a = answer(f, Question(subtype="largest lesion slice", organ="liver"))
+    a = answer(f, Question(subtype="lesion key slice", organ="liver"))
     assert a.answer == 283 and "InstanceNumber" in a.explanation
     assert str(l1.axial_slice) not in re.findall(r"\d+", a.explanation.split("mm on")[1].split("(")[0])
 
