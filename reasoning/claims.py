@@ -323,7 +323,7 @@ _RENAL_CLASS = re.compile(r"\b(simple|indeterminate|hyperdense|hyperattenuating)
 _FEW_RE = re.compile(r"\b(multiple|several|numerous|many|innumerable|countless|various)\s+((?:[\w-]+\s+){0,3}?)("
                      + _LESION_NOUN + r")\b", re.IGNORECASE)
 _SLICE_CONTEXT = re.compile(r"^-?\d+(?:\.\d+)?\s*(?:mm|millimet\w+)\b[\s-]*(?:thick\w*\s+)?(?:axial\s+)?(?:slices?|sections?|"
-                            r"reconstructions?|thick)", re.IGNORECASE)
+                            r"reconstructions?|recons?|images|thick)", re.IGNORECASE)
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -1063,7 +1063,7 @@ class ClaimChecker:
             if start is not None and unit == "mm" and _SLICE_CONTEXT.search(w.orig[start:start + 40]) or \
                     start is not None and re.search(r"(?:slice|section)\s+thickness(?:\s+(?:is|of))?\s*$|-t\s*$",
                                                     w.orig[max(0, start - 30):start], re.IGNORECASE) and unit == "mm":
-                return [x for x in study_nums if x.name == "slice_thickness_mm" or x.name.startswith("spacing_")]
+                return [x for x in self.facts["study"].numbers if x.name == "slice_thickness_mm" or x.name.startswith("spacing_")]
             if start is not None and len(set(w.named)) >= 2:  # the numbers of the lesion named just before
                 own = w.owner(start, sc.lesions)
                 if len(own) == 1:
@@ -1154,8 +1154,9 @@ class ClaimChecker:
                 before = [x for x in mentions if a <= x[2] < m.start()]
                 after = [x for x in mentions if m.end() <= x[2] < b]
                 near = before[-1] if before else (after[0] if after else None)
-                if near is None and mentions and len({frozenset(x[1]) for x in mentions}) == 1:
-                    near = mentions[0]  # 'Within the spleen, a single lesion ...': the one organ the sentence names
+                if near is None and mentions and len({frozenset(x[1]) for x in mentions}) == 1 and \
+                        mentions[0][2] < m.start() and not re.search(r"\b(?:total|overall|in\s+all|altogether)\b", w.orig, re.IGNORECASE):
+                    near = mentions[0]  # 'Within the spleen, a single lesion ...': the one organ named before the count
                 if near:
                     fams = {n[7:] for n in near[1] if n.startswith("family:")}
                     spec = {n for n in near[1] if not n.startswith("family:")}
