@@ -324,6 +324,7 @@ _FEW_RE = re.compile(r"\b(multiple|several|numerous|many|innumerable|countless|v
                      + _LESION_NOUN + r")\b", re.IGNORECASE)
 _SLICE_CONTEXT = re.compile(r"^-?\d+(?:\.\d+)?\s*(?:mm|millimet\w+)\b[\s-]*(?:thick\w*\s+)?(?:axial\s+)?(?:slices?|sections?|"
                             r"reconstructions?|recons?|images|thick)", re.IGNORECASE)
+_BARE_PART_RE = re.compile(r"\b(?:in|at|of|within)\s+the\s+(head|neck|body|tail)()()\b", re.IGNORECASE)
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -612,7 +613,8 @@ class ClaimChecker:
         if len(atts) == 1:
             att = atts.pop()
             lesions = keep([les for les in lesions if les.attenuation and les.attenuation.value == att])
-        for m in PANC_PART_RE.finditer(low):
+        bare = [] if PANC_PART_RE.search(low) or "pancrea" not in low else list(_BARE_PART_RE.finditer(low))
+        for m in list(PANC_PART_RE.finditer(low)) + bare:
             if _negated(low, m.start()):
                 continue
             part = _panc_part(m)
@@ -1201,7 +1203,10 @@ class ClaimChecker:
                 w.claims.append(_C("location", f"segment {tok}", "supported" if ok else "unsupported", why, sc.ids,
                                    "segment"))
             w.take(*m.span())
-        for m in PANC_PART_RE.finditer(w.t):
+        parts = list(PANC_PART_RE.finditer(w.t))
+        if not parts and re.search(r"pancrea", w.orig, re.IGNORECASE):  # 'Pancreas: 1.5 cm lesion in the tail'
+            parts = list(_BARE_PART_RE.finditer(w.t))
+        for m in parts:
             part = _panc_part(m)
             ok = f"pancreas_{part}" in F.segments
             ok, why = _flip(w.orig, m.start(), ok, f"pancreas_{part} is a location of the lesions in scope" if ok else

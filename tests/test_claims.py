@@ -408,3 +408,10 @@ def test_telegraphic_style(chk, case):
 def test_an_overlong_sentence_is_refused_not_parsed(chk):
     sc = chk.check_sentence("The liver lesion " + "is hypoattenuating and " * 200 + "round")
     assert not sc.ok and sc.claims[0].type == "unknown" and "split it" in sc.claims[0].reason
+
+
+def test_bare_pancreatic_part_in_a_pancreas_sentence(chk, case):
+    share = {p: int((case["truth"]["pancreas"]["mask"] & case["masks"][f"pancreas_{p}"]).sum()) for p in ("head", "tail")}
+    assert share["head"] > 0 and share["tail"] == 0  # built in the head by the test's own split
+    assert ok(chk, "Pancreas: lesion in the head.")
+    assert refused(chk, "Pancreas: lesion in the tail.", kind="location")
