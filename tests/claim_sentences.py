@@ -11,7 +11,8 @@ truth, so each sentence is clearly true or clearly unsupported.
 
 The checker was tuned while this suite grew, so the later batches were first run on it before it had seen
 them (held-out figures, 2 December 2026): report shorthand (``_shorthand_*``, checker at 7edcd16) true 18/20,
-unsupported 23/25; LLM prose and bullets (``_prose_*``, checker at 84648ae) true 11/13, unsupported 15/16.
+unsupported 23/25; LLM prose and bullets (``_prose_*``, checker at 84648ae) true 11/13, unsupported 15/16;
+impression lines (``_impression_*``, checker at 80b3b79) true 10/10, unsupported 11/12.
 """
 
 from __future__ import annotations
@@ -341,7 +342,7 @@ def true_sentences(f: Facts) -> list[Sentence]:
     why_phase = f"aorta median {f.aorta_median_hu:.0f} HU"
     add("phase", "The study is non-contrast.", why_phase)
     add("phase", "This is an unenhanced CT.", why_phase)
-    return out + _shorthand_true(f) + _prose_true(f)
+    return out + _shorthand_true(f) + _prose_true(f) + _impression_true(f)
 
 
 def unsupported_sentences(f: Facts) -> list[Sentence]:
@@ -508,7 +509,7 @@ def unsupported_sentences(f: Facts) -> list[Sentence]:
     add("invented", "There is a 12 mm nodule in the right lower lobe of the lung.", "no lung lesion")
     add("invented", "A 3 cm mass arises from the stomach.", "no gastric lesion")
     add("invented", "An isoattenuating lesion is present in the liver.", "liver lesions are hypo- or hyperattenuating")
-    return out + _shorthand_unsupported(f) + _prose_unsupported(f)
+    return out + _shorthand_unsupported(f) + _prose_unsupported(f) + _impression_unsupported(f)
 
 
 def _shorthand_true(f: Facts) -> list[Sentence]:
@@ -669,4 +670,64 @@ def _prose_unsupported(f: Facts) -> list[Sentence]:
     add("measurement", "The hyperattenuating lesion in hepatic segment 8 measures about "
         f"{_far(40, *ax['hyper']) / 10:.0f} cm.", "[{:.0f}, {:.0f}] mm".format(*ax["hyper"]))
     add("invented", "The right kidney demonstrates hydronephrosis.", "not assessed")
+    return out
+
+
+def _impression_true(f: Facts) -> list[Sentence]:
+    """Terse impression lines (~, approx., ranges, bounds, comparisons between lesions): true."""
+    out, add = _start(f)
+    L = f.hypo_axes_mm[0]
+    ax, g = f.axial_mm, f.gap_mm
+    size = {n: cm(*ax[n]) for n in ("iso", "kidney_tumor")}
+    att = {n: _attenuation(d) for n, d in f.host_diff_hu.items()}
+    add("location", f"IMPRESSION: Hypoattenuating hepatic lesion in segments 7-8, {L / 10:.1f} cm.",
+        f"analytic long axis {L:.0f} mm; {f.seg_share['hypo']}")
+    if size["iso"] and att["iso"] == "isoattenuating":
+        add("attenuation", f"Isoattenuating splenic lesion, approx. {size['iso']} cm.",
+            "[{:.0f}, {:.0f}] mm, {:+.1f} HU".format(*ax["iso"], f.host_diff_hu["iso"]))
+    if size["kidney_tumor"] and att["kidney_tumor"] == "hyperattenuating":
+        add("attenuation", f"Left renal lesion, hyperattenuating, ~{size['kidney_tumor']} cm.",
+            "[{:.0f}, {:.0f}] mm, {:+.1f} HU".format(*ax["kidney_tumor"], f.host_diff_hu["kidney_tumor"]))
+    add("measurement", f"Right renal cyst, ~{5 * _half_up(f.mean_hu['kidney_cyst'] / 5)} HU.",
+        f"mean {f.mean_hu['kidney_cyst']:.1f} HU")
+    add("vessel", f"IVC: encased (~{f.ivc_angle_deg:.0f}\u00b0).", f"{f.ivc_angle_deg:.0f} deg")
+    add("vessel", "Aorta: abutted, without encasement.", f"{f.aorta_angle_deg:.0f} deg")
+    if g[("pancreas", "aorta")] >= CLEAR_GAP_MM:
+        add("vessel", "Pancreas: one lesion in the head; no contact with the aorta.",
+            "one component in pancreas_head, {:.0f} mm from the aorta".format(g[("pancreas", "aorta")]))
+    if ax["kidney_tumor"][1] < 40:
+        add("measurement", "The left renal lesion measures less than 4 cm.", "at most {:.0f} mm".format(
+            ax["kidney_tumor"][1]))
+    if ax["hypo"][0] > 1.5 * ax["iso"][1] and L > 1.5 * ax["iso"][1]:
+        add("measurement", "The hypoattenuating liver lesion is larger than the splenic lesion.",
+            "{:.0f} mm vs at most {:.0f} mm".format(L, ax["iso"][1]))
+    if ax["iso"] == ax["kidney_cyst"] and f.volume_ml["iso"] == f.volume_ml["kidney_cyst"]:
+        add("measurement", "The splenic lesion and the right renal cyst are of similar size.",
+            "identical voxelised spheres: {:.2f} mL each".format(f.volume_ml["iso"]))
+    return out
+
+
+def _impression_unsupported(f: Facts) -> list[Sentence]:
+    """Terse impression lines: unsupported."""
+    out, add = _start(f)
+    L = f.hypo_axes_mm[0]
+    ax = f.axial_mm
+    add("location", f"IMPRESSION: Hypoattenuating hepatic lesion in segments 2-3, {L / 10:.1f} cm.",
+        f"segments 7 and 8: {f.seg_share['hypo']}")
+    add("attenuation", "Hyperattenuating splenic lesion, approx. 1.5 cm.", "{:+.1f} HU: isoattenuating".format(
+        f.host_diff_hu["iso"]))
+    add("location", "Left renal cyst, ~5 HU.", "the cyst is right; the left lesion is {:.0f} HU".format(
+        f.mean_hu["kidney_tumor"]))
+    add("vessel", f"IVC: abutted (~{_far(90, f.ivc_angle_deg, f.ivc_angle_deg):.0f}\u00b0).",
+        f"{f.ivc_angle_deg:.0f} deg: encasement")
+    add("vessel", "Aorta: encased.", f"{f.aorta_angle_deg:.0f} deg: abutment")
+    add("count", "Pancreas: two lesions in the tail.", "one lesion, in the head")
+    add("measurement", f"The left renal lesion measures more than {_far(70, *ax['kidney_tumor']) / 10:.0f} cm.",
+        "at most {:.0f} mm".format(ax["kidney_tumor"][1]))
+    add("measurement", "The splenic lesion is larger than the hypoattenuating liver lesion.",
+        "at most {:.0f} mm vs {:.0f} mm".format(ax["iso"][1], L))
+    add("diagnosis", "LI-RADS 5 observation in segment 7.", "not established")
+    add("comparison", "Findings are unchanged from 01/2025.", "no prior study")
+    add("negative", "No significant abnormality.", f"{len(LESIONS)} lesions")
+    add("recommendation", "Biopsy recommended.", "no rule")
     return out
