@@ -325,6 +325,8 @@ _FEW_RE = re.compile(r"\b(multiple|several|numerous|many|innumerable|countless|v
 _SLICE_CONTEXT = re.compile(r"^-?\d+(?:\.\d+)?\s*(?:mm|millimet\w+)\b[\s-]*(?:thick\w*\s+)?(?:axial\s+)?(?:slices?|sections?|"
                             r"reconstructions?|recons?|images|thick)", re.IGNORECASE)
 _BARE_PART_RE = re.compile(r"\b(?:in|at|of|within)\s+the\s+(head|neck|body|tail)()()\b", re.IGNORECASE)
+_COMPARATIVE = re.compile(r"\b(larger|bigger|longer|greater|smaller|shorter)\s+(?:in\s+(?:size|diameter)\s+)?than\b",
+                          re.IGNORECASE)
 _HISTORY = re.compile(r"\b(?:history\s+of|known|status\s+post|s/p|presents?\s+with|presenting\s+with|indication|"
                       r"clinical\s+(?:history|information|question)|referred\s+for|complain\w*\s+of)\b", re.IGNORECASE)
 _WORD_VALUE = {w: i for i, w in enumerate(("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -681,6 +683,7 @@ class ClaimChecker:
         self._special(w, sc)
         self._lesion_edge(w, sc)
         self._superlative(w, sc, organ_mentions)
+        self._comparative(w)
         self._organ_status(w, sc, organ_mentions)
         self._sizes(w, sc, organ_mentions)
         self._negatives(w, sc, organ_mentions)
@@ -831,6 +834,36 @@ class ClaimChecker:
                                f"{best.id} is the {m.group(0).lower()} by long axis ({best.long_axis_mm:.1f} mm) of "
                                f"{len(pool)} lesion(s)" + ("" if ok else f", not {named[0]}") if best else
                                f"fewer than {_RANK.get((m.group(1) or '').lower(), 1)} lesions to compare", named, "number"))
+            w.take(*m.span())
+
+    def _side_lesions(self, text: str) -> list[Lesion]:
+        """The lesions one side of a comparison names: its L-ids, else the lesions of its organ words narrowed by
+        segment / side / attenuation / part."""
+        ids = [f"L{m.group(1)}" for m in LESION_ID_RE.finditer(text) if f"L{m.group(1)}" in self.lesion_ids]
+        if ids:
+            return [les for les in self.findings.lesions if les.id in ids]
+        low = self._vessel_free(text.lower())
+        mentions = self._organ_mentions(low)[0]
+        if not mentions:
+            return []
+        spec = {n for _, names, _, _ in mentions for n in names if not n.startswith("family:")}
+        fams = {n[7:] for _, names, _, _ in mentions for n in names if n.startswith("family:")}
+        pool = [les for les in self.findings.lesions if les.organ and (les.organ in spec or organ_family(les.organ) in fams)]
+        return self._narrow(pool, low)
+
+    def _comparative(self, w: _Work) -> None:
+        """'the splenic lesion is larger than the hypoattenuating liver lesion': by long axis, every lesion of one side
+        against every lesion of the other."""
+        for m in _COMPARATIVE.finditer(w.t):
+            a, b = self._side_lesions(w.orig[:m.start()]), self._side_lesions(w.orig[m.end():])
+            if not a or not b or {x.id for x in a} & {x.id for x in b}:
+                continue
+            bigger = m.group(1).lower() in ("larger", "bigger", "longer", "greater")
+            ok = min(x.long_axis_mm for x in a) > max(x.long_axis_mm for x in b) if bigger else \
+                max(x.long_axis_mm for x in a) < min(x.long_axis_mm for x in b)
+            w.claims.append(_C("measurement", m.group(0), "supported" if ok else "unsupported",
+                               "long axes: " + ", ".join(f"{x.id} {x.long_axis_mm:.1f} mm" for x in a) + " vs " +
+                               ", ".join(f"{x.id} {x.long_axis_mm:.1f} mm" for x in b), [x.id for x in a + b], "number"))
             w.take(*m.span())
 
     def _organs_in(self, mentions, a: int = 0, b: int = 10 ** 9) -> list[Organ]:

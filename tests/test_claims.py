@@ -415,3 +415,11 @@ def test_bare_pancreatic_part_in_a_pancreas_sentence(chk, case):
     assert share["head"] > 0 and share["tail"] == 0  # built in the head by the test's own split
     assert ok(chk, "Pancreas: lesion in the head.")
     assert refused(chk, "Pancreas: lesion in the tail.", kind="location")
+
+
+def test_size_comparison_between_lesions(chk, case, ids):
+    li = (np.ptp(np.argwhere(case["truth"]["iso"]["mask"])[:, :2], axis=0).max() + 1) * spacing(case)[0]
+    assert li + 6 < case["truth"]["hypo"]["long"]  # the spleen lesion is clearly the smaller one
+    assert ok(chk, "The splenic lesion is smaller than the hypoattenuating liver lesion.")
+    assert refused(chk, "The splenic lesion is larger than the hypoattenuating liver lesion.", kind="measurement")
+    assert refused(chk, f"{ids['iso']} is larger than {ids['hypo']}.", kind="measurement")
