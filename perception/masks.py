@@ -167,6 +167,23 @@ def label_values(arr: np.ndarray) -> list[int]:
     return [int(v) for v in np.unique(arr) if v != 0]
 
 
+def label_bboxes(arr: np.ndarray) -> list[tuple[slice, ...] | None]:
+    """``ndimage.find_objects(arr)``: the bounding box (a tuple of slices) of each label 1..max, None
+    for a label with no voxels. find_objects walks the array in C order, so it runs on the
+    memory-order view (a NIfTI array is Fortran-ordered: 5-7x faster) and the slices are put back in
+    the array's axis order; the boxes are the same, only the walk differs."""
+    perm = sorted(range(arr.ndim), key=lambda a: -abs(arr.strides[a]))
+    mx = int(arr.max()) if arr.size else 0
+    if mx <= 1 << 16:
+        objs = ndimage.find_objects(arr.transpose(perm))
+    else:  # a few large ids: one pass per present id, not one list entry per possible id
+        objs = [None] * mx
+        for lab in label_values(arr):
+            objs[lab - 1] = ndimage.find_objects((arr == lab).astype(np.uint8).transpose(perm))[0]
+    inv = np.argsort(perm)
+    return [None if sl is None else tuple(sl[j] for j in inv) for sl in objs]
+
+
 def _fmt_values(vals: list[int], n: int = 12) -> str:
     return ", ".join(map(str, vals[:n])) + (f", ... ({len(vals)} values)" if len(vals) > n else "")
 
@@ -272,12 +289,7 @@ def load_multilabel(path: Path, ct: CTVolume, class_map: dict[int, str], tol_mm:
     ls = LabelSet(ct.shape)
     if note:
         ls.warnings.append(note)
-    objs = ndimage.find_objects(arr) if arr.max() <= 1 << 16 else None
-    if objs is None:
-        objs = [None] * int(arr.max())
-        for lab in label_values(arr):
-            objs[lab - 1] = ndimage.find_objects((arr == lab).astype(np.uint8))[0]
-    for lab, sl in enumerate(objs, start=1):
+    for lab, sl in enumerate(label_bboxes(arr), start=1):
         if sl is None:
             continue
         if lab not in class_map:
