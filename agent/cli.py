@@ -1,16 +1,20 @@
-"""The `radagent` command line: a thin shell over the case service (agent.case). Domain errors become exit code 2."""
+"""The `radagent` command line: a thin shell over the case service (agent.case). Domain errors become exit code 2.
+
+Subcommands are loaded lazily (`LazyGroup`): `import agent.cli`, `radagent --help` and any one command import only
+what that command needs, never pydicom, requests/httpx, fastapi or another command's modules. `radagent --help` lists
+every command with its short help from the static table `_LAZY` (tests/test_import_time.py checks that the table
+matches each command's own help).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import click
 
-from agent.segment_options import segment_request_from_options, segment_request_options
 from radagent.errors import InputError
 
 log = logging.getLogger("radagent")
@@ -37,75 +41,86 @@ def _fail(con, e: Exception) -> None:
     sys.exit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# command name -> ("module:attribute", the first paragraph of the command's help, as `radagent --help` shows it)
+_LAZY: dict[str, tuple[str, str]] = {
+    "analyze": ("agent.analyze_cli:analyze",
+                ("Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder) and write "
+                "OUT/findings.json and OUT/findings.md (and key images; report files with --report). Without --masks "
+                "the CT is segmented first (TotalSegmentator, and the UniT model with --weights).")),
+    "ask": ("agent.vqa_cli:ask",
+            ("Answer QUESTION about FINDINGS (a findings.json or a `radagent analyze` output folder) from the "
+            "measurements alone; with --llm the chat agent phrases it (grounding-checked).")),
+    "chat": ("agent.chat_cli:chat", "Chat about FINDINGS (a findings.json or a `radagent analyze` output folder)."),
+    "dataset": ("agent.dataset_cli:dataset",
+                "Build image-report datasets from many CT cases (resumable, local pool or Ray)."),
+    "eval": ("agent.eval_cli:eval_group", "Benchmarks: run radagent on a benchmark's question file and score it."),
+    "segment": ("agent.segment_cli:segment",
+                ("Segment CT into OUT: one <structure>.nii.gz per structure on the CT grid (readable by `radagent "
+                "analyze CT --masks OUT`), provenance.json, and for UniT unit/instances.nii.gz + .json.")),
+    "serve": ("agent.serve_cli:serve",
+              "Serve the HTTP API (OpenAPI schema at /openapi.json) and the web chat page at /."),
+    "train": ("agent.segment_cli:train", "Train radagent's own models."),
+    "verify": ("agent.verify_cli:verify",
+               ("Check every claim of TEXT (a .txt or .md report, - for stdin) against FINDINGS (a findings.json or a "
+               "`radagent analyze` output folder). Exit 0: every claim supported or not checkable; 1: some claim is "
+               "unsupported; 2: bad input.")),
+}
+# commands that read CT or mask images (NIfTI through nibabel)
+_READS_IMAGES = frozenset({"analyze", "segment", "dataset", "serve", "train"})
+
+
+def _import_nibabel_without_pydicom() -> None:
+    """Import nibabel without letting it import pydicom (0.3-0.6 s with pydicom's decoders and requests).
+
+    nibabel.nifti1 imports pydicom eagerly, only to parse NIfTI DICOM header extensions (code 2), which radagent never
+    reads; without it those stay raw bytes. pydicom stays importable afterwards (the DICOM path imports it itself).
+    A no-op when nibabel or pydicom is already imported."""
+    if "nibabel" in sys.modules or "pydicom" in sys.modules:
+        return
+    sys.modules["pydicom"] = None  # type: ignore[assignment]  # `import pydicom` raises ImportError meanwhile
+    try:
+        import nibabel  # noqa: F401
+    finally:
+        if sys.modules.get("pydicom", 0) is None:
+            del sys.modules["pydicom"]
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands in `_LAZY` are imported only when invoked (or their own --help is asked)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_LAZY))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY:
+            if cmd_name in _READS_IMAGES:
+                _import_nibabel_without_pydicom()
+            import importlib
+
+            module, attr = _LAZY[cmd_name][0].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list, the lazy ones' short help from `_LAZY` (nothing imported)."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            cmd = self.commands.get(name) or click.Command(name, help=_LAZY[name][1])
+            if not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 @click.version_option(package_name="radagent")
 def main(verbose: int) -> None:
     """radagent: measured, traceable CT oncology findings and reports."""
     _setup_logging(verbose)
-
-
-@main.command()
-@click.argument("ct", type=click.Path(path_type=Path))
-@click.option("--masks", "masks", default=None, type=click.Path(path_type=Path),
-              help="Folder of per-structure binary NIfTI masks (TotalSegmentator / AbdomenAtlas names), a multilabel "
-                   "NIfTI (with --class-map, or named like TotalSegmentator output: segmentations.nii.gz, total.nii.gz, "
-                   "*_seg.nii.gz), or one binary mask named after its structure (or with --mask-label). "
-                   "Without it the CT is segmented (--backend).")
-@click.option("--class-map", type=click.Path(path_type=Path), default=None,
-              help="JSON {label id: name} for a multilabel mask (default for TotalSegmentator-named files: that task's ids).")
-@click.option("--mask-label", default=None, metavar="NAME",
-              help="What a single binary mask file holds (a registry name such as liver_lesion, lung_nodule, gtv), "
-                   "when its file name does not say it.")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
-@click.option("--strict-masks", is_flag=True,
-              help="Refuse masks that would be ignored (unknown names, labels not in the class map) instead of warning.")
-@click.option("--no-key-images", is_flag=True, help="Skip rendering the key image of each lesion.")
-@click.option("--report", "with_report", is_flag=True, help="Also write report.md / report.json / report.html.")
-@click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
-@click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
-@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
-              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
-@click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
-@segment_request_options
-def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
-            strict_masks: bool,
-            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, llm_timeout: float,
-            style: str, **segment: object) -> None:
-    """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
-    and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
-    Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
-    from agent import case as case_service
-    from radagent.errors import RadagentError
-
-    con = _stderr()
-    t0 = time.perf_counter()
-    tm = case_service.Timings()
-    try:
-        if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
-            raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
-        _check_output_folder(out)  # before the analysis: an unwritable -o is refused at once
-        request = None if masks is not None else segment_request_from_options(**segment)
-        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
-            analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
-                                            key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
-        rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
-        try:
-            case_service.write(analyzed, rep, out, force=force)
-        except OSError as e:  # the output side: unwritable, full, not a folder
-            raise InputError(f"{out}: cannot write the output folder ({e.strerror or e})") from e
-    except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
-        _fail(con, e)
-    findings = analyzed.findings
-    for w in findings.study.warnings:
-        con.print(f"[yellow]warning:[/] {w}", highlight=False)
-    n_trunc = sum(o.status.value == "truncated_by_fov" for o in findings.organs)
-    con.print(f"{len(findings.organs)} organs ({n_trunc} truncated by the scan edge), {len(findings.lesions)} lesions; "
-              f"phase {findings.study.contrast_phase.phase}; {time.perf_counter() - t0:.2f} s "
-              f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
-    click.echo(str(out / "findings.json"))
-    click.echo(str(out / "findings.md"))
 
 
 def _check_output_folder(out: Path) -> None:
@@ -180,31 +195,6 @@ def schema() -> None:
 
     click.echo(json.dumps(json_schema(), indent=2))
 
-
-from agent.vqa_cli import ask  # noqa: E402
-
-from agent.eval_cli import eval_group  # noqa: E402
-
-from agent.chat_cli import chat  # noqa: E402
-from agent.serve_cli import serve  # noqa: E402
-
-main.add_command(ask)
-main.add_command(eval_group)
-main.add_command(serve)
-main.add_command(chat)
-
-from agent.segment_cli import segment, train  # noqa: E402
-
-main.add_command(segment)
-main.add_command(train)
-
-from agent.dataset_cli import dataset as _dataset_group  # noqa: E402
-
-main.add_command(_dataset_group)
-
-from agent.verify_cli import verify  # noqa: E402
-
-main.add_command(verify)
 
 if __name__ == "__main__":
     main()

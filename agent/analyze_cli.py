@@ -1,0 +1,79 @@
+"""`radagent analyze`: measure a CT (NIfTI or DICOM series) with its masks, or segment it first.
+
+Loaded by agent/cli.py only when the command runs (or its own --help is asked for): its segmentation options
+come from perception.segment, whose imports (nibabel, scipy, the mask registry) the other commands never need.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from agent.cli import _check_output_folder, _fail, _report, _stderr
+from agent.segment_options import segment_request_from_options, segment_request_options
+from radagent.errors import InputError
+
+
+@click.command()
+@click.argument("ct", type=click.Path(path_type=Path))
+@click.option("--masks", "masks", default=None, type=click.Path(path_type=Path),
+              help="Folder of per-structure binary NIfTI masks (TotalSegmentator / AbdomenAtlas names), a multilabel "
+                   "NIfTI (with --class-map, or named like TotalSegmentator output: segmentations.nii.gz, total.nii.gz, "
+                   "*_seg.nii.gz), or one binary mask named after its structure (or with --mask-label). "
+                   "Without it the CT is segmented (--backend).")
+@click.option("--class-map", type=click.Path(path_type=Path), default=None,
+              help="JSON {label id: name} for a multilabel mask (default for TotalSegmentator-named files: that task's ids).")
+@click.option("--mask-label", default=None, metavar="NAME",
+              help="What a single binary mask file holds (a registry name such as liver_lesion, lung_nodule, gtv), "
+                   "when its file name does not say it.")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--strict-masks", is_flag=True,
+              help="Refuse masks that would be ignored (unknown names, labels not in the class map) instead of warning.")
+@click.option("--no-key-images", is_flag=True, help="Skip rendering the key image of each lesion.")
+@click.option("--report", "with_report", is_flag=True, help="Also write report.md / report.json / report.html.")
+@click.option("--llm", "llm_url", default=None, help="OpenAI-compatible server URL for the narrative (with --report).")
+@click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
+              metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
+@click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
+@segment_request_options
+def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
+            strict_masks: bool,
+            no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, llm_timeout: float,
+            style: str, **segment: object) -> None:
+    """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
+    and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
+    Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
+    from agent import case as case_service
+    from radagent.errors import RadagentError
+
+    con = _stderr()
+    t0 = time.perf_counter()
+    tm = case_service.Timings()
+    try:
+        if out.exists() and out.is_dir() and any(out.iterdir()) and not force:
+            raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
+        _check_output_folder(out)  # before the analysis: an unwritable -o is refused at once
+        request = None if masks is not None else segment_request_from_options(**segment)
+        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
+            analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
+                                            key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
+        rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
+        try:
+            case_service.write(analyzed, rep, out, force=force)
+        except OSError as e:  # the output side: unwritable, full, not a folder
+            raise InputError(f"{out}: cannot write the output folder ({e.strerror or e})") from e
+    except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
+        _fail(con, e)
+    findings = analyzed.findings
+    for w in findings.study.warnings:
+        con.print(f"[yellow]warning:[/] {w}", highlight=False)
+    n_trunc = sum(o.status.value == "truncated_by_fov" for o in findings.organs)
+    con.print(f"{len(findings.organs)} organs ({n_trunc} truncated by the scan edge), {len(findings.lesions)} lesions; "
+              f"phase {findings.study.contrast_phase.phase}; {time.perf_counter() - t0:.2f} s "
+              f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
+    click.echo(str(out / "findings.json"))
+    click.echo(str(out / "findings.md"))
