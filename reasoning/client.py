@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from radagent.errors import RadagentError
+
+if TYPE_CHECKING:  # httpx (~0.2 s to import) is loaded by the requests themselves, not by the template path
+    import httpx
 
 DEFAULT_TIMEOUT_S = 120.0  # per request: a 2,000-token JSON draft takes ~60 s at 30 tokens/s on a small GPU
 # When the server has no /tokenize route, the prompt is estimated at one token per this many
@@ -139,6 +141,8 @@ class LLMClient:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     async def _request(self, client: httpx.AsyncClient, method: str, url: str, **kw) -> httpx.Response:
+        import httpx
+
         try:
             return await client.request(method, url, headers=self._headers(), **kw)
         except httpx.TimeoutException as e:
@@ -221,6 +225,8 @@ class LLMClient:
         """One chat completion; returns the first choice's message dict (content without any
         <think> block, ``finish_reason`` added). ``check_context``: refuse before sending when the
         prompt + max_tokens exceed the served context."""
+        import httpx
+
         own = client is None
         client = client or httpx.AsyncClient(timeout=self.timeout_s)
         try:

@@ -32,8 +32,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from perception.schema import Findings
 
@@ -52,6 +51,9 @@ from .facts import organ_id, vessel_display
 from .grounding import Validator
 from .limitations import size_phrase
 from .report import ReportDraft, Sentence, _actionable_rank, _location, template_draft
+
+if TYPE_CHECKING:  # httpx (~0.2 s to import) is loaded by the LLM requests, not by the template path
+    import httpx
 
 # Connectives the model may put before a fact: no digit, no organ, size, finding or diagnosis word.
 LEADS = ("Also", "In addition", "Additionally", "Of note", "Notably", "Furthermore", "Moreover", "Separately",
@@ -351,6 +353,8 @@ async def narrate(f: Findings, client: LLMClient, *, max_attempts: int = 3, styl
             "fallback_reason": reason, "seconds": time.perf_counter() - t0})
         return run
 
+    import httpx
+
     own = http is None
     http = http or httpx.AsyncClient(timeout=client.timeout_s)
     try:
@@ -411,6 +415,8 @@ async def llm_draft(f: Findings, client: LLMClient, *, max_attempts: int = 3, st
 async def narrate_many(findings: list[Findings], client: LLMClient, *, concurrency: int = 8, max_attempts: int = 3,
                        style: str = "structured") -> list[NarrativeRun]:
     """Many narratives through concurrent requests (bounded), so the server can batch them."""
+    import httpx
+
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(timeout=client.timeout_s) as http:
         try:

@@ -1,6 +1,6 @@
 """Lazy imports of the CLI (issue 17): starting `radagent` imports no subcommand's modules and none of the heavy
 optional libraries; the NIfTI path of `radagent analyze` never imports pydicom; `radagent --help` still lists every
-command with its own short help. The import-time bound is a ratio to `python -c pass`, both measured here as CPU
+command with its own short help; the template report loads no HTTP client. The import-time bound is a ratio to `python -c pass`, both measured here as CPU
 time of fresh processes (minimum of several runs): a structural check that nothing heavy crept back into the start,
 not a timed test of a feature.
 """
@@ -93,12 +93,19 @@ def _tiny_case(root: Path) -> tuple[Path, Path, int]:
     return ct, root / "masks", int(liver.sum())
 
 
-def test_analyze_nifti_never_imports_pydicom(tmp_path):
-    ct, masks, n_liver = _tiny_case(tmp_path)
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory):
+    """`radagent analyze` of the tiny case in a fresh process: (output folder, liver voxel count, modules loaded)."""
+    root = tmp_path_factory.mktemp("tiny")
+    ct, masks, n_liver = _tiny_case(root)
     proc, modules = _modules_after("import sys; from agent.cli import main; main(sys.argv[1:])",
-                                   "analyze", str(ct), "--masks", str(masks), "-o", str(out), "--no-key-images")
+                                   "analyze", str(ct), "--masks", str(masks), "-o", str(root / "out"), "--no-key-images")
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "out", n_liver, modules
+
+
+def test_analyze_nifti_never_imports_pydicom(analyzed):
+    out, n_liver, modules = analyzed
     assert {m.split(".")[0] for m in modules} & {"pydicom", "requests", "httpx", "fastapi", "torch"} == set()
     assert "nibabel" in modules and "agent.analyze_cli" in modules
     assert not {"agent.vqa_cli", "agent.chat_cli", "agent.serve_cli", "reasoning.narrative"} & modules
@@ -106,6 +113,18 @@ def test_analyze_nifti_never_imports_pydicom(tmp_path):
     liver = [o for o in findings["organs"] if o["name"] == "liver"]
     assert len(liver) == 1 and liver[0]["voxel_count"] == n_liver
     assert liver[0]["volume_ml"] == pytest.approx(n_liver * 1.5 ** 3 / 1000, rel=1e-3)
+
+
+def test_template_report_never_imports_httpx(analyzed, tmp_path):
+    """The template report (no --llm) loads no HTTP client; the LLM path imports httpx itself
+    (tests/test_report_llm.py drives it against a scripted server)."""
+    out, _, _ = analyzed
+    proc, modules = _modules_after("import sys; from agent.cli import main; main(sys.argv[1:])",
+                                   "report", str(out / "findings.json"), "-o", str(tmp_path / "rep"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "reasoning.narrative" in modules  # the path that drafts with or without an LLM
+    assert {m.split(".")[0] for m in modules} & {"httpx", "requests", "openai", "nibabel", "pydicom"} == set()
+    assert "liver" in (tmp_path / "rep" / "report.md").read_text().lower()
 
 
 def test_pydicom_still_importable_after_nibabel_without_it():
