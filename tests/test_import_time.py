@@ -1,8 +1,8 @@
 """Lazy imports of the CLI (issue 17): starting `radagent` imports no subcommand's modules and none of the heavy
-optional libraries; the NIfTI path of `radagent analyze` never imports pydicom; `radagent --help` still lists every
-command with its own short help; the template report loads no HTTP client. The import-time bound is a ratio to `python -c pass`, both measured here as CPU
-time of fresh processes (minimum of several runs): a structural check that nothing heavy crept back into the start,
-not a timed test of a feature.
+optional libraries; the NIfTI path of `radagent analyze` never imports pydicom, the DICOM path no requests; the
+template report loads no HTTP client; `radagent --help` still lists every command with its own short help. The
+import-time bound is a ratio to `python -c pass`, both measured here as CPU time of fresh processes (minimum of
+several runs): a structural check that nothing heavy crept back into the start, not a timed test of a feature.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from agent.cli import _LAZY, main
+from tests.conftest import data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 # top-level packages (and our modules) that `import agent.cli` must not load
@@ -129,17 +130,42 @@ def test_template_report_never_imports_httpx(analyzed, tmp_path):
 
 def test_pydicom_still_importable_after_nibabel_without_it():
     """nibabel loaded without pydicom parses no NIfTI DICOM extension (kept as raw bytes); pydicom itself stays
-    importable for the DICOM path."""
-    code = ("from agent.cli import _import_nibabel_without_pydicom\n"
-            "_import_nibabel_without_pydicom()\n"
-            "import nibabel.nifti1 as n1\n"
-            "assert n1.have_dicom is False\n"
+    importable for the DICOM path, and loads there without requests (used by pydicom only for its test files)."""
+    code = ("from radagent.imports import import_without\n"
+            "import_without('nibabel', 'pydicom')\n"
+            "import sys, nibabel.nifti1 as n1\n"
+            "assert n1.have_dicom is False and 'pydicom' not in sys.modules\n"
             "assert n1.extension_codes.handler[2] is n1.Nifti1Extension\n"
-            "import pydicom\n"
-            "assert pydicom.Dataset().__class__.__name__ == 'Dataset'\n")
+            "import perception.dicom\n"
+            "import pydicom, pydicom.data.download as dl\n"
+            "assert pydicom.Dataset().__class__.__name__ == 'Dataset' and dl.HAVE_REQUESTS is False\n"
+            "import requests\n"  # blocked only while pydicom was imported
+            "assert requests.get\n")
     proc, modules = _modules_after(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "pydicom" in modules
+    assert {"pydicom", "requests", "nibabel"} <= modules
+
+
+def test_import_without_is_a_no_op_once_loaded():
+    """A library already imported keeps the behaviour it was first loaded with (nothing re-imported)."""
+    code = ("import pydicom, nibabel\n"
+            "from radagent.imports import import_without\n"
+            "import_without('nibabel', 'pydicom')\n"
+            "import sys, nibabel.nifti1 as n1\n"
+            "assert n1.have_dicom is True and sys.modules['pydicom'] is pydicom\n")
+    proc, _ = _modules_after(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_dicom_analyze_loads_pydicom_without_requests(tmp_path):
+    series, seg = data_path("totalseg", "example_ct_dicom"), data_path("totalseg", "example_seg_dicom.nii.gz")
+    proc, modules = _modules_after("import sys; from agent.cli import main; main(sys.argv[1:])",
+                                   "analyze", str(series), "--masks", str(seg), "-o", str(tmp_path / "out"),
+                                   "--no-key-images")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "pydicom" in modules and "perception.dicom" in modules
+    assert {m.split(".")[0] for m in modules} & {"requests", "httpx", "fastapi", "torch"} == set()
+    assert json.loads((tmp_path / "out" / "findings.json").read_text())["study"]["source_format"] == "dicom"
 
 
 def _cpu_of(code: str) -> float:

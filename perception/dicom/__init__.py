@@ -21,8 +21,12 @@ geometry, classic and enhanced multi-frame), :mod:`.geometry` (sorting and grid 
 
 from __future__ import annotations
 
+from radagent.imports import import_without
+
+import_without("pydicom", "requests")  # before the modules below import it: pydicom without requests
+
 from .pixels import read_slice_pixels
 from .rtstruct import load_rtstruct
 from .series import load_dicom_series
 
-__all__ = ["load_dicom_series", "read_slice_pixels", "load_rtstruct"]
+__all__ = ["load_dicom_series", "load_rtstruct", "read_slice_pixels"]
