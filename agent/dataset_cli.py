@@ -1,6 +1,6 @@
 """`radagent dataset ...`: a thin click shell over agent.dataset.build_dataset.
 
-Registered in agent/cli.py with ``main.add_command(dataset)``; also runnable alone as
+Registered in agent/cli.py's lazy command table ``_LAZY`` (imported only when it runs); also runnable alone as
 ``python -m agent.dataset_cli build SOURCE -o OUT``.
 """
 

@@ -1,10 +1,7 @@
 """`radagent segment` and `radagent train unit`: thin click shells over perception.segment.
 
-Registered in agent/cli.py with::
-
-    from agent.segment_cli import segment, train
-    main.add_command(segment)
-    main.add_command(train)
+Registered in agent/cli.py's lazy command table ``_LAZY`` (``"segment": ("agent.segment_cli:segment", ...)``,
+``"train": ("agent.segment_cli:train", ...)``): imported only when one of them runs.
 
 Domain errors (InputError and its subclasses, e.g. missing weights) become a message and exit code 2.
 """
