@@ -267,7 +267,7 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         box = full.bbox
         sl = tuple(slice(a, b) for a, b in box)
         touching = [l for l in lesion_masks_all if intersect(l.bbox, box) is not None]
-        host = full.crop(box) if outside else (m.data.copy() if touching else m.data)
+        host = full.data.copy() if touching else full.data  # box is full.bbox; copied only when lesions are cut out in place
         host = _without_lesions(host, box, touching)
         region = host_region(hu[sl], host, spacing, lesions_removed=bool(touching))
         st = region.stats

@@ -91,8 +91,8 @@ def merge(name: str, masks: list[Mask]) -> Mask:
     for m in present[1:]:
         bb = tuple((min(a0, b0), max(a1, b1)) for (a0, a1), (b0, b1) in zip(bb, m.bbox))
     data = np.zeros(tuple(b - a for a, b in bb), dtype=bool)
-    for m in present:
-        data |= m.crop(bb)
+    for m in present:  # each box lies inside the union: OR its data into its place (no union-box copy per mask)
+        data[tuple(slice(a - o, b - o) for (a, b), (o, _) in zip(m.bbox, bb))] |= m.data
     return Mask(name, present[0].shape, bb, data, "+".join(m.source for m in present))
 
 

@@ -199,14 +199,18 @@ class HUStats:
     n: int
 
 
+_HIST_MAX_BINS = 1 << 22  # integer values spanning more levels than this go the float way (no giant histogram)
+
+
 def hu_stats(values: np.ndarray) -> HUStats | None:
     """Mean, median, population SD. Integer HU go through a histogram (exact, no sort, no float copy)."""
     n = int(values.size)
     if n == 0:
         return None
-    if values.dtype.kind in "iu":
-        lo = int(values.min())
-        counts = np.bincount((values - lo).astype(np.intp, copy=False)) if lo else np.bincount(values.astype(np.intp, copy=False))
+    lo, hi = (int(values.min()), int(values.max())) if values.dtype.kind in "iu" else (0, 0)
+    if values.dtype.kind in "iu" and hi - lo < _HIST_MAX_BINS:
+        # offsets computed in intp in one pass (values - lo in the input dtype would wrap: int16 -32768..32767)
+        counts = np.bincount(np.subtract(values, lo, dtype=np.intp))
         levels = np.arange(counts.size, dtype=np.float64) + lo
         mean = float(counts @ levels) / n
         var = float(counts @ (levels - mean) ** 2) / n

@@ -138,3 +138,56 @@ def test_load_multilabel_boxes_are_each_labels_own_extent(real):
         assert np.array_equal(m.data, seg[sl] == lab)
         assert m.voxel_count == int(np.count_nonzero(seg == lab))
     assert seen == 41
+
+
+# --- merge and HU statistics -----------------------------------------------------------------------
+
+def test_merge_is_the_voxelwise_or_of_its_parts():
+    from perception.mask import Mask
+    from perception.masks import merge
+
+    rng = np.random.default_rng(11)
+    shape = (30, 26, 20)
+    dense = []
+    for box in [(slice(2, 9), slice(3, 20), slice(0, 5)), (slice(5, 30), slice(0, 4), slice(10, 20)),
+                (slice(6, 8), slice(10, 12), slice(2, 4)), (slice(20, 21), slice(25, 26), slice(19, 20))]:
+        d = np.zeros(shape, bool)
+        d[box] = rng.random(d[box].shape) < 0.6
+        d[box][0, 0, 0] = d[box][-1, -1, -1] = True  # the box is the part's own extent
+        dense.append(d)
+    parts = [Mask.from_dense(f"p{i}", d, f"s{i}") for i, d in enumerate(dense)]
+    parts.insert(1, Mask("empty", shape, None, None, "e"))  # an empty part adds nothing
+    m = merge("all", parts)
+    truth = np.logical_or.reduce(dense)
+    assert np.array_equal(m.dense(), truth)
+    idx = np.nonzero(truth)
+    assert m.bbox == tuple((int(i.min()), int(i.max()) + 1) for i in idx)
+    assert m.source == "s0+s1+s2+s3" and m.voxel_count == int(truth.sum())
+    for p in parts:  # the parts are not modified
+        assert p.empty or np.array_equal(p.dense(), dense[int(p.name[1:])])
+    assert merge("none", [Mask("e1", shape, None, None, "x")]).empty
+
+
+@pytest.mark.parametrize("vals", [[-32768, 32767, 0], [-1024, -1024, 3071, 40, 41], [65535, 0, 65534], [5]])
+def test_hu_stats_integer_histogram_equals_float_statistics(vals):
+    """The histogram path is exact over the whole range of the dtype (int16 -32768..32767 spans 65535
+    levels: an offset computed in int16 would wrap and be refused by bincount)."""
+    from perception.measure import hu_stats
+
+    dtype = np.uint16 if max(vals) > 32767 else np.int16
+    v = np.array(vals, dtype)
+    st = hu_stats(v)
+    f = np.array(vals, np.float64)
+    assert st.n == len(vals) and st.median == float(np.median(f))
+    assert st.mean == pytest.approx(float(f.mean()), rel=1e-12, abs=1e-9)
+    assert st.sd == pytest.approx(float(f.std()), rel=1e-12, abs=1e-9)
+
+
+def test_hu_stats_huge_integer_range_takes_the_float_path():
+    from perception.measure import hu_stats
+
+    v = np.array([-(2 ** 40), 2 ** 40, 0, 1], np.int64)  # a histogram would need 2^41 bins
+    st = hu_stats(v)
+    f = v.astype(np.float64)
+    assert (st.mean, st.median, st.sd, st.n) == (float(f.mean()), float(np.median(f)), float(f.std()), 4)
+    assert hu_stats(np.array([], np.int16)) is None
