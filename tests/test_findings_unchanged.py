@@ -128,6 +128,52 @@ def test_golden_files_hold_measurements():
     assert not any(k in g for k in VARIES)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+def test_sparse_mask_read_is_the_dense_read(tmp_path, dtype):
+    """read_nifti's sparse path (masks: only the inflate steps holding non-zero bytes are kept) gives
+    the array of the dense path, byte for byte: voxels in the first bytes after the header (read with
+    the header), in one late slab, on chunk edges, and none at all; truncated files are refused by both."""
+    import nibabel as nib
+    import numpy as np
+
+    from perception import io as pio
+
+    shape = (64, 48, 200)  # 0.6 M voxels: several _SPARSE_CHUNK steps at every dtype
+    arr = np.zeros(shape, dtype=dtype)
+    arr[0, 0, 0] = 1  # inside the bytes read with the header
+    arr[10:20, 5:9, 150:153] = 2
+    flat = arr.reshape(-1, order="F")
+    step = pio._SPARSE_CHUNK // arr.dtype.itemsize
+    flat[step - 1] = flat[step] = 3  # both sides of a chunk edge
+    arr = flat.reshape(shape, order="F")
+    aff = np.diag([0.7, 0.7, 1.5, 1.0])
+    for name, a in (("m", arr), ("empty", np.zeros(shape, dtype=dtype))):
+        for suffix in (".nii.gz", ".nii"):
+            p = tmp_path / f"{name}_{dtype.strip('<>')}{suffix}"
+            nib.save(nib.Nifti1Image(a, aff), str(p))
+            sp = pio.raw_data(pio.read_nifti(p, "mask"))
+            de = pio.raw_data(pio.read_nifti(p, "mask", sparse=False))
+            assert sp.dtype == de.dtype and sp.shape == de.shape == shape
+            assert np.array_equal(sp, a) and np.array_equal(de, a)
+            assert not sp.flags.writeable
+    full = (tmp_path / f"m_{dtype.strip('<>')}.nii").read_bytes()
+    for cut in (200, 400, len(full) // 2, len(full) - 1):
+        bad = tmp_path / f"cut{cut}.nii"
+        bad.write_bytes(full[:cut])
+        msgs = []
+        for sparse in (True, False):
+            with pytest.raises(pio.CTLoadError) as e:
+                pio.read_nifti(bad, "mask", sparse=sparse)
+            msgs.append(str(e.value))
+        assert msgs[0] == msgs[1] and "truncated" in msgs[0]
+    gz = gzip.compress(full, mtime=0)
+    bad = tmp_path / "cut.nii.gz"
+    bad.write_bytes(gz[: len(gz) * 2 // 3])
+    for sparse in (True, False):
+        with pytest.raises(pio.CTLoadError, match="truncated"):
+            pio.read_nifti(bad, "mask", sparse=sparse)
+
+
 def main(out: Path) -> None:
     """Write the golden files of the current code into ``out``."""
     import tempfile
