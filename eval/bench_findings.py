@@ -21,6 +21,11 @@ BLAS/OpenMP threads set to 1 before numpy is imported; one untimed warm-up run c
 cache). The measure and load_masks stages are profiled with cProfile. Process CPU time is recorded
 beside wall time: on a shared host, wall > CPU shows the run was slowed by other load.
 
+Two floors are printed: the nibabel read above, and the fastest decompressor alone (ISA-L inflate of
+every file into one reused buffer, ``inflate_floor``). The whole process (a fresh Python importing
+radagent, measuring the case and writing findings.json, ``process_run``; ``--no-process`` skips it) is
+printed beside the in-process total.
+
 Targets (issue): < 2 s per case on one core, within 2x of the I/O floor.
 
 Run: ``make bench`` or ``python -m eval.bench_findings [--runs 3] [--rebuild] [--no-profile]``.
@@ -231,6 +236,48 @@ def io_floor(ct: Path, mask_files: list[Path]) -> dict:
     return {"read_ct": t1 - t0, "read_masks": t2 - t1, "total": t2 - t0, "cpu": c2 - c0}
 
 
+def inflate_floor(ct: Path, mask_files: list[Path], step: int = 256 << 10) -> dict:
+    """The fastest decompressor alone (ISA-L inflate, zlib if absent) over the CT and every mask file,
+    each inflated in ``step`` pieces into one reused buffer: no allocation, no parsing, nothing kept."""
+    try:
+        from isal import isal_zlib as z
+    except ImportError:  # pragma: no cover
+        import zlib as z
+
+    def inflate(p: Path) -> int:
+        d, n = z.decompressobj(31), 0
+        with open(p, "rb") as f:
+            while data := d.unconsumed_tail or f.read(step):
+                n += len(d.decompress(data, step))
+        return n
+
+    c0, t0 = time.process_time(), time.perf_counter()
+    inflate(ct)
+    t1 = time.perf_counter()
+    for p in mask_files:
+        inflate(p)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"read_ct": t1 - t0, "read_masks": t2 - t1, "total": t2 - t0, "cpu": c2 - c0, "decompressor": z.__name__}
+
+
+_PROCESS = ("import sys; from pathlib import Path; from agent.case import measure; "
+            "f = measure(sys.argv[1], sys.argv[2], sys.argv[3] or None); "
+            "Path(sys.argv[4]).write_text(f.to_json() + '\\n')")
+
+
+def process_run(ct: Path, masks: Path, cmap: Path | None, out: Path) -> dict:
+    """The whole process a user starts: a fresh Python (same pinning and thread settings) importing
+    radagent, measuring the case and writing findings.json; wall and child CPU time."""
+    import resource
+    import subprocess
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    subprocess.run([sys.executable, "-c", _PROCESS, str(ct), str(masks), str(cmap or ""), str(out / "findings.json")],
+                   check=True, cwd=REPO)
+    t, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"total": round(t, 3), "cpu": round(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, 3)}
+
+
 def one_run(ct: Path, masks: Path, cmap: Path | None, out_root: Path) -> tuple[dict, object]:
     from agent.case import Timings, measure
     from agent.files import write_outputs_atomically
@@ -286,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (page cache, allocator)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached case")
     ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--no-process", dest="process", action="store_false", help="skip the whole-process run")
     ap.add_argument("--formats", default="multilabel,atlas")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -309,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 floors.append(io_floor(ct, mask_files))
                 s, findings = one_run(ct, masks, cmap, work)
                 runs.append(s)
+            inflate = [inflate_floor(ct, mask_files) for _ in range(args.runs)]
+            process = process_run(ct, masks, cmap, work) if args.process else None
             les = [dict(id=l.id, organ=l.organ, kind=l.kind, voxels=l.voxel_count, volume_ml=l.volume_ml,
                         long_axis_mm=l.long_axis_mm, max_diameter_3d_mm=l.max_diameter_3d_mm, mean_hu=l.mean_hu)
                    for l in findings.lesions]
@@ -318,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             io_s = med["load_ct"] + med["load_masks"] + med["write"]
             res = dict(
                 mask_files=len(mask_files), median_s=med, io_floor_s=floor, min_s=best,
+                inflate_floor_s={k: (round(_med(inflate, k), 3) if k != "decompressor" else inflate[0][k])
+                                 for k in ("read_ct", "read_masks", "total", "cpu", "decompressor")},
+                process_s=process,
                 io_floor_min_s=round(min(f["total"] for f in floors), 3),
                 io_stage_share=round(io_s / med["total"], 3),  # (load_ct + load_masks + write) / total
                 io_floor_share=round(floor["total"] / med["total"], 3),  # pure read time / total
@@ -339,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         machine=dict(cpu=_cpu_name(), pinned_core=_CORE, python=platform.python_version(), numpy=np.__version__,
                      nibabel=nib.__version__, platform=platform.platform()),
         case=meta, runs=args.runs, warmup_runs=args.warmup, import_s=round(t_imp, 3),
-        note=("io_floor: nibabel load of CT + all masks into numpy; analyze stages from agent.case.Timings; "
+        note=("io_floor: nibabel load of CT + all masks into numpy; inflate_floor: the fastest decompressor alone "
+              "(ISA-L) over every file into one reused buffer; process_s: a fresh python measuring the case and "
+              "writing findings.json (imports included); analyze stages from agent.case.Timings; "
               "write = findings.to_json + atomic write of findings.json; io_stage_share = (load_ct + load_masks + write) / total "
               "(load_masks includes building the cropped masks); io_floor_share = io floor / total; "
               "medians of the timed runs after the warm-up run(s); one core, BLAS/OpenMP threads = 1; cpu = process CPU "
@@ -383,6 +438,13 @@ def _print(r: dict) -> None:
               f"fastest io floor {x['io_floor_min_s']:.2f} s")
         print(f"{'':11} CPU time (median): analyze+write {m['cpu']:.2f} s vs io floor {f['cpu']:.2f} s = {x['ratio_to_io_floor_cpu']:.2f}x "
               f"(wall/CPU {m['total'] / max(m['cpu'], 1e-9):.2f}: > 1 means other load on the host)")
+        g = x["inflate_floor_s"]
+        print(f"{'':11} floors: nibabel read {f['total']:.2f} s (CT {f['read_ct']:.2f} + masks {f['read_masks']:.2f}); "
+              f"fastest decompressor ({g['decompressor']}) {g['total']:.2f} s (CT {g['read_ct']:.2f} + masks {g['read_masks']:.2f})")
+        if x.get("process_s"):
+            p = x["process_s"]
+            print(f"{'':11} whole process (fresh python, imports, measure, write): {p['total']:.2f} s wall, {p['cpu']:.2f} s CPU "
+                  f"vs in-process total {m['total']:.2f} s")
     print("(io stg: share of the total in load_ct + load_masks + write; floor: io floor / total)")
     for fmt, x in r["results"].items():
         for stage in ("measure", "load_masks"):
