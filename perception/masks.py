@@ -161,8 +161,15 @@ def label_values(arr: np.ndarray) -> list[int]:
     mx = int(arr.max()) if arr.size else 0
     if mx == 0:
         return []
+    if mx == 1:  # a binary mask (callers refuse negative ids): the only non-zero value is its maximum
+        return [1]
     if mx <= 1 << 16:
-        counts = np.bincount(np.asarray(arr).ravel(), minlength=mx + 1)
+        # memory order (NIfTI arrays are Fortran-ordered: a C-order ravel would copy), counted in chunks so
+        # bincount's cast to intp never allocates 8 bytes per voxel of the whole volume
+        flat = np.asarray(arr).ravel(order="K")
+        counts = np.zeros(mx + 1, np.int64)
+        for i in range(0, flat.size, 1 << 22):
+            counts += np.bincount(flat[i:i + (1 << 22)], minlength=mx + 1)
         return [int(v) for v in np.flatnonzero(counts[1:]) + 1]
     return [int(v) for v in np.unique(arr) if v != 0]
 
