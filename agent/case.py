@@ -298,3 +298,90 @@ def verify(findings: Findings, text: str) -> Verification:
     from reasoning.claims import verify as _verify
 
     return _verify(findings, text)
+
+
+# --- viewer volumes (the web page's NiiVue viewer) -------------------------------------------------
+VIEWER_VOLUMES = ("ct", "organs", "lesions")
+
+
+def viewer_volumes(ct: str | Path, masks: str | Path, findings: Findings, folder: str | Path, *,
+                   class_map: str | Path | None = None, mask_label: str | None = None) -> dict:
+    """The volumes the web viewer loads, written once into ``folder`` (atomically, with ``legend.json``):
+    ``ct.nii.gz`` (the CT as measured; None when ``ct`` is itself a gzip NIfTI, which is served as is),
+    ``organs.nii.gz`` (label i+1 = ``legend['organs'][i]``, every organ of ``findings`` with a mask) and
+    ``lesions.nii.gz`` (label i+1 = ``findings.lesions[i]``: the 26-connected component ``component_label``
+    of mask ``lesion.mask``, as perception measured it; its voxel count must equal ``voxel_count``).
+    Masks are read with the same intake rule and tolerance as the analysis. Returns the legend."""
+    import gzip
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    import cc3d
+    import nibabel as nib
+    import numpy as np
+
+    from perception.findings import Settings
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    folder = Path(folder)
+    vol = load_ct(ct)
+    if list(vol.shape) != list(findings.study.shape) or not np.allclose(vol.affine, findings.study.affine, atol=1e-3):
+        raise InputError(f"{ct}: the CT is not the one these findings were measured on (shape {vol.shape}, expected "
+                         f"{tuple(findings.study.shape)}; or another affine)")
+    labels = load_masks(masks, vol, class_map, tol_mm=Settings().geometry_tolerance_mm, mask_label=mask_label)
+    organs = [o for o in findings.organs if labels.get(o.name) is not None]
+    if len(organs) > 65535 or len(findings.lesions) > 65535:
+        raise InputError(f"{masks}: more than 65535 organs or lesions cannot be one label volume")
+
+    def label_volume(n: int) -> np.ndarray:
+        return np.zeros(vol.shape, dtype=np.uint8 if n < 256 else np.uint16)
+
+    org = label_volume(len(organs))
+    for i, o in enumerate(organs, 1):
+        m = labels.get(o.name)
+        org[tuple(slice(a, b) for a, b in m.bbox)][m.data] = i
+    les = label_volume(len(findings.lesions))
+    cache: dict[str, np.ndarray] = {}
+    for i, lesion in enumerate(findings.lesions, 1):
+        m = labels.get(lesion.mask)
+        if m is None:
+            raise InputError(f"{masks}: lesion {lesion.id}'s mask {lesion.mask!r} is not among the case's masks")
+        if lesion.mask not in cache:
+            cache[lesion.mask] = cc3d.connected_components(m.data, connectivity=26)
+        comp = cache[lesion.mask] == lesion.component_label
+        if int(comp.sum()) != lesion.voxel_count:
+            raise InputError(f"{masks}: component {lesion.component_label} of mask {lesion.mask!r} holds "
+                             f"{int(comp.sum())} voxels, lesion {lesion.id} was measured with {lesion.voxel_count}")
+        les[tuple(slice(a, b) for a, b in m.bbox)][comp] = i
+
+    ct_path = Path(ct)
+    with open(ct_path, "rb") if ct_path.is_file() else contextlib.nullcontext(None) as fh:
+        ct_is_gz_nifti = fh is not None and ct_path.name.endswith((".nii.gz", ".nii")) and fh.read(2) == b"\x1f\x8b"
+    legend = {"ct": None if ct_is_gz_nifti else "ct.nii.gz",
+              "organs": [{"label": i, "name": o.name, "status": o.status.value} for i, o in enumerate(organs, 1)],
+              "lesions": [{"label": i, "id": x.id} for i, x in enumerate(findings.lesions, 1)]}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        def save(arr: np.ndarray, name: str) -> None:
+            img = nib.Nifti1Image(arr, vol.affine)
+            img.set_qform(vol.affine, code=1)
+            img.set_sform(vol.affine, code=1)
+            img.header.set_xyzt_units("mm")
+            (tmp / name).write_bytes(gzip.compress(img.to_bytes(), compresslevel=6))
+
+        if not ct_is_gz_nifti:
+            save(vol.hu, "ct.nii.gz")
+        save(org, "organs.nii.gz")
+        save(les, "lesions.nii.gz")
+        (tmp / "legend.json").write_text(json.dumps(legend, indent=1))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return legend

@@ -130,3 +130,16 @@ class ChatRequest(BaseModel):
             raise ValueError("expected 32 lowercase hex characters")
         return v
 
+
+
+class ViewerInfo(BaseModel):
+    """What the web page's viewer loads for a case (GET /cases/{id}/viewer)."""
+
+    volumes: dict[str, str] = Field(description="ct, organs, lesions: URLs of gzip NIfTI volumes on the CT's grid")
+    sizes_bytes: dict[str, int] = Field(description="size of each volume as sent")
+    organs: list[dict[str, Any]] = Field(description="organ label volume legend: label, name, status")
+    lesions: list[dict[str, Any]] = Field(description="lesion label volume legend: label, id (findings order)")
+    windows: dict[str, tuple[float, float]] = Field(description="window presets: name -> (width, level) in HU")
+    affine: list[list[float]] = Field(description="voxel index -> RAS+ mm of the CT (Findings.study.affine)")
+    shape: tuple[int, int, int]
+    axial_axis: int

@@ -28,7 +28,7 @@ from perception.schema import Findings
 from reasoning.claims import Verification
 
 from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest,
-                     VerifyRequest, validate_mask_label)
+                     VerifyRequest, ViewerInfo, validate_mask_label)
 from .security import REPORT_CSP, refuse, resolve_in_root
 from .sessions import Sessions
 from .settings import LESION_ID_PATTERN, MiB, ServerSettings
@@ -384,3 +384,48 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    # --- viewer (the web page's NiiVue viewer): gzip NIfTI volumes on the CT's grid, decoded in the browser
+    # (nothing is rendered here). Built once per case from the case's own CT and masks, with the analysis'
+    # intake rule (agent.case.viewer_volumes), and kept in out/viewer/; a gzip NIfTI CT is sent as it is.
+    def _viewer(case_id: str) -> tuple[CaseRecord, Path, dict]:
+        from agent import case as case_service
+
+        rec, out = store.done(case_id)
+        folder = out / "viewer"
+        if not (folder / "legend.json").is_file():
+            if not rec.paths.get("masks"):
+                raise refuse(404, f"case {case_id} has no masks to show")
+            f, _ = store.findings(case_id)
+            with store.case_lock(case_id):
+                if not (folder / "legend.json").is_file():
+                    case_service.viewer_volumes(rec.paths["ct"], rec.paths["masks"], f, folder,
+                                                class_map=rec.paths.get("class_map"), mask_label=rec.mask_label)
+        return rec, folder, json.loads((folder / "legend.json").read_text())
+
+    def _volume_path(rec: CaseRecord, folder: Path, legend: dict, name: str) -> Path:
+        return Path(rec.paths["ct"]) if name == "ct" and legend["ct"] is None else folder / f"{name}.nii.gz"
+
+    @api.get("/cases/{case_id}/viewer", tags=["results"], responses={404: {"description": "unknown case, no masks"}})
+    def viewer_info(case_id: str) -> ViewerInfo:
+        """The viewer's volumes (URLs, sizes), their legends, the window presets and the CT's geometry."""
+        from perception.registry import WINDOWS
+
+        rec, folder, legend = _viewer(case_id)
+        f, _ = store.findings(case_id)
+        names = ("ct", "organs", "lesions")
+        return ViewerInfo(volumes={n: f"/cases/{case_id}/viewer/{n}.nii.gz" for n in names},
+                          sizes_bytes={n: _volume_path(rec, folder, legend, n).stat().st_size for n in names},
+                          organs=legend["organs"], lesions=legend["lesions"],
+                          windows={"abdomen": WINDOWS["default"], "liver": WINDOWS["liver"], "lung": WINDOWS["lung"],
+                                   "bone": WINDOWS["bone"]},
+                          affine=f.study.affine, shape=f.study.shape, axial_axis=f.study.axial_axis)
+
+    @api.get("/cases/{case_id}/viewer/{name}.nii.gz", tags=["results"], response_class=Response,
+             responses={200: {"content": {"application/gzip": {}}, "description": "a gzip NIfTI volume"}})
+    def viewer_volume(case_id: str, name: Literal["ct", "organs", "lesions"]) -> FileResponse:
+        """The CT (int HU as stored), the organ labels or the lesion labels, as gzip NIfTI."""
+        rec, folder, legend = _viewer(case_id)
+        p = _volume_path(rec, folder, legend, name)
+        if not p.is_file():
+            raise refuse(404, f"the {name} volume of case {case_id} is no longer there")
+        return FileResponse(p, media_type="application/gzip", headers={"Cache-Control": "private, max-age=3600"})
