@@ -15,7 +15,6 @@ from . import registry
 from .measure import HUStats, hu_stats, world
 from .schema import Check, Plausibility
 
-
 # --- host organ HU region ---------------------------------------------------------------------
 
 def erosion_radius(spacing: tuple[float, float, float], mm: float = registry.HOST_EROSION_MM) -> tuple[int, int, int]:
@@ -23,10 +22,49 @@ def erosion_radius(spacing: tuple[float, float, float], mm: float = registry.HOS
     return tuple(max(1, int(np.ceil(mm / s - 1e-9))) for s in spacing)  # type: ignore[return-value]
 
 
-def erode_box(data: np.ndarray, radius: tuple[int, int, int]) -> np.ndarray:
-    """``data`` (bool) eroded by a box of half-width ``radius`` voxels; outside the array counts as outside."""
-    size = tuple(2 * r + 1 for r in radius)
-    return ndimage.minimum_filter(data.view(np.uint8), size=size, mode="constant", cval=0).astype(bool)
+def erode_box(data: np.ndarray, radius: tuple[int, ...]) -> np.ndarray:
+    """``data`` (bool) eroded by a box of half-width ``radius`` voxels; outside the array counts as outside.
+
+    Separable: per axis, a voxel stays when all 2r+1 voxels of its window are set. The window AND is
+    built by doubling (AND with itself shifted by 1, 2, 4, ..., then by the remainder), about
+    log2(2r+1) + 1 byte-wise ANDs per axis between two buffers (``data`` is only read), instead of a
+    min filter over every window position; the same array as
+    ``ndimage.minimum_filter(..., mode="constant", cval=0)`` (tests/test_speed_erosion.py).
+    """
+    data = np.asarray(data, dtype=bool)
+    bufs = (np.empty(data.shape, bool), np.empty(data.shape, bool))
+    src = data
+    for ax, r in enumerate(radius):
+        if r > 0:
+            src = _erode_axis(src, bufs, ax, int(r))
+    return data.copy() if src is data else src
+
+
+def _erode_axis(src: np.ndarray, bufs: tuple[np.ndarray, np.ndarray], ax: int, r: int) -> np.ndarray:
+    """``src`` eroded along ``ax`` by half-width ``r``, written into one of ``bufs`` (the one returned)."""
+    n, w = src.shape[ax], 2 * r + 1
+
+    def other(x):
+        return bufs[1] if x is bufs[0] else bufs[0]
+
+    def sl(lo, hi):
+        return (slice(None),) * ax + (slice(lo, hi),)
+
+    dst = other(src)
+    if n < w:  # no window fits: nothing survives
+        dst[...] = False
+        return dst
+    # m_k[i] = AND src[i .. i+k-1], valid for i <= n-k; doubling k up to the largest power of two <= w
+    k = 1
+    while 2 * k <= w:
+        np.logical_and(src[sl(0, n - k)], src[sl(k, n)], out=dst[sl(0, n - k)])
+        src, dst = dst, other(dst)
+        k *= 2
+    # k <= w < 2k: windows [i, i+k) and [i+w-k, i+w) cover [i, i+w); written centred: res[i] = m_w[i - r]
+    np.logical_and(src[sl(0, n - w + 1)], src[sl(w - k, n - k + 1)], out=dst[sl(r, n - r)])
+    dst[sl(0, r)] = False
+    dst[sl(n - r, n)] = False
+    return dst
 
 
 @dataclass(frozen=True)
@@ -45,7 +83,7 @@ def host_region(hu_crop: np.ndarray, host: np.ndarray, spacing: tuple[float, flo
         return HostRegion(None, f"organ mask{minus}: no voxel left", None)
     r = erosion_radius(spacing)
     core = erode_box(host, r)
-    n = int(core.sum())
+    n = int(np.count_nonzero(core))
     mm = " x ".join(f"{ri * s:.1f}" for ri, s in zip(r, spacing))
     if n >= registry.HOST_MIN_ERODED_VOXELS:
         vals = hu_crop[core]
