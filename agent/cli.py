@@ -54,6 +54,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "dataset": ("agent.dataset_cli:dataset",
                 "Build image-report datasets from many CT cases (resumable, local pool or Ray)."),
     "eval": ("agent.eval_cli:eval_group", "Benchmarks: run radagent on a benchmark's question file and score it."),
+    "mcp": ("agent.mcp_cli:mcp",
+            ("Serve radagent's tools (analyze_ct, get_findings, ask, verify_text, draft_report, ...) to MCP clients, "
+            "over stdio or, with --http, over streamable HTTP on 127.0.0.1 with the bearer token of `radagent serve`.")),
     "segment": ("agent.segment_cli:segment",
                 ("Segment CT into OUT: one <structure>.nii.gz per structure on the CT grid (readable by `radagent "
                 "analyze CT --masks OUT`), provenance.json, and for UniT unit/instances.nii.gz + .json.")),
@@ -66,7 +69,7 @@ _LAZY: dict[str, tuple[str, str]] = {
                "unsupported; 2: bad input.")),
 }
 # commands that read CT or mask images (NIfTI through nibabel)
-_READS_IMAGES = frozenset({"analyze", "segment", "dataset", "serve", "train"})
+_READS_IMAGES = frozenset({"analyze", "segment", "dataset", "serve", "train", "mcp"})
 
 
 class LazyGroup(click.Group):
