@@ -30,8 +30,12 @@ import click
 @click.option("--llm", "llm_url", default=None,
               help="OpenAI-compatible server URL for draft_report's narrative; template reports without it.")
 @click.option("--model", default=None, help="Model name on the LLM server (default: the first served).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True, help="Analyses run at once.")
+@click.option("--analysis-timeout", "analysis_timeout", type=click.FloatRange(min=0, min_open=True), default=600.0,
+              show_default=True, metavar="SECONDS",
+              help="An analysis running longer is refused (tool error) and its case removed.")
 def mcp(data_root: Path, cases_dir: Path | None, http: bool, port: int, token: str | None, llm_url: str | None,
-        model: str | None) -> None:
+        model: str | None, workers: int, analysis_timeout: float) -> None:
     """Serve radagent's tools (analyze_ct, get_findings, ask, verify_text, draft_report, ...) to MCP clients,
     over stdio or, with --http, over streamable HTTP on 127.0.0.1 with the bearer token of `radagent serve`."""
     from pydantic import ValidationError
@@ -43,7 +47,8 @@ def mcp(data_root: Path, cases_dir: Path | None, http: bool, port: int, token: s
         sys.exit(2)
     try:
         settings = ServerSettings(data_root=data_root, token=token if http else secrets.token_hex(16),
-                                  cases_dir=cases_dir, llm_url=llm_url, model=model)
+                                  cases_dir=cases_dir, llm_url=llm_url, model=model, workers=workers,
+                                  analysis_timeout_s=analysis_timeout)
     except ValidationError as e:
         for d in e.errors():
             click.echo(f"error: {'.'.join(str(x) for x in d['loc']).replace('_', '-')}: {d['msg']}", err=True)

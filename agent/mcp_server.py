@@ -197,6 +197,7 @@ class Service:
         self.settings = settings
         self.store = CaseStore(settings.cases)
         self.store.root.mkdir(parents=True, exist_ok=True)
+        self.workers = anyio.CapacityLimiter(settings.workers)  # analyses run at once (as serve --workers)
         self.display = {str(settings.data_root) + "/": "", str(settings.data_root): "<data root>",
                         str(self.store.root): "<cases>"}
 
@@ -391,11 +392,19 @@ def build_server(settings: ServerSettings) -> MCPServer:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_progress_while, ctx, done, tm, stages)
                     try:
-                        await anyio.to_thread.run_sync(_analyze_into, store, cid, rec, seg, tm)
+                        # the deadline and a client's cancellation abandon the worker thread (it cannot be
+                        # killed); the case is removed below, so whatever it returns later is not written
+                        with anyio.fail_after(settings.analysis_timeout_s):
+                            await anyio.to_thread.run_sync(_analyze_into, store, cid, rec, seg, tm,
+                                                           abandon_on_cancel=True, limiter=svc.workers)
                     finally:
                         done.set()
             except BaseException as e:
                 err = e.exceptions[0] if isinstance(e, BaseExceptionGroup) and len(e.exceptions) == 1 else e
+                if isinstance(err, TimeoutError):
+                    err = InputError(f"the analysis did not finish within the server's limit of "
+                                     f"{settings.analysis_timeout_s:g} s (analysis_timeout_s); its inputs may be too "
+                                     "large or malformed")
                 # no partial case: the folder goes, as the HTTP API removes a failed case answered with wait=true
                 with contextlib.suppress(HTTPException, OSError):
                     store.delete(cid)

@@ -382,3 +382,22 @@ def test_cli_refuses_http_without_token_and_a_missing_root(tmp_path):
     assert res.exit_code == 2 and "token" in res.output
     res = CliRunner().invoke(main, ["mcp", "--data-root", str(tmp_path / "absent")])
     assert res.exit_code == 2 and "absent" in res.output
+
+
+def test_analysis_past_its_deadline_is_refused_and_leaves_no_case(root, case):
+    """The server's analysis_timeout_s (radagent mcp --analysis-timeout), through the SDK's in-process client."""
+    from agent.api import ServerSettings
+    from agent.mcp_server import build_server
+
+    cases = root / "deadline-cases"
+    server = build_server(ServerSettings(data_root=root, token=TOKEN, cases_dir=cases, analysis_timeout_s=0.001))
+
+    async def run():
+        async with Client(server) as c:
+            return await c.call_tool("analyze_ct", {"ct": "case1/ct.nii.gz", "masks": "case1"})
+
+    msg = error_text(arun(run))
+    assert "did not finish within the server's limit of 0.001 s (analysis_timeout_s)" in msg
+    assert [p.name for p in cases.iterdir()] == []
+    time.sleep(3)  # the abandoned worker thread ends (the analysis takes ~1 s) and writes nothing
+    assert [p.name for p in cases.iterdir()] == []
