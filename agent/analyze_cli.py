@@ -39,11 +39,14 @@ from radagent.errors import InputError
 @click.option("--llm-timeout", "llm_timeout", type=click.FloatRange(min=0.1, max=3600), default=120.0, show_default=True,
               metavar="SECONDS", help="Seconds to wait for the LLM server (connect, each read of an answer).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
+@click.option("--dicom-out", "dicom_out", is_flag=True,
+              help="Also write OUT/dicom/seg.dcm (DICOM SEG of the masks), OUT/dicom/sr.dcm (TID 1500 measurement "
+                   "report) and OUT/fhir_bundle.json (FHIR R4B). Needs a DICOM CT series and the dicom-out extra.")
 @segment_request_options
 def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
             strict_masks: bool,
             no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, llm_timeout: float,
-            style: str, **segment: object) -> None:
+            style: str, dicom_out: bool, **segment: object) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
     Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
@@ -60,10 +63,11 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
         request = None if masks is not None else segment_request_from_options(**segment)
         with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
             analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
-                                            key_images=not no_key_images, strict_masks=strict_masks, timings=tm)
+                                            key_images=not no_key_images, strict_masks=strict_masks, timings=tm,
+                                            dicom_out=dicom_out)
         rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
         try:
-            case_service.write(analyzed, rep, out, force=force)
+            case_service.write(analyzed, rep, out, force=force, dicom_out=dicom_out)
         except OSError as e:  # the output side: unwritable, full, not a folder
             raise InputError(f"{out}: cannot write the output folder ({e.strerror or e})") from e
     except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
@@ -77,3 +81,8 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
               f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
     click.echo(str(out / "findings.json"))
     click.echo(str(out / "findings.md"))
+    if dicom_out:
+        from perception.dicom_out import FHIR_FILE, SEG_FILE, SR_FILE
+
+        for rel in (SEG_FILE, SR_FILE, FHIR_FILE):
+            click.echo(str(out / rel))

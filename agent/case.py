@@ -74,6 +74,8 @@ class AnalyzedCase:
     findings: Findings
     key_images: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # DICOM SEG of the masks measured (perception.dicom_out.SegOutput), built when analyze(dicom_out=True)
+    dicom_seg: object | None = None
 
     def image_files(self) -> dict[str, bytes]:
         """Key images by the relative path each lesion's ``key_image`` names."""
@@ -107,7 +109,8 @@ class Report:
 # --- analyze ---------------------------------------------------------------------------------------
 def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str | Path | None = None,
             mask_label: str | None = None, settings: Settings | None = None, segment: SegmentRequest | None = None,
-            key_images: bool = True, strict_masks: bool = False, timings: Timings | None = None) -> AnalyzedCase:
+            key_images: bool = True, strict_masks: bool = False, timings: Timings | None = None,
+            dicom_out: bool = False, tracking_uids: dict[str, str] | None = None) -> AnalyzedCase:
     """Load the CT, obtain its masks (the user's ``masks``, else ``segment``), check geometry,
     measure, and render each lesion's key image. Nothing is written.
 
@@ -116,7 +119,9 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
     ``mask_label`` or by its file name (an unknown name is refused). Without ``masks`` and without
     ``segment`` the CT is segmented by TotalSegmentator's default request. ``strict_masks`` refuses
     any mask given but not interpreted (unknown name, label not in the class map) instead of
-    recording it as ignored with a warning."""
+    recording it as ignored with a warning. ``dicom_out`` also builds the DICOM SEG of the masks
+    measured (a DICOM CT only; ``tracking_uids`` maps lesion ids to tracking UIDs kept from an earlier
+    time point), for ``write(..., dicom_out=True)`` / perception.dicom_out.write_dicom_outputs."""
     from perception.findings import Settings, build_findings_with_masks
     from perception.io import load_ct
 
@@ -128,8 +133,16 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
         check_mask_label(mask_label)  # before the CT is read: a typo fails at once
     tm = timings if timings is not None else Timings()
     s = settings or Settings()
+    if dicom_out:
+        from perception.dicom_out import require_extra
+
+        require_extra()
     with tm.stage("load_ct"):
         vol = load_ct(ct)
+    if dicom_out:
+        from perception.dicom_out.seg import source_headers
+
+        headers = source_headers(vol)  # a NIfTI CT or a series without UIDs is refused before measuring
     if masks is not None:
         from perception.masks import load_masks
 
@@ -150,7 +163,13 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
 
         with tm.stage("key_images"):
             findings, images = render_key_images(vol, findings, lesion_masks)
-    return AnalyzedCase(findings, images, dict(tm.seconds))
+    seg = None
+    if dicom_out:
+        from perception.dicom_out.seg import build_seg
+
+        with tm.stage("dicom_seg"):
+            seg = build_seg(vol, findings, labels.masks, lesion_masks, tracking_uids=tracking_uids, headers=headers)
+    return AnalyzedCase(findings, images, dict(tm.seconds), dicom_seg=seg)
 
 
 def measure(ct: str | Path, masks: str | Path | None = None, class_map: str | Path | None = None,
@@ -242,11 +261,19 @@ def output_files(case: AnalyzedCase, rep: Report | None = None, extra: dict[str,
 
 
 def write(case: AnalyzedCase, rep: Report | None, out: str | Path, *, force: bool = False,
-          extra: dict[str, str | bytes] | None = None) -> Path:
-    """Write the case folder atomically (complete or absent); ``force`` replaces a non-empty one."""
+          extra: dict[str, str | bytes] | None = None, dicom_out: bool = False) -> Path:
+    """Write the case folder atomically (complete or absent); ``force`` replaces a non-empty one.
+    ``dicom_out`` adds dicom/seg.dcm, dicom/sr.dcm and fhir_bundle.json (the case must come from
+    ``analyze(..., dicom_out=True)``); the FHIR DiagnosticReport carries report.md, else findings.md."""
     from agent.files import write_outputs_atomically
 
-    return write_outputs_atomically(Path(out), output_files(case, rep, extra), force=force)
+    files = output_files(case, rep, extra)
+    if dicom_out:
+        from perception.dicom_out import dicom_output_files
+
+        text = files.get("report.md") or files["findings.md"]
+        files.update(dicom_output_files(case, text if isinstance(text, str) else text.decode()))
+    return write_outputs_atomically(Path(out), files, force=force)
 
 
 def write_report(rep: Report, folder: str | Path) -> Path:

