@@ -27,7 +27,6 @@ replaced by their display names as the HTTP API does). Analyses report MCP progr
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import shutil
 from collections.abc import Iterator
@@ -375,7 +374,7 @@ def build_server(settings: ServerSettings) -> MCPServer:
             if mask_label is not None:
                 inputs["mask_label"] = mask_label
             if seg is not None:
-                inputs["segment"] = json.dumps(seg.fingerprint_document()["backends"] + list(seg.tasks))
+                inputs["segment"] = f"{', '.join(seg.backends)} ({', '.join(seg.tasks)})"
             cid, staging = store.new_staging()
             try:
                 display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
