@@ -309,12 +309,14 @@ def question(subtype: str, params: dict | None = None):
     return Question(subtype=subtype, **(params or {}))
 
 
-def ask(findings: Findings, q, choices: list[str] | None = None):
+def ask(findings: Findings, q, choices: list[str] | None = None, comparison=None):
     """One question answered deterministically from findings (text or a ``question(...)``): the
-    Answer with its finding ids and rule, or the reason it cannot be determined."""
+    Answer with its finding ids and rule, or the reason it cannot be determined. ``comparison`` (a
+    Comparison of this study with its priors, comparison.json): change-over-time questions are answered
+    from it; without it they are refused."""
     from reasoning.vqa import answer
 
-    return answer(findings, q, choices)
+    return answer(findings, q, choices, comparison=comparison)
 
 
 # --- claim checking --------------------------------------------------------------------------------

@@ -61,6 +61,9 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
         else:
             q = question
         findings = case_service.load(findings_path).findings
+        from reasoning.comparison import beside
+
+        comparison = beside(findings_path)  # OUT/comparison.json of `radagent compare`: questions over time
         text = None
         try:
             if llm_url and isinstance(q, str):
@@ -69,7 +72,7 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
                     q, choices=list(choices) or None)
                 text, a = turn.text, turn.answer
             else:
-                a = case_service.ask(findings, q, list(choices) or None)
+                a = case_service.ask(findings, q, list(choices) or None, comparison=comparison)
         except ValueError as e:  # malformed choices
             raise click.UsageError(str(e)) from None
     except click.UsageError as e:

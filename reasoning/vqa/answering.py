@@ -104,10 +104,13 @@ def _assessed_vessel(findings: Findings, q: Question, e) -> Question:
     return q.model_copy(update={"vessel": pick}) if pick and pick != q.vessel else q
 
 
-def answer(findings: Findings, question: Question | str, choices: list[str] | None = None, subtype: str | None = None) -> Answer:
+def answer(findings: Findings, question: Question | str, choices: list[str] | None = None, subtype: str | None = None,
+           comparison=None) -> Answer:
     """Answer ``question`` from ``findings`` alone. ``choices`` (or options inside the text) make it
     multiple choice: the answer is then the letter of the option that matches the computed value.
-    ``subtype`` (free text only): the question type given by the caller; only its parameters are read from the text."""
+    ``subtype`` (free text only): the question type given by the caller; only its parameters are read from the text.
+    ``comparison`` (a perception.followup Comparison of this study with its priors): change-over-time questions
+    are answered from it (reasoning.comparison); without it they are refused (one time point)."""
     opts: list[Option] = []
     if choices:
         opts = parse_choices(list(choices))
@@ -130,6 +133,11 @@ def answer(findings: Findings, question: Question | str, choices: list[str] | No
     else:
         q = question
     asked_unit = getattr(q, "unit", None) or asked_unit
+    if comparison is not None and q.subtype == "change over time":
+        from reasoning.comparison import answer as comparison_answer
+
+        return comparison_answer(comparison, findings, q if q.text or not isinstance(question, str)
+                                 else q.model_copy(update={"text": question}), opts)
     spec = SUBTYPES[q.subtype]
     base = {"subtype": spec.name, "group": spec.group, "question": q}
     try:

@@ -203,7 +203,9 @@ _UNITS: list[tuple[str, str]] = [
 _TIME = (r"\bprior\b|\bprevious(?:ly)?\b|\bearlier (?:scan|study|exam|ct|imaging)\b|\blast (?:scan|study|exam|ct|time|visit)\b|\bsince\b"
          r"|\binterval\w*|\bbaseline\b|\bgrown\b|\bgrew\b|\bgrowing\b|\bgrow\b|\bshrunk\b|\bshrank\b|\bshrink\w*|\bprogress\w*"
          r"|\bregress\w*|\bunchanged\b|\bstable\b|\bchanged?\b|\bchanges\b|\bover time\b|\bnew(?:ly)?(?: [a-z]+)? (?:lesion|tumor|mass|nodule|metasta|spot|growth|cyst)\w*|\bnewly\b"
-         r"|\bgetting (?:smaller|bigger|larger|worse|better)\b|\bresponse to (?:treatment|therapy)\b|\bresponding\b|\bdoubl\w* time\b|\bold (?:scan|study|ct)\b")
+         r"|\bgetting (?:smaller|bigger|larger|worse|better)\b|\bresponse to (?:treatment|therapy)\b|\bresponding\b|\bdoubl\w* time\b|\bold (?:scan|study|ct)\b"
+         r"|\bnadir\b|\brecist (?:1\.1 )?(?:response|category)\b|\bresponse (?:category|assessment)\b|\boverall response\b"
+         r"|\bdisappear\w*|\bvanished\b")
 _TIME_NOT = r"\bfatty changes?\b|\bcystic changes?\b|\b(?:something|anything|what(?:'s| is)?) growing\b"
 
 _DIAGNOSES: list[tuple[str, str]] = [
