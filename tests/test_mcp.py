@@ -24,12 +24,12 @@ from pathlib import Path
 
 import anyio
 import httpx
+import httpx2
 import pytest
 from click.testing import CliRunner
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from PIL import Image
 
 from agent import case as case_service
@@ -303,8 +303,9 @@ def http_server(root, case):
 
 
 def http_client(url: str, token: str) -> Client:
-    return Client(streamable_http_client(url, http_client=create_mcp_http_client(
-        headers={"Authorization": f"Bearer {token}"})))
+    """The SDK's client over streamable HTTP, sending the bearer token (httpx2 is the SDK's HTTP client)."""
+    hc = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=300))
+    return Client(streamable_http_client(url, http_client=hc))
 
 
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -326,7 +327,6 @@ def test_http_right_token_reaches_the_mcp_layer(http_server):
 
 
 def test_http_client_with_a_bad_token_gets_no_tools(http_server):
-    import httpx2
     from mcp.shared.exceptions import MCPError
 
     statuses: list[int] = []
