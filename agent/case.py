@@ -215,9 +215,11 @@ def _check_style(style: str) -> None:
 
 
 def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "structured", *,
-           draft: ReportDraft | None = None, max_attempts: int = 3) -> Report:
+           draft: ReportDraft | None = None, max_attempts: int = 3, comparison=None) -> Report:
     """Draft the report (the LLM narrative with ``llm``, each claim checked; else the template)
-    and render report.md/json/html with the key images. ``draft``: one drafted already (a batch)."""
+    and render report.md/json/html with the key images. ``draft``: one drafted already (a batch).
+    ``comparison`` (comparison.json of this study with its priors): a COMPARISON section with each tracked
+    lesion's key images side by side (comparison_images)."""
     from templates.render import render_report
 
     _check_style(style)
@@ -227,6 +229,9 @@ def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "str
         draft = draft_report(case.findings, llm.url if llm else None, llm.model if llm else None, style=style,
                              max_attempts=max_attempts, api_key=llm.api_key if llm else None,
                              **({"timeout_s": llm.timeout_s} if llm else {}))
+    if comparison is not None:
+        return Report(draft, style, render_report(case.findings, draft, style, case.key_images, comparison,
+                                                  comparison_images(comparison, case)))
     return Report(draft, style, render_report(case.findings, draft, style, case.key_images))
 
 
@@ -414,3 +419,39 @@ def viewer_volumes(ct: str | Path, masks: str | Path, findings: Findings, folder
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return legend
+
+
+# --- follow-up report (issue 16, part B) -----------------------------------------------------------
+def comparison_images(comparison, current: AnalyzedCase | None = None) -> dict[str, bytes]:
+    """Each tracked lesion's key image per time point (name: reasoning.comparison.image_name), read from
+    the analyze output folders the comparison names (the PNGs analyze wrote; no voxel is read). The current
+    study's images come from ``current`` when given. A folder whose findings.json no longer has the
+    SHA-256 the comparison recorded gives no images (they might show other lesions)."""
+    import hashlib
+
+    from perception.schema import Findings
+    from reasoning.comparison import image_name
+
+    out: dict[str, bytes] = {}
+    for s in comparison.studies:
+        folder = Path(s.analyze_dir)
+        images: dict[str, bytes] = {}
+        if s.role == "current" and current is not None:
+            images = dict(current.key_images)
+        else:
+            fj = folder / "findings.json"
+            try:
+                raw = fj.read_bytes()
+            except OSError:
+                continue
+            if hashlib.sha256(raw).hexdigest() != s.findings_sha256:
+                continue
+            f = Findings.model_validate_json(raw)
+            for les in f.lesions:
+                if les.key_image and (folder / les.key_image).is_file():
+                    images[les.id] = (folder / les.key_image).read_bytes()
+        for t in comparison.lesions:
+            m = t.at(s.time_point)
+            if m is not None and m.lesion_id and m.lesion_id in images:
+                out[image_name(t.tracking_id, s.time_point)] = images[m.lesion_id]
+    return out

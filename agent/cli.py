@@ -128,12 +128,12 @@ def _check_output_folder(out: Path) -> None:
         raise InputError(f"{out}: cannot create the output folder: {parent} is not writable")
 
 
-def _report(analyzed, llm_url, model, style, con, llm_timeout: float = 120.0):
+def _report(analyzed, llm_url, model, style, con, llm_timeout: float = 120.0, comparison=None):
     from agent import case as case_service
 
     llm = case_service.LLMSettings(url=llm_url, model=model, timeout_s=llm_timeout) if llm_url else None
     with con.status("drafting the report" + (f" with {llm_url}" if llm_url else "")):
-        rep = case_service.report(analyzed, llm, style)
+        rep = case_service.report(analyzed, llm, style, comparison=comparison)
     if rep.fallback_reason:
         con.print(f"[yellow]warning:[/] {rep.fallback_reason}", highlight=False)
     con.print(f"report: engine {rep.engine}" + (f" ({rep.draft.model}, {rep.draft.attempts} attempts)" if llm_url else ""),
@@ -152,13 +152,16 @@ def _report(analyzed, llm_url, model, style, con, llm_timeout: float = 120.0):
               help="Output folder (default: the folder of findings.json).")
 def report(findings_path: Path, llm_url: str | None, model: str | None, llm_timeout: float, style: str,
            out: Path | None) -> None:
-    """Write report.md, report.json and report.html from a findings.json (or an analyze output folder)."""
+    """Write report.md, report.json and report.html from a findings.json (or an analyze output folder); with a
+    comparison.json beside it (`radagent compare`), a COMPARISON section with prior and current key images."""
     from agent import case as case_service
 
     con = _stderr()
     try:
         analyzed = case_service.load(findings_path)
-        rep = _report(analyzed, llm_url, model, style, con, llm_timeout)
+        from reasoning.comparison import beside
+
+        rep = _report(analyzed, llm_url, model, style, con, llm_timeout, beside(findings_path))
         target = case_service.write_report(rep, out or case_service.findings_location(findings_path).parent)
     except InputError as e:
         _fail(con, e)

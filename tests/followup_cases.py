@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from agent import case
 from eval.synthetic import ellipsoid, organ_center_mm, paint, world_grid, write_case
@@ -161,3 +162,13 @@ def constructed(pair: dict, registration_refused: str | None = None) -> Comparis
         if registration_refused is None else Registration(fixed_time_point=0, moving_time_point=1, method="test",
                                                           status="refused", reason=registration_refused, seconds=0.0)
     return Comparison(radagent_version="test", studies=studies, registrations=[reg], lesions=lesions, recist=recist)
+
+
+def pair_fixture(name: str):
+    """A module-scoped pytest fixture: the analyzed pair (build_pair) with its constructed Comparison."""
+    @pytest.fixture(scope="module")
+    def pair(tmp_path_factory):
+        p = build_pair(tmp_path_factory.mktemp(name))
+        p["comparison"] = constructed(p)
+        return p
+    return pair

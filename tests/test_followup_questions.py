@@ -15,14 +15,9 @@ from agent import case
 from agent.cli import main
 from reasoning import comparison as rc
 from reasoning.vqa import Question, answer
-from tests.followup_cases import RADII, build_pair, constructed, nearest
+from tests.followup_cases import RADII, constructed, nearest, pair_fixture
 
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    p = build_pair(tmp_path_factory.mktemp("followup"))
-    p["comparison"] = constructed(p)
-    return p
+pair = pair_fixture("followup")
 
 
 def _ids(p):
