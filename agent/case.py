@@ -215,11 +215,12 @@ def _check_style(style: str) -> None:
 
 
 def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "structured", *,
-           draft: ReportDraft | None = None, max_attempts: int = 3, comparison=None) -> Report:
+           draft: ReportDraft | None = None, max_attempts: int = 3, comparison=None,
+           comparison_pngs: dict[str, bytes] | None = None) -> Report:
     """Draft the report (the LLM narrative with ``llm``, each claim checked; else the template)
     and render report.md/json/html with the key images. ``draft``: one drafted already (a batch).
     ``comparison`` (comparison.json of this study with its priors): a COMPARISON section with each tracked
-    lesion's key images side by side (comparison_images)."""
+    lesion's key images side by side (``comparison_pngs``, by default read by comparison_images())."""
     from templates.render import render_report
 
     _check_style(style)
@@ -230,8 +231,8 @@ def report(case: AnalyzedCase, llm: LLMSettings | None = None, style: str = "str
                              max_attempts=max_attempts, api_key=llm.api_key if llm else None,
                              **({"timeout_s": llm.timeout_s} if llm else {}))
     if comparison is not None:
-        return Report(draft, style, render_report(case.findings, draft, style, case.key_images, comparison,
-                                                  comparison_images(comparison, case)))
+        imgs = comparison_pngs if comparison_pngs is not None else comparison_images(comparison, case)
+        return Report(draft, style, render_report(case.findings, draft, style, case.key_images, comparison, imgs))
     return Report(draft, style, render_report(case.findings, draft, style, case.key_images))
 
 

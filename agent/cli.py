@@ -182,9 +182,13 @@ def serve_llm(model: str | None, host: str, port: int) -> None:
 
 
 @main.command()
-def schema() -> None:
-    """Print the JSON Schema of findings.json."""
-    from perception.schema import json_schema
+@click.option("--comparison", is_flag=True, help="The JSON Schema of comparison.json (`radagent compare`) instead.")
+def schema(comparison: bool) -> None:
+    """Print the JSON Schema of findings.json (with --comparison: of comparison.json)."""
+    if comparison:
+        from perception.followup.schema import json_schema
+    else:
+        from perception.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 

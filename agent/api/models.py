@@ -143,3 +143,12 @@ class ViewerInfo(BaseModel):
     affine: list[list[float]] = Field(description="voxel index -> RAS+ mm of the CT (Findings.study.affine)")
     shape: tuple[int, int, int]
     axial_axis: int
+
+
+class CompareRequest(BaseModel):
+    """POST /cases/{id}/compare: the prior studies of the same patient, as case ids of this server."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priors: list[str] = Field(min_length=1, max_length=8,
+                              description="case ids of the prior studies, oldest first (each analyzed, status done)")

@@ -27,9 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from perception.schema import Findings
 from reasoning.claims import Verification
 
-from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, LesionSummary, PathCaseRequest,
-                     VerifyRequest, ViewerInfo, validate_mask_label)
-from .security import REPORT_CSP, refuse, resolve_in_root
+from .models import (AskRequest, AskResponse, CaseInfo, CaseRecord, ChatRequest, CompareRequest, LesionSummary,
+                     PathCaseRequest, VerifyRequest, ViewerInfo, validate_mask_label)
+from .security import REPORT_CSP, redact, redact_text, refuse, resolve_in_root
 from .sessions import Sessions
 from .settings import LESION_ID_PATTERN, MiB, ServerSettings
 from .store import CaseStore, failed_status, now, run_analysis
@@ -284,7 +284,10 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         if not (folder / f"report.{format}").is_file():
             llm = case_service.LLMSettings(url=settings.llm_url, model=settings.model,
                                           timeout_s=settings.llm_timeout_s) if eng == "llm" else None
-            rep = case_service.report(case_service.load(out), llm, style)
+            cmp = _comparison(out)
+            images = {f"comparison/{p.name}": p.read_bytes() for p in sorted((out / "comparison").glob("*.png"))} \
+                if cmp is not None else None
+            rep = case_service.report(case_service.load(out), llm, style, comparison=cmp, comparison_pngs=images)
             content = rep.files[f"report.{format}"]
             if rep.fallback_reason:  # a fallback is not kept: the next request tries the LLM again
                 headers["X-Radagent-Report-Fallback"] = re.sub(r"[^\x20-\x7e]", "?", rep.fallback_reason)[:300]
@@ -308,7 +311,8 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         (agent.case.ask); text questions by the chat agent when the server has --llm (mode=auto)."""
         from agent import case as case_service
 
-        f, _ = store.findings(case_id)
+        f, out = store.findings(case_id)
+        cmp = _comparison(out)
         if req.mode == "agent" and not settings.llm_url:
             raise refuse(400, "mode=agent: the server was started without --llm; use mode=deterministic or auto")
         if req.subtype is not None:
@@ -317,9 +321,9 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
             except ValidationError as e:
                 raise refuse(422, "; ".join(f"{'.'.join(str(x) for x in d['loc']) or 'question'}: {d['msg']}"
                                              for d in e.errors())) from None
-            return _det(f, q, req.choices)
-        if req.mode == "deterministic":
-            return _det(f, req.question, req.choices)
+            return _det(f, q, req.choices, cmp)
+        if req.mode == "deterministic" or cmp is not None:  # a comparison: answered from it (the chat agent has none)
+            return _det(f, req.question, req.choices, cmp)
         session = make_chat(f, settings)
         if chat_mode(session) == "deterministic" or req.choices:
             r = _det(f, req.question, req.choices)
@@ -342,11 +346,11 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
             raise refuse(422, "text: the report text is empty")
         return case_service.verify(f, req.text)
 
-    def _det(f: Findings, q: Any, choices: list[str] | None) -> AskResponse:
+    def _det(f: Findings, q: Any, choices: list[str] | None, comparison: Any = None) -> AskResponse:
         from agent import case as case_service
 
         try:
-            a = case_service.ask(f, q, choices)
+            a = case_service.ask(f, q, choices, comparison=comparison)
         except ValueError as e:  # malformed choices
             raise refuse(422, str(e)) from None
         return AskResponse(mode="deterministic", text=a.line(), answer=a.model_dump(mode="json"))
@@ -429,3 +433,50 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         if not p.is_file():
             raise refuse(404, f"the {name} volume of case {case_id} is no longer there")
         return FileResponse(p, media_type="application/gzip", headers={"Cache-Control": "private, max-age=3600"})
+
+    # --- follow-up (issue 16): the case compared with prior cases of the same patient (agent.case.compare);
+    # out/comparison.json then answers change-over-time questions (/ask) and adds the COMPARISON section (/report)
+    def _comparison(out: Path) -> Any:
+        from reasoning.comparison import beside
+
+        return beside(out)
+
+    @api.post("/cases/{case_id}/compare", tags=["follow-up"], responses={
+        200: {"description": "the Comparison (comparison.json, schema: `radagent schema --comparison`)"},
+        404: {"description": "unknown case or prior"}, 409: {"description": "a case is still being analyzed"},
+        422: {"description": "a prior repeated or equal to the case, or inputs that cannot be compared"}})
+    def compare(case_id: str, req: CompareRequest) -> JSONResponse:
+        """Compare the case (the current study) with its priors: registration, lesion tracking, RECIST 1.1.
+        The result is kept as the case's comparison.json (replacing an earlier one); server paths are not shown."""
+        from agent import case as case_service
+        from agent.files import add_files_atomically
+        from radagent.errors import InputError
+
+        if case_id in req.priors or len(set(req.priors)) != len(req.priors):
+            raise refuse(422, f"priors {req.priors}: each prior once, and not the case {case_id} itself")
+        rec, out = store.done(case_id)
+        priors = [store.done(p) for p in req.priors]
+        display = dict(rec.display)
+        for p, (prec, pout) in zip(req.priors, priors):
+            display.update({k: v.replace("<case>", f"<case {p}>") for k, v in prec.display.items()})
+            display[str(pout)] = f"<case {p}>/out"
+        display[str(out)] = f"<case {case_id}>/out"
+        try:
+            c = case_service.compare([pout for _, pout in priors], out)
+        except InputError as e:
+            raise refuse(422, redact_text(str(e), display)) from None
+        images = case_service.comparison_images(c, case_service.load(out))
+        shown = type(c).model_validate(redact(c.model_dump(mode="json"), display))
+        with store.case_lock(case_id):
+            add_files_atomically(out, {"comparison.json": shown.to_json() + "\n", **images})
+            shutil.rmtree(out / "reports", ignore_errors=True)  # reports drafted before lack the COMPARISON section
+        return JSONResponse(json.loads(shown.to_json()))
+
+    @api.get("/cases/{case_id}/comparison", tags=["follow-up"], responses={
+        404: {"description": "unknown case, or not compared (POST /cases/{id}/compare first)"}})
+    def get_comparison(case_id: str) -> JSONResponse:
+        _, out = store.done(case_id)
+        c = _comparison(out)
+        if c is None:
+            raise refuse(404, f"case {case_id} has not been compared with a prior (POST /cases/{case_id}/compare)")
+        return JSONResponse(json.loads(c.to_json()))
