@@ -19,9 +19,10 @@ from radagent.errors import InputError
 @click.command()
 @click.argument("ct", type=click.Path(path_type=Path))
 @click.option("--masks", "masks", default=None, type=click.Path(path_type=Path),
-              help="Folder of per-structure binary NIfTI masks (TotalSegmentator / AbdomenAtlas names), a multilabel "
-                   "NIfTI (with --class-map, or named like TotalSegmentator output: segmentations.nii.gz, total.nii.gz, "
-                   "*_seg.nii.gz), or one binary mask named after its structure (or with --mask-label). "
+              help="Folder of per-structure binary NIfTI (or NRRD) masks (TotalSegmentator / AbdomenAtlas names), a "
+                   "multilabel NIfTI (with --class-map, or named like TotalSegmentator output: segmentations.nii.gz, "
+                   "total.nii.gz, *_seg.nii.gz), one binary mask named after its structure (or with --mask-label), a "
+                   "3D Slicer .seg.nrrd, a DICOM SEG or an RTSTRUCT file (segments named by the file). "
                    "Without it the CT is segmented (--backend).")
 @click.option("--class-map", type=click.Path(path_type=Path), default=None,
               help="JSON {label id: name} for a multilabel mask (default for TotalSegmentator-named files: that task's ids).")

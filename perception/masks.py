@@ -16,6 +16,10 @@ Mask intake, one rule for the CLI, the HTTP API and the dataset builder (``load_
 - In a folder of binary masks, files with unknown names are kept as warnings (refused with
   ``strict``); every mask given but not interpreted is recorded in ``LabelSet.ignored``.
 
+Other formats (perception/mask_formats.py): NRRD is read like NIfTI (a 3D Slicer .seg.nrrd names its
+labels in its header; TotalSegmentator's file-name rule applies to NIfTI only); a DICOM SEG or RTSTRUCT
+names its own segments / ROIs and is checked against the CT series it references.
+
 Mask geometry is checked against the CT before anything is measured. A mask stored on the
 same voxel grid in another axis order (e.g. LAS vs LPS) is reoriented losslessly; anything
 else that differs in shape or affine is refused, printing both geometries.
@@ -120,7 +124,10 @@ def align_to_ct(arr: np.ndarray, affine: np.ndarray, ct: CTVolume, path: Path, t
 
 
 def nifti_stem(p: Path) -> str:
-    return p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem
+    """The file name without .nii.gz / .nii / .seg.nrrd / .nrrd."""
+    from .mask_formats import mask_stem
+
+    return mask_stem(p)
 
 
 MAX_LABEL_ID = 65535  # larger ids would make find_objects / bincount allocate per id
@@ -128,12 +135,17 @@ MAX_LABEL_ID = 65535  # larger ids would make find_objects / bincount allocate p
 
 def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarray, str | None]:
     """The mask's integer label array on the CT grid. Non-finite, non-integer (soft) and negative
-    values are refused: no threshold is chosen for the user."""
-    try:
-        img = read_nifti(path, "mask")
-    except CTLoadError as e:
-        raise MaskError(str(e)) from e
-    arr = raw_data(img)
+    values are refused: no threshold is chosen for the user. NIfTI or NRRD (perception.mask_formats)."""
+    from .mask_formats import is_nrrd, read_nrrd
+
+    if is_nrrd(path):
+        arr, affine, _ = read_nrrd(path)
+    else:
+        try:
+            img = read_nifti(path, "mask")
+        except CTLoadError as e:
+            raise MaskError(str(e)) from e
+        arr, affine = raw_data(img), img.affine
     if arr.dtype.kind == "b":
         arr = arr.astype(np.uint8)
     elif arr.dtype.kind == "f":
@@ -153,7 +165,7 @@ def _load_mask_array(path: Path, ct: CTVolume, tol_mm: float) -> tuple[np.ndarra
     if arr.size and arr.dtype.itemsize > 2 and int(arr.max()) > MAX_LABEL_ID:
         raise MaskError(f"{path}: expected label ids up to {MAX_LABEL_ID}, found {int(arr.max())} "
                         "(a label map, not an image?)")
-    return align_to_ct(arr, img.affine, ct, path, tol_mm)
+    return align_to_ct(arr, affine, ct, path, tol_mm)
 
 
 def label_values(arr: np.ndarray) -> list[int]:
@@ -198,6 +210,8 @@ def _fmt_values(vals: list[int], n: int = 12) -> str:
 def multilabel_task(path: Path) -> str | None:
     """The TotalSegmentator task whose class map reads a file of this name as a multilabel map
     (``<task>.nii.gz``; ``total`` for names holding the word seg / segmentation(s) / multilabel), or None."""
+    if not is_nifti(path):  # TotalSegmentator writes NIfTI: its names say nothing of other formats
+        return None
     stem = nifti_stem(path).lower()
     maps = registry.totalseg_class_maps()
     if stem in maps:
@@ -269,14 +283,16 @@ def _binary_or_refuse(arr: np.ndarray, path: Path, what: str) -> None:
 def load_mask_folder(folder: Path, ct: CTVolume, tol_mm: float = 0.01) -> LabelSet:
     if (folder / "segmentations").is_dir():  # AbdomenAtlas case folder
         folder = folder / "segmentations"
-    files = sorted(p for p in folder.iterdir() if is_nifti(p) and not p.is_dir())
+    from .mask_formats import is_nrrd
+
+    files = sorted(p for p in folder.iterdir() if (is_nifti(p) or is_nrrd(p)) and not p.is_dir())
     for p in files:  # a FIFO, device or dangling link named like a mask is refused, never skipped
         try:
             check_regular(p, "mask")
         except CTLoadError as e:
             raise MaskError(str(e)) from e
     if not files:
-        raise MaskError(f"{folder}: expected binary NIfTI masks (*.nii.gz / *.nii), found none")
+        raise MaskError(f"{folder}: expected binary NIfTI or NRRD masks (*.nii.gz / *.nii / *.nrrd), found none")
     ls = LabelSet(ct.shape)
     for p in files:
         arr, note = _load_mask_array(p, ct, tol_mm)
@@ -349,12 +365,26 @@ def load_masks(path: str | Path, ct: CTVolume, class_map: str | Path | None = No
 
 def _load_mask_file(p: Path, ct: CTVolume, class_map: str | Path | None, tol_mm: float, label: str | None,
                     given_label: str | None) -> LabelSet:
-    if not is_nifti(p):
-        raise MaskError(f"{p}: expected a .nii/.nii.gz mask file or a folder of them, found {p.suffix!r}")
+    from .mask_formats import is_dicom_file, is_nrrd, load_dicom_masks, nrrd_segment_map
+
+    if not is_nifti(p) and not is_nrrd(p):
+        if is_dicom_file(p):
+            if class_map is not None:
+                raise MaskError(f"{p}: a class map was given, but a DICOM SEG / RTSTRUCT names its own segments")
+            return load_dicom_masks(p, ct, tol_mm, label)
+        raise MaskError(f"{p}: expected a mask file (.nii/.nii.gz, .nrrd/.seg.nrrd, a DICOM SEG or RTSTRUCT) or a folder "
+                        f"of them, found {p.suffix!r}")
     if label is not None and class_map is not None:
         raise MaskError(f"{p}: both --mask-label {given_label!r} (one binary structure) and a class map (a multilabel "
                         "map) were given; give one")
     cmap = read_class_map(class_map) if class_map is not None else None  # a bad class map fails before the mask is read
+    if cmap is None and label is None and is_nrrd(p):  # a 3D Slicer segmentation names its labels in its header
+        import nrrd
+
+        try:
+            cmap = nrrd_segment_map(nrrd.read_header(str(p)), p)
+        except (nrrd.NRRDError, OSError, ValueError) as e:
+            raise MaskError(f"{p}: expected a readable NRRD header, found {e}") from e
     arr, note = _load_mask_array(p, ct, tol_mm)
     vals = label_values(arr)
     if cmap is not None:

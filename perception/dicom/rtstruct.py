@@ -111,6 +111,14 @@ def load_rtstruct(rtstruct_path: Path, ct: CTVolume) -> dict[str, np.ndarray]:
                     f"(0..{shape[axis] - 1} along axis {axis}), found {k}; is this the RTSTRUCT of this CT?"
                 )
             in_plane = [a for a in range(3) if a != axis]
+            for a in in_plane:  # a contour leaving the image would be clipped silently: refuse it
+                lo, hi = float(vox[:, a].min()), float(vox[:, a].max())
+                if lo < -0.5 - 1e-6 or hi > shape[a] - 0.5 + 1e-6:
+                    raise MaskError(
+                        f"{rtstruct_path}: ROI {name!r} contour {ci + 1}: expected points inside the CT grid "
+                        f"(voxel -0.5..{shape[a] - 0.5} along axis {a}), found {_fmt(lo)}..{_fmt(hi)}: a contour off "
+                        "the CT grid; is this the RTSTRUCT of this CT?"
+                    )
             filled = _fill_polygon(vox[:, in_plane], (shape[in_plane[0]], shape[in_plane[1]]))
             if filled is None:
                 continue
