@@ -74,6 +74,8 @@ class AnalyzedCase:
     findings: Findings
     key_images: dict[str, bytes] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    # what the findings were made from (inputs.json: paths + SHA-256), so `radagent compare` can re-read them
+    inputs: dict = field(default_factory=dict)
     # DICOM SEG of the masks measured (perception.dicom_out.SegOutput), built when analyze(dicom_out=True)
     dicom_seg: object | None = None
 
@@ -169,7 +171,8 @@ def analyze(ct: str | Path, masks: str | Path | None = None, *, class_map: str |
 
         with tm.stage("dicom_seg"):
             seg = build_seg(vol, findings, labels.masks, lesion_masks, tracking_uids=tracking_uids, headers=headers)
-    return AnalyzedCase(findings, images, dict(tm.seconds), dicom_seg=seg)
+    return AnalyzedCase(findings, images, dict(tm.seconds), dicom_seg=seg,
+                        inputs=input_record(ct, masks, class_map=class_map, mask_label=mask_label))
 
 
 def measure(ct: str | Path, masks: str | Path | None = None, class_map: str | Path | None = None,
@@ -257,6 +260,10 @@ def output_files(case: AnalyzedCase, rep: Report | None = None, extra: dict[str,
 
     files: dict[str, str | bytes] = {"findings.json": case.findings.to_json() + "\n",
                                      "findings.md": render_findings_md(case.findings), **case.image_files()}
+    if case.inputs:
+        import json
+
+        files["inputs.json"] = json.dumps(case.inputs, indent=1) + "\n"
     if rep is not None:
         files.update(rep.files)
     clash = set(files) & set(extra or {})
@@ -420,6 +427,39 @@ def viewer_volumes(ct: str | Path, masks: str | Path, findings: Findings, folder
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return legend
+
+
+# --- follow-up (issue 16) --------------------------------------------------------------------------
+def input_record(ct: str | Path, masks: str | Path | None, *, class_map: str | Path | None = None,
+                 mask_label: str | None = None) -> dict:
+    """inputs.json of an analyze output (perception.followup.inputs): absolute paths + SHA-256 of the CT, masks
+    and class map, so that `radagent compare` re-reads the same files (and refuses when they changed)."""
+    from perception.followup.inputs import input_record as _record
+
+    return _record(ct, masks, class_map=class_map, mask_label=mask_label)
+
+
+def compare(priors: list[str | Path], current: str | Path, *, study_dates: list | None = None,
+            targets: list[str] | None = None):
+    """Compare the current study with its priors (each an analyze output folder, oldest prior first):
+    registration, lesion tracking and RECIST 1.1 as a Comparison (perception.followup.schema)."""
+    from perception.followup.compare import compare as _compare
+
+    return _compare([Path(p) for p in priors], Path(current), study_dates=study_dates, targets=targets)
+
+
+def write_comparison(comparison, out: str | Path, *, force: bool = False) -> Path:
+    """OUT/comparison.json, atomically: a new folder appears complete; into an existing folder (an analyze
+    output, or with ``force``) the file is added or replaced whole."""
+    from agent.files import add_files_atomically, write_outputs_atomically
+
+    out = Path(out)
+    files = {"comparison.json": comparison.to_json() + "\n"}
+    if out.is_dir() and (force or (out / "findings.json").is_file() or not any(out.iterdir())):
+        add_files_atomically(out, files)
+    else:
+        write_outputs_atomically(out, files, force=force)
+    return out
 
 
 # --- follow-up report (issue 16, part B) -----------------------------------------------------------

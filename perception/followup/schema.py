@@ -18,7 +18,7 @@ SCHEMA_VERSION = "1.0.0"
 KNOWN_VERSIONS = ("1.0.0",)
 
 LesionState = Literal["persisting", "new", "disappeared", "not_assessable"]
-Response = Literal["CR", "PR", "SD", "PD", "non-CR/non-PD", "NE"]
+Response = Literal["CR", "PR", "SD", "PD", "non-CR/non-PD", "NE", "not_applicable"]
 
 
 class _Model(BaseModel):
@@ -68,7 +68,7 @@ class Registration(_Model):
     seconds: float = Field(ge=0)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Registration":
+    def _consistent(self) -> Registration:
         if self.status == "refused" and not self.reason:
             raise ValueError("a refused registration needs a reason")
         if self.status == "ok" and self.transform_current_to_prior is None:
@@ -81,6 +81,10 @@ class TimePointMeasurement(_Model):
 
     time_point: int
     lesion_id: str | None
+    status: Literal["seen", "absent", "not_assessable"] = Field(
+        "seen", description="absent: not seen where its organ was searched and the location imaged (an established "
+                            "absence, 0 mm for RECIST); not_assessable: see reason")
+    reason: str | None = Field(None, description="why absent / not assessable")
     long_axis_mm: float | None = None
     short_axis_mm: float | None = None
     volume_ml: float | None = None
@@ -188,7 +192,7 @@ class Comparison(_Model):
         return data
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Comparison":
+    def _consistent(self) -> Comparison:
         tps = [s.time_point for s in self.studies]
         if tps != list(range(len(tps))) or len(tps) < 2:
             raise ValueError(f"studies: time points 0..n-1 (n >= 2) in order expected, found {tps}")
@@ -217,7 +221,7 @@ class Comparison(_Model):
         return self.model_dump_json(indent=2)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Comparison":
+    def from_file(cls, path: str | Path) -> Comparison:
         return cls.model_validate_json(Path(path).read_text())
 
 

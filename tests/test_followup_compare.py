@@ -1,0 +1,249 @@
+"""Follow-up reading on real CT (issue 16): pairs made from TotalSegmentator's example CT with a known rigid
+motion of the patient and synthetic lesions grown, shrunk, added and removed by known amounts
+(eval/bench_followup.py). Truth is analytic: the motion (so where every lesion must map), each lesion's
+long axis 2 * max(in-plane semi-axes) and volume 4/3 pi abc, and the RECIST 1.1 category those sizes imply."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from agent import case
+from eval.bench_followup import LesionSpec, make_series, rigid
+from radagent.errors import InputError
+from tests.conftest import data_path
+
+VOX = 3.0
+
+PRIOR = {"L1": LesionSpec("L1", "liver", (15, 12, 7.5)),  # 30 mm
+         "L2": LesionSpec("L2", "liver", (10, 8, 6)),  # 20 mm
+         "L3": LesionSpec("L3", "spleen", (9, 8, 6)),  # 18 mm
+         "L4": LesionSpec("L4", "kidney_left", (3.5, 3.5, 3.5))}  # 7 mm: not measurable -> non-target
+
+# scenario -> (motion (rotation deg about x, y, z; shift mm), follow-up lesions, expected target / overall response)
+SCENARIOS = {
+    "PR": (((2, 0, 5), (6, -4, 3)),
+           {"L1": LesionSpec("L1", "liver", (9, 7, 5)), "L2": LesionSpec("L2", "liver", (6, 5, 4)),
+            "L3": LesionSpec("L3", "spleen", (5.5, 5, 4))}, "PR", "PR"),  # 68 -> 41 mm (-40 %), L4 removed
+    "SD": (((0, 2, -4), (-5, 3, 2)),
+           {"L1": LesionSpec("L1", "liver", (16, 13, 8)), "L2": LesionSpec("L2", "liver", (10.5, 8, 6)),
+            "L3": LesionSpec("L3", "spleen", (9, 8, 6)), "L4": PRIOR["L4"]}, "SD", "SD"),  # 68 -> 71 mm (+4 %)
+    "PD_size": (((-3, 0, 3), (4, 6, -3)),
+                {"L1": LesionSpec("L1", "liver", (21, 17, 9)), "L2": LesionSpec("L2", "liver", (13, 10, 7)),
+                 "L3": LesionSpec("L3", "spleen", (11, 9, 6)), "L4": PRIOR["L4"]}, "PD", "PD"),  # 68 -> 90 (+32 %)
+    "PD_new": (((1, 1, -6), (-6, -3, 4)),
+               {**PRIOR, "L5": LesionSpec("L5", "liver", (6, 6, 5))}, "SD", "PD"),  # same sizes + a new 12 mm lesion
+}
+DATES = ["2025-01-10", "2025-04-10"]  # 90 days
+
+
+def _sod(lesions):
+    return sum(s.long_axis_mm for n, s in lesions.items() if n != "L4")
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    data_path("totalseg", "example_ct_sm.nii.gz")  # skips (or fails in CI) without the shared data
+    from eval.bench_followup import base_case
+    from eval.synthetic import organ_center_mm
+
+    _, aff, seg, ids = base_case()
+    centre = organ_center_mm(seg == ids["liver"], aff)
+    root = tmp_path_factory.mktemp("followup")
+    followups = [(rigid(centre, m[0], m[1]), les)
+                 for m, les, _, _ in SCENARIOS.values()]
+    studies = make_series(root, PRIOR, followups)
+    outs = []
+    for s in studies:
+        a = case.analyze(s.folder / "ct.nii.gz", s.folder / "masks", key_images=False)
+        outs.append(case.write(a, None, root / f"out_{s.folder.name}"))
+    comps = {name: case.compare([outs[0]], outs[i + 1], study_dates=DATES) for i, name in enumerate(SCENARIOS)}
+    return {"root": root, "studies": studies, "outs": outs, "comps": comps}
+
+
+def _lesion_at(findings, centre_mm, tol=VOX):
+    """The lesion whose centroid is within tol of a truth centre (None if none)."""
+    best = min(findings.lesions, key=lambda x: np.linalg.norm(np.asarray(x.centroid_mm) - centre_mm), default=None)
+    return best if best is not None and np.linalg.norm(np.asarray(best.centroid_mm) - centre_mm) <= tol else None
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_registration_recovers_the_known_motion(series, name):
+    i = list(SCENARIOS).index(name) + 1
+    st = series["studies"][i]
+    reg = series["comps"][name].registrations[0]
+    assert reg.status == "ok", reg.reason
+    T = np.asarray(reg.transform_current_to_prior)
+    # every lesion centre of the follow-up maps onto where the motion puts it (truth: the motion itself)
+    for n, c in st.centers_mm.items():
+        truth = st.cur_to_base[:3, :3] @ c + st.cur_to_base[:3, 3]
+        est = T[:3, :3] @ c + T[:3, 3]
+        assert np.linalg.norm(est - truth) < 2.0, (n, est, truth)
+    q = {m.name: m for m in reg.quality}
+    assert q["median organ dice"].value >= 0.9 and q["median organ dice"].passed
+    assert q["fov overlap"].value >= 0.9
+    assert q["mean surface distance liver"].value < 3.0
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_lesion_matched_with_its_state(series, name):
+    i = list(SCENARIOS).index(name) + 1
+    prior, cur = series["studies"][0], series["studies"][i]
+    comp = series["comps"][name]
+    f0 = case.load(series["outs"][0]).findings
+    f1 = case.load(series["outs"][i]).findings
+    expected = {}
+    for n in set(prior.lesions) | set(cur.lesions):
+        l0 = _lesion_at(f0, prior.centers_mm[n]) if n in prior.lesions else None
+        l1 = _lesion_at(f1, cur.centers_mm[n]) if n in cur.lesions else None
+        assert (l0 is not None) == (n in prior.lesions) and (l1 is not None) == (n in cur.lesions), n
+        expected[n] = (l0.id if l0 else None, l1.id if l1 else None)
+    got = {(t.measurements[0].lesion_id, t.measurements[1].lesion_id): t for t in comp.lesions}
+    assert set(got) == set(expected.values()), (got.keys(), expected)
+    for n, ids in expected.items():
+        t = got[ids]
+        want = "persisting" if all(ids) else ("new" if ids[1] else "disappeared")
+        assert t.state == want, (n, t.state, t.state_reason)
+        if want == "persisting":
+            # a 7 mm lesion is ~7 voxels at 3 mm: its overlap is coarse, its confidence lower
+            assert t.match_confidence is not None and t.match_confidence >= (0.8 if prior.lesions[n].long_axis_mm >= 15 else 0.5)
+        # long-axis and volume change against the analytic sizes
+        if want == "persisting":
+            a, b = prior.lesions[n], cur.lesions[n]
+            ch = t.change_from_prior
+            assert abs(ch.long_axis_abs_mm - (b.long_axis_mm - a.long_axis_mm)) <= 1.5 * VOX, (n, ch)
+            v_pct = 100 * (b.volume_ml - a.volume_ml) / a.volume_ml
+            assert abs(ch.volume_pct - v_pct) <= max(15.0, 0.15 * abs(v_pct)), (n, ch.volume_pct, v_pct)
+        if want == "disappeared":
+            assert t.change_from_prior.long_axis_pct == -100.0 and t.measurements[1].status == "absent"
+        if want == "new":
+            assert t.measurements[0].status == "absent" and "searched" in t.measurements[0].reason
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_recist_category(series, name):
+    _, lesions, target, overall = SCENARIOS[name]
+    r = series["comps"][name].recist
+    assert r.target_response == target and r.overall_response == overall, [x.text for x in r.rules_fired]
+    # targets by the rules: the three measurable lesions (L4, 7 mm, is a non-target)
+    assert len(r.targets) == 3 and len(r.non_targets) == 1
+    assert "not measurable" in r.non_targets[0].why
+    assert abs(r.baseline_sum_mm - _sod(PRIOR)) <= 3 * VOX
+    assert abs(r.current_sum_mm - _sod({n: s for n, s in lesions.items() if n in ("L1", "L2", "L3")})) <= 3 * VOX
+    fired = " | ".join(x.rule for x in r.rules_fired)
+    if name == "PD_size":
+        assert "PD: sum +20 % and +5 mm from nadir" in fired
+    if name == "PD_new":
+        assert "new lesion -> PD" in fired and len(r.new_lesions) == 1
+    if name == "PR":
+        assert r.non_target_response == "CR" and "PR: sum -30 % from baseline" in fired
+
+
+def test_doubling_time_from_dates(series):
+    t = next(t for t in series["comps"]["PD_size"].lesions if t.organ == "spleen")
+    a, b = PRIOR["L3"], SCENARIOS["PD_size"][1]["L3"]
+    truth = math.log(2) * 90 / math.log(b.volume_ml / a.volume_ml)
+    assert t.doubling_time.days == pytest.approx(truth, rel=0.35)
+    shrinking = next(t for t in series["comps"]["PR"].lesions if t.organ == "spleen")
+    assert shrinking.doubling_time.days is None and "did not grow" in shrinking.doubling_time.reason
+
+
+def test_comparison_json_roundtrip_and_schema(series, tmp_path):
+    from perception.followup.schema import Comparison, json_schema
+
+    comp = series["comps"]["SD"]
+    out = case.write_comparison(comp, tmp_path / "cmp")
+    again = Comparison.from_file(out / "comparison.json")
+    assert again == comp
+    assert "recist" in json_schema()["properties"]
+    uids = {t.tracking_uid for t in comp.lesions}
+    assert len(uids) == len(comp.lesions) and all(u.startswith("2.25.") for u in uids)
+
+
+# --- refusals -----------------------------------------------------------------------------------------------
+def test_registration_refused_for_a_different_body_region(series, tmp_path):
+    """The current 'study' is the pelvis of the same patient's CT (slices 1-30 of example_ct; the prior,
+    example_ct_sm, is its slices 83-112, the upper abdomen): registration must be refused, nothing compared."""
+    import nibabel as nib
+
+    from eval.synthetic import save_nifti
+
+    img = nib.load(data_path("totalseg", "example_ct.nii.gz"))
+    hu = np.asanyarray(img.dataobj)[:, :, 0:30]
+    aff = img.affine
+    folder = tmp_path / "pelvis"
+    save_nifti(hu.astype(np.int16), aff, folder / "ct.nii.gz")
+    save_nifti(np.zeros(hu.shape, np.uint8), aff, folder / "masks" / "liver_lesion.nii.gz")
+    a = case.analyze(folder / "ct.nii.gz", folder / "masks", key_images=False)
+    out = case.write(a, None, tmp_path / "out_pelvis")
+    comp = case.compare([series["outs"][0]], out)
+    reg = comp.registrations[0]
+    assert reg.status == "refused" and reg.transform_current_to_prior is None
+    assert "overlap" in reg.reason or "do not agree" in reg.reason
+    assert all(t.state == "not_assessable" for t in comp.lesions)
+    assert comp.recist.overall_response == "NE"
+    assert any("refused" in w for w in comp.warnings)
+
+
+def test_not_searched_organ_is_not_assessable(series, tmp_path):
+    """A spleen lesion appears, but the prior's spleen was never searched: 'new' cannot be said."""
+    src = series["studies"][0].folder
+    prior = tmp_path / "t0"
+    shutil.copytree(src, prior)
+    (prior / "masks" / "spleen_lesion.nii.gz").unlink()
+    a = case.analyze(prior / "ct.nii.gz", prior / "masks", key_images=False)
+    out = case.write(a, None, tmp_path / "out_t0")
+    comp = case.compare([out], series["outs"][1])
+    spleen = [t for t in comp.lesions if t.organ == "spleen"]
+    assert len(spleen) == 1 and spleen[0].state == "not_assessable"
+    assert "spleen was not searched" in spleen[0].state_reason
+
+
+def test_refuses_changed_or_missing_inputs(series, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(series["outs"][1], out)
+    (out / "inputs.json").unlink()
+    with pytest.raises(InputError, match="inputs.json"):
+        case.compare([series["outs"][0]], out)
+    with pytest.raises(InputError, match="at least one prior"):
+        case.compare([], series["outs"][1])
+    with pytest.raises(InputError, match="YYYY-MM-DD"):
+        case.compare([series["outs"][0]], series["outs"][1], study_dates=["2025-01-01", "April"])
+    with pytest.raises(InputError, match="increasing"):
+        case.compare([series["outs"][0]], series["outs"][1], study_dates=["2025-05-01", "2025-01-01"])
+    # the CT changed since analyze: refused naming it, expected vs found hash
+    out2 = tmp_path / "copy2"
+    shutil.copytree(series["outs"][1], out2)
+    import json
+
+    rec = json.loads((out2 / "inputs.json").read_text())
+    ct2 = tmp_path / "ct_changed.nii.gz"
+    shutil.copy(series["studies"][2].folder / "ct.nii.gz", ct2)
+    rec["ct"] = str(ct2)
+    (out2 / "inputs.json").write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="changed since"):
+        case.compare([series["outs"][0]], out2)
+
+
+def test_registration_finds_the_level_of_a_longer_scan():
+    """example_ct_sm is slices 83-112 of example_ct, stored with the same origin (checked here voxel for voxel):
+    the true transform from example_ct's world to example_ct_sm's is a shift of -82 slices * 3 mm = -246 mm in z,
+    more than the centre-to-centre offset a centroid initialisation starts from (123 mm)."""
+    import nibabel as nib
+
+    from perception.followup.register import block_mean, register_grids
+
+    full, sm = nib.load(data_path("totalseg", "example_ct.nii.gz")), nib.load(data_path("totalseg", "example_ct_sm.nii.gz"))
+    a, b = np.asanyarray(full.dataobj), np.asanyarray(sm.dataobj)
+    assert np.array_equal(a[:, :, 82:112], b) and np.allclose(full.affine, sm.affine)
+    reg = register_grids(block_mean(b, sm.affine), block_mean(a, full.affine))
+    assert reg.status == "ok", reg.reason
+    T = np.asarray(reg.transform_current_to_prior)
+    truth = np.eye(4)
+    truth[2, 3] = -246.0
+    probe = np.array([[x, y, z] for x in (-150, -60) for y in (40, 140) for z in (340, 400)], dtype=float)  # in the sm FOV
+    err = np.linalg.norm((T[:3, :3] @ probe.T).T + T[:3, 3] - ((truth[:3, :3] @ probe.T).T + truth[:3, 3]), axis=1)
+    assert err.max() < 3.0, err
