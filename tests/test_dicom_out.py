@@ -117,19 +117,20 @@ def test_seg_voxels_and_segments_equal_the_masks(case):
     assert seg.StudyInstanceUID == case["study"]
     ref = seg.ReferencedSeriesSequence[0]
     assert sorted(i.ReferencedSOPInstanceUID for i in ref.ReferencedInstanceSequence) == sorted(ct_uids)
-    by_label = {s.SegmentLabel: s for s in seg.SegmentSequence}
-    assert set(by_label) == {"liver", "spleen"} | {f"{les['id']} lesion" for les in f["lesions"]}
+    labels = sorted(s.SegmentLabel for s in seg.SegmentSequence)
+    assert labels == sorted(["liver", "spleen"] + [les["mask"] for les in f["lesions"]])
     for s in seg.SegmentSequence:
         pix = seg.get_pixels_by_source_instance(source_sop_instance_uids=ct_uids, segment_numbers=[s.SegmentNumber])
         got = pix[..., 0].astype(bool).transpose(2, 1, 0)
-        if s.SegmentLabel in case["truth"]:
+        if "TrackingID" not in s:
             truth = case["truth"][s.SegmentLabel]
             organ = next(o for o in f["organs"] if o["name"] == s.SegmentLabel)
             assert int(got.sum()) == organ["voxel_count"]
             assert s.SegmentedPropertyTypeCodeSequence[0].CodeValue == {"liver": "10200004", "spleen": "78961009"}[
                 s.SegmentLabel]
         else:
-            les = next(x for x in f["lesions"] if f"{x['id']} lesion" == s.SegmentLabel)
+            les = next(x for x in f["lesions"] if x["id"] == s.TrackingID)
+            assert s.SegmentLabel == les["mask"]
             truth = case["lesions"][les["mask"]]
             assert int(got.sum()) == les["voxel_count"]
             assert s.TrackingID == les["id"]
@@ -240,6 +241,23 @@ def test_dciodvfy_reports_no_errors(case, tmp_path):
             continue
         got = back.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[s.SegmentNumber])
         assert np.array_equal(got[..., 0].astype(bool).transpose(2, 1, 0), case["truth"][s.SegmentLabel])
+
+
+def test_written_seg_reads_back_as_masks(case):
+    """radagent's own SEG as --masks input: the same organs and lesions, voxel for voxel."""
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    f = case["findings"]
+    vol = load_ct(case["ct"])
+    ls = load_masks(case["out"] / "dicom" / "seg.dcm", vol)
+    for o in f["organs"]:
+        assert np.array_equal(ls.masks[o["name"]].dense(), case["truth"][o["name"]]), o["name"]
+    assert ls.ignored == []
+    for les in f["lesions"]:  # each lesion segment is labelled with its lesion mask's name
+        assert np.array_equal(ls.masks[les["mask"]].dense(), case["lesions"][les["mask"]]), les["id"]
+    for s in pydicom.dcmread(case["out"] / "dicom" / "seg.dcm").SegmentSequence:
+        assert "/" not in s.SegmentDescription  # file names only, never a server path
 
 
 def test_tracking_uids_deterministic_and_mapped(case):

@@ -144,7 +144,7 @@ def _lesion_description(lesion, number: int, tuid: str):
         if oc is not None:
             regions = [oc]
     return hd.seg.SegmentDescription(
-        segment_number=number, segment_label=f"{lesion.id} {lesion.kind}"[:64],
+        segment_number=number, segment_label=lesion.mask[:64],  # the lesion mask's name: reads back as that mask
         segmented_property_category=C.codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=kind_code, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=_algorithm(), tracking_uid=tuid, tracking_id=lesion.id, anatomic_regions=regions)
@@ -214,10 +214,15 @@ def build_seg(vol, findings, organ_masks: dict[str, Mask], lesion_masks: dict[st
         software_versions=__version__, device_serial_number="none",
         content_description="radagent organ and lesion masks"[:64], content_label="RADAGENT",
         series_description="radagent segmentation", omit_empty_frames=True)
-    for item, (kind, key, m, _) in zip(seg.SegmentSequence, entries):
-        src = m.source if kind == "organ" else f"lesion {key}: connected component of {m.source}"
-        item.SegmentDescription = _text64(src)
+    for item, (kind, key, m, _) in zip(seg.SegmentSequence, entries):  # file names only: no server paths
+        src = _source_names(m.source)
+        item.SegmentDescription = _text64(src if kind == "organ" else f"{key}: component of {src}")
     return SegOutput(seg, segments)
+
+
+def _source_names(source: str) -> str:
+    """The file name (and label) of each part of a mask source: 'a/b/liver.nii.gz#5+c/d.dcm#1' -> 'liver.nii.gz#5+d.dcm#1'."""
+    return "+".join(Path(part).name for part in source.split("+"))
 
 
 def _text64(s: str) -> str:
