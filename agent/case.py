@@ -333,13 +333,14 @@ def ask(findings: Findings, q, choices: list[str] | None = None, comparison=None
 
 
 # --- claim checking --------------------------------------------------------------------------------
-def verify(findings: Findings, text: str) -> Verification:
+def verify(findings: Findings, text: str, comparison=None) -> Verification:
     """Every sentence of ``text`` (a dictated or LLM-written report, plain text or markdown) parsed
     into claims, each supported by ``findings`` (or a sourced rule), unsupported with the reason, or
-    not checkable; ``.ok`` when no claim is unsupported."""
+    not checkable; ``.ok`` when no claim is unsupported. ``comparison`` (comparison.json): change claims
+    ("grew by 30 %", "new lesion", "partial response") are checked against it; without it they are unsupported."""
     from reasoning.claims import verify as _verify
 
-    return _verify(findings, text)
+    return _verify(findings, text, comparison)
 
 
 # --- viewer volumes (the web page's NiiVue viewer) -------------------------------------------------

@@ -60,11 +60,14 @@ def verify(findings_path: Path, text_path: str, as_json: bool, quiet: bool) -> N
 
     try:
         findings = case_service.load(findings_path).findings
+        from reasoning.comparison import beside
+
+        comparison = beside(findings_path)  # OUT/comparison.json: change claims are checked against it
         text = _read_text(text_path)
     except RadagentError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    v = case_service.verify(findings, text)
+    v = case_service.verify(findings, text, comparison)
     if as_json:
         click.echo(json.dumps({**v.model_dump(mode="json"), "counts": v.counts()}, indent=2))
     else:

@@ -154,6 +154,23 @@ _COMPARISON = re.compile(
     r"compared|by\b|over\b|relative\s+to\s+(?:the\s+)?(?:prior|previous))|[.;,]|$)|shr[iau]nk\w*|stable|unchanged|"
     r"progress\w*|regress\w*|resolv\w*|resolution|respon\w*|improv\w*|worsen\w*|larger\s+than\s+before|"
     r"smaller\s+than\s+before|no\s+change)\b", re.IGNORECASE)
+# change claims, checked when a Comparison is given (ClaimChecker._changes)
+_PRIOR_REF = re.compile(r"prior|previous(?:ly)?|interval\w*|since\s+(?:the\s+)?(?:last|prior|previous|baseline)|baseline",
+                        re.IGNORECASE)
+_TRACK_ID_RE = re.compile(r"\bT\d+\b")
+_RESPONSE_WORDS = re.compile(r"\b(?:complete\s+response|partial\s+response|stable\s+disease|progressive\s+disease|"
+                             r"disease\s+progression|progression)\b", re.IGNORECASE)
+_RESPONSE_CODES = re.compile(r"\b(?:CR|PR|SD|PD)\b")
+_RESPONSE_CTX = re.compile(r"\bRECIST(?:\s+1\.1)?|\brespon\w*", re.IGNORECASE)
+_NEW_RE = re.compile(r"\bnew(?:ly)?\s+(?:[a-z-]+\s+){0,3}?(?:lesions?|nodules?|mass(?:es)?|metasta\w*|tumou?rs?|foci|focus)\b",
+                     re.IGNORECASE)
+_GONE_RE = re.compile(r"\b(?:disappeared|resolved|no\s+longer\s+(?:seen|visible|present|identified))\b", re.IGNORECASE)
+_NO_BEFORE = re.compile(r"\b(?:no|not|without|nor|any)\s+(?:[\w-]+\s+){0,2}$", re.IGNORECASE)
+_GROW_WORD = re.compile(r"gr[eo]w|growing|increas|enlarg", re.IGNORECASE)
+_STABLE_WORD = re.compile(r"stable|unchanged", re.IGNORECASE)
+_CHANGE_RE = re.compile(r"\b(grew|grown|growing|increased|enlarged|enlarging|shr[iau]nk\w*|decreased|reduced|regressed|"
+                        r"stable|unchanged)\b(?:\s+in\s+(?:size|diameter|volume))?(?:\s+by\s+(?:approximately\s+|about\s+|~\s*)?"
+                        r"(\d+(?:\.\d+)?)\s*(%|percent|mm|cm|ml)(?![a-z]))?", re.IGNORECASE)
 _RECOMMEND = re.compile(
     r"\b(?:recommend\w*|advis\w*|suggest(?:ed|s)?\s+(?=follow|biopsy|further|mri|ct|pet|resection|surveillance|"
     r"correlation|referral|repeat)|should\s+(?:be|undergo)|follow[- ]?up(?!\s+questions?)|biops\w*|further\s+(?:evaluation|imaging|"
@@ -491,8 +508,9 @@ class _Work:
 class ClaimChecker:
     """Parses sentences into claims and checks each against one Findings object."""
 
-    def __init__(self, findings: Findings):
+    def __init__(self, findings: Findings, comparison=None):
         self.findings = findings
+        self.comparison = comparison  # perception.followup Comparison of this study with its priors, or None
         self.facts = build_facts(findings)
         self.counts = counts(findings)
         self.lesion_ids = {les.id for les in findings.lesions}
@@ -681,6 +699,8 @@ class ClaimChecker:
         self._phase_and_patterns(w, ids)
         self._vessels(w, vessels, sc)
         self._special(w, sc)
+        if self.comparison is not None:
+            self._changes(w, sc, organ_mentions)
         self._lesion_edge(w, sc)
         self._superlative(w, sc, organ_mentions)
         self._comparative(w)
@@ -1500,9 +1520,96 @@ class ClaimChecker:
 
     def _comparisons(self, w: _Work, sc: _Scope) -> None:
         for m in _COMPARISON.finditer(w.t):
-            w.claims.append(_C("comparison", m.group(0), "unsupported",
-                               f"{m.group(0)!r}: a comparison with a prior study; these findings hold one study and no prior",
-                               sc.ids, "comparison"))
+            if self.comparison is not None and _PRIOR_REF.fullmatch(m.group(0)):
+                w.claims.append(_C("comparison", m.group(0), "supported",
+                                   f"{m.group(0)!r}: refers to the prior study of the comparison", sc.ids, "comparison"))
+            else:
+                w.claims.append(_C("comparison", m.group(0), "unsupported",
+                                   f"{m.group(0)!r}: a comparison with a prior study; " + (
+                                       "this change word is not one the comparison verifies (grew/shrank by, new, "
+                                       "disappeared, stable, a RECIST response)" if self.comparison is not None else
+                                       "these findings hold one study and no prior"), sc.ids, "comparison"))
+            w.take(*m.span())
+
+    # --- change claims against a Comparison (reasoning.comparison) ---------------------------------
+    def _tracked(self, sc: _Scope, tids: list[str]):
+        c = self.comparison
+        if tids:
+            return [t for t in c.lesions if t.tracking_id in tids]
+        ids = {les.id for les in sc.lesions}
+        now = c.current.time_point
+        return [t for t in c.lesions if (m := t.at(now)) is not None and m.lesion_id in ids]
+
+    def _changes(self, w: _Work, sc: _Scope, mentions) -> None:
+        """Change claims checked against the comparison: RECIST response categories, new and disappeared lesions,
+        growth or shrinkage (with 'by N %/mm/cm/mL' checked as rounded to the decimals written), stability."""
+        from reasoning.comparison import RESPONSE_NAMES, _direction
+        from reasoning.vqa.result import _Cannot
+
+        c = self.comparison
+        tids = []
+        for m in _TRACK_ID_RE.finditer(w.t):
+            if any(t.tracking_id == m.group(0) for t in c.lesions):
+                tids.append(m.group(0))
+                w.take(*m.span())
+        r = c.recist
+        codes = {v.lower(): k for k, v in RESPONSE_NAMES.items()} | {"disease progression": "PD", "progression": "PD"}
+        for m in list(_RESPONSE_WORDS.finditer(w.t)) + (list(_RESPONSE_CODES.finditer(w.t)) if _RESPONSE_CTX.search(w.t) else []):
+            word = m.group(0)
+            code = codes.get(re.sub(r"\s+", " ", word.lower()), word.upper())
+            before = w.t[max(0, m.start() - 30):m.start()].lower()
+            which = "non_target_response" if "non-target" in before else \
+                "target_response" if re.search(r"\btarget\b", before) else "overall_response"
+            if r is None:
+                ok, why = False, f"{word!r}: RECIST 1.1 was not assessed in the comparison ({'; '.join(c.warnings) or 'no reason'})"
+            else:
+                have = getattr(r, which)
+                ok = have == code
+                why = f"RECIST 1.1 {which.replace('_', ' ')} is {have} ({RESPONSE_NAMES[have]})"
+            w.claims.append(_C("comparison", word, "supported" if ok else "unsupported", why,
+                               [x.tracking_id for x in (r.targets if r else [])], "comparison"))
+            w.take(*m.span())
+            for ctx in _RESPONSE_CTX.finditer(w.t):  # 'overall response', 'by RECIST 1.1': the category's own words
+                w.take(*ctx.span())
+        specific = {n for _, names, _, _ in mentions for n in names if not n.startswith("family:")}
+        fams = {n[7:] for _, names, _, _ in mentions for n in names if n.startswith("family:")}
+
+        def in_organs(t) -> bool:
+            return not (specific or fams) or t.organ in specific or (t.organ is not None and organ_family(t.organ) in fams)
+        for state, rx in (("new", _NEW_RE), ("disappeared", _GONE_RE)):
+            for m in rx.finditer(w.t):
+                pool = [t for t in c.lesions if t.state == state and (t.tracking_id in tids if tids else in_organs(t))]
+                neg = bool(_NO_BEFORE.search(w.t[max(0, m.start() - 25):m.start()]))
+                ok = (not pool) if neg else bool(pool)
+                where = "in the organs named" if (specific or fams) and not tids else "in scope"
+                why = (f"{state} lesion(s) {where}: {', '.join(t.tracking_id for t in pool) or 'none'}"
+                       + (" (refused registration: cannot be ruled out)" if neg and any(
+                           g.status == "refused" for g in c.registrations) else ""))
+                if neg and any(g.status == "refused" for g in c.registrations):
+                    ok = False
+                w.claims.append(_C("comparison", m.group(0), "supported" if ok else "unsupported", why,
+                                   [t.tracking_id for t in pool], "comparison"))
+                w.take(*m.span())
+        tracked = self._tracked(sc, tids)
+        kinds = {}
+        for t in tracked:
+            try:
+                kinds[t.tracking_id] = _direction(c, t, self.findings, None)
+            except _Cannot as e:
+                kinds[t.tracking_id] = ("unknown", None, None, e.reason)
+        for m in _CHANGE_RE.finditer(w.t):
+            verb, num, unit = m.group(1).lower(), m.group(2), (m.group(3) or "").lower()
+            want = "stable" if _STABLE_WORD.fullmatch(verb) else "grown" if _GROW_WORD.match(verb) else "shrunk"
+            hits = [t for t in tracked if kinds[t.tracking_id][0] == want or (want == "shrunk" and kinds[t.tracking_id][0] == "disappeared")]
+            why = "; ".join(kinds[t.tracking_id][3] for t in tracked) or "no tracked lesion in scope"
+            if num is not None and hits:
+                scale = 10.0 if unit == "cm" else 1.0
+                volume = "volume" in w.t.lower()
+                hits = [t for t in hits if (v := _change_amount(kinds[t.tracking_id], unit, volume)) is not None
+                        and _matches(num, v, scale)]
+            ok = bool(hits) and (want != "stable" or len(hits) == len(tracked))
+            w.claims.append(_C("comparison", m.group(0), "supported" if ok else "unsupported", why,
+                               [t.tracking_id for t in (hits or tracked)], "comparison"))
             w.take(*m.span())
 
     def _limitations(self, w: _Work, sc: _Scope) -> None:
@@ -1603,6 +1710,23 @@ def _att_word(m: re.Match) -> str:
     return "hypoattenuating" if m.group(3).lower() in ("low", "lower", "decreased", "reduced") else "hyperattenuating"
 
 
-def verify(findings: Findings, text: str) -> Verification:
-    """Every sentence of ``text`` (plain text or markdown) parsed into claims and checked against ``findings``."""
-    return ClaimChecker(findings).verify(text)
+def _change_amount(kind: tuple, unit: str, volume: bool) -> float | None:
+    """The magnitude of a tracked lesion's change in the unit written: % of the long axis (of the volume when the
+    sentence says volume), mm/cm of the long axis, mL of the volume."""
+    _, ref, cur, _ = kind
+    if cur is None or cur.long_axis_mm is None or ref is None:
+        return None
+    if unit in ("%", "percent"):
+        if volume:
+            return abs((cur.volume_ml - ref.volume_ml) / ref.volume_ml * 100) if ref.volume_ml and cur.volume_ml is not None \
+                else None
+        return abs((cur.long_axis_mm - ref.long_axis_mm) / ref.long_axis_mm * 100)
+    if unit == "ml":
+        return abs(cur.volume_ml - ref.volume_ml) if ref.volume_ml is not None and cur.volume_ml is not None else None
+    return abs(cur.long_axis_mm - ref.long_axis_mm)
+
+
+def verify(findings: Findings, text: str, comparison=None) -> Verification:
+    """Every sentence of ``text`` (plain text or markdown) parsed into claims and checked against ``findings``;
+    change claims (grew by, new, disappeared, stable, RECIST response) against ``comparison`` when given."""
+    return ClaimChecker(findings, comparison).verify(text)

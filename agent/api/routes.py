@@ -341,10 +341,10 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         """Check every claim of a report text against the case's findings (agent.case.verify)."""
         from agent import case as case_service
 
-        f, _ = store.findings(case_id)
+        f, out = store.findings(case_id)
         if not req.text.strip():
             raise refuse(422, "text: the report text is empty")
-        return case_service.verify(f, req.text)
+        return case_service.verify(f, req.text, _comparison(out))
 
     def _det(f: Findings, q: Any, choices: list[str] | None, comparison: Any = None) -> AskResponse:
         from agent import case as case_service
