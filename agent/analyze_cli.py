@@ -43,11 +43,16 @@ from radagent.errors import InputError
 @click.option("--dicom-out", "dicom_out", is_flag=True,
               help="Also write OUT/dicom/seg.dcm (DICOM SEG of the masks), OUT/dicom/sr.dcm (TID 1500 measurement "
                    "report) and OUT/fhir_bundle.json (FHIR R4B). Needs a DICOM CT series and the dicom-out extra.")
+@click.option("--prior", "priors", multiple=True, type=click.Path(path_type=Path), metavar="PRIOR_OUT",
+              help="An earlier `radagent analyze` output folder of the same patient (repeatable, oldest first): also "
+                   "write OUT/comparison.json (registration, tracked lesions, RECIST 1.1; see `radagent compare`).")
+@click.option("--date", "dates", multiple=True, metavar="YYYY-MM-DD",
+              help="With --prior: the study date of each prior (oldest first), then this study's, for doubling times.")
 @segment_request_options
 def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: str | None, out: Path, force: bool,
             strict_masks: bool,
             no_key_images: bool, with_report: bool, llm_url: str | None, model: str | None, llm_timeout: float,
-            style: str, dicom_out: bool, **segment: object) -> None:
+            style: str, dicom_out: bool, priors: tuple[Path, ...], dates: tuple[str, ...], **segment: object) -> None:
     """Measure every organ and lesion of CT (a .nii/.nii.gz file or a DICOM series folder)
     and write OUT/findings.json and OUT/findings.md (and key images; report files with --report).
     Without --masks the CT is segmented first (TotalSegmentator, and the UniT model with --weights)."""
@@ -66,9 +71,16 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
             analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
                                             key_images=not no_key_images, strict_masks=strict_masks, timings=tm,
                                             dicom_out=dicom_out)
-        rep = _report(analyzed, llm_url, model, style, con, llm_timeout) if with_report else None
+        comparison = None
+        if priors:
+            with con.status(f"comparing with {len(priors)} prior(s)"):
+                comparison = case_service.compare_case(list(priors), analyzed, out, study_dates=list(dates) or None)
+        elif dates:
+            raise click.UsageError("--date is given with --prior only")
+        rep = _report(analyzed, llm_url, model, style, con, llm_timeout, comparison=comparison) if with_report else None
         try:
-            case_service.write(analyzed, rep, out, force=force, dicom_out=dicom_out)
+            case_service.write(analyzed, rep, out, force=force, dicom_out=dicom_out,
+                               extra={"comparison.json": comparison.to_json() + "\n"} if comparison else None)
         except OSError as e:  # the output side: unwritable, full, not a folder
             raise InputError(f"{out}: cannot write the output folder ({e.strerror or e})") from e
     except RadagentError as e:  # input errors, and segmentation backends unavailable / weights missing
@@ -82,6 +94,12 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
               f"({', '.join(f'{k} {v:.2f} s' for k, v in tm.seconds.items())})", highlight=False)
     click.echo(str(out / "findings.json"))
     click.echo(str(out / "findings.md"))
+    if comparison is not None:
+        if comparison.recist is not None:
+            con.print(f"RECIST 1.1 vs {len(priors)} prior(s): overall {comparison.recist.overall_response}", highlight=False)
+        for w in comparison.warnings:
+            con.print(f"[yellow]warning:[/] {w}", highlight=False)
+        click.echo(str(out / "comparison.json"))
     if dicom_out:
         from perception.dicom_out import FHIR_FILE, SEG_FILE, SR_FILE
 

@@ -449,6 +449,21 @@ def compare(priors: list[str | Path], current: str | Path, *, study_dates: list 
     return _compare([Path(p) for p in priors], Path(current), study_dates=study_dates, targets=targets)
 
 
+def compare_case(priors: list[str | Path], current: AnalyzedCase, out: str | Path, *, study_dates: list | None = None,
+                 targets: list[str] | None = None):
+    """Compare a case analyzed now (not written yet; it will be written to ``out``) with its priors, so that
+    `radagent analyze --prior` writes findings and comparison.json in one atomic folder."""
+    import hashlib
+
+    from perception.followup.compare import compare as _compare, study_from
+
+    if not current.inputs:
+        raise InputError("compare: the current case has no inputs record (CT and masks paths)")
+    sha = hashlib.sha256((current.findings.to_json() + "\n").encode()).hexdigest()  # the bytes write() writes
+    cur = study_from(Path(out).absolute(), len(priors), current.findings, sha, current.inputs)
+    return _compare([Path(p) for p in priors], cur, study_dates=study_dates, targets=targets)
+
+
 def write_comparison(comparison, out: str | Path, *, force: bool = False) -> Path:
     """OUT/comparison.json, atomically: a new folder appears complete; into an existing folder (an analyze
     output, or with ``force``) the file is added or replaced whole."""

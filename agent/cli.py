@@ -51,6 +51,10 @@ _LAZY: dict[str, tuple[str, str]] = {
             ("Answer QUESTION about FINDINGS (a findings.json or a `radagent analyze` output folder) from the "
             "measurements alone; with --llm the chat agent phrases it (grounding-checked).")),
     "chat": ("agent.chat_cli:chat", "Chat about FINDINGS (a findings.json or a `radagent analyze` output folder)."),
+    "compare": ("agent.compare_cli:compare",
+                ("Compare CURRENT_OUT with its priors (`radagent analyze` output folders, oldest first): register the "
+                "CTs, track every lesion (persisting, new, disappeared, not assessable) and assess RECIST 1.1; write "
+                "OUT/comparison.json.")),
     "dataset": ("agent.dataset_cli:dataset",
                 "Build image-report datasets from many CT cases (resumable, local pool or Ray)."),
     "eval": ("agent.eval_cli:eval_group", "Benchmarks: run radagent on a benchmark's question file and score it."),
@@ -69,7 +73,7 @@ _LAZY: dict[str, tuple[str, str]] = {
                "unsupported; 2: bad input.")),
 }
 # commands that read CT or mask images (NIfTI through nibabel)
-_READS_IMAGES = frozenset({"analyze", "segment", "dataset", "serve", "train", "mcp"})
+_READS_IMAGES = frozenset({"analyze", "segment", "dataset", "serve", "train", "mcp", "compare"})
 
 
 class LazyGroup(click.Group):
