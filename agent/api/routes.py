@@ -214,7 +214,7 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         with _new_case() as (cid, staging):
             display = {str(root) + "/": "", str(root): "<data root>", str(store.root / cid): "<case>"}
             rec = CaseRecord(info=CaseInfo(id=cid, status="queued", source="path", inputs=inputs, created=now()),
-                              paths=paths, display=display, mask_label=req.mask_label)
+                              paths=paths, display=display, mask_label=req.mask_label, dicom_out=req.dicom_out)
             store.commit(staging, rec)
         return await _start(cid, wait)
 
@@ -480,3 +480,20 @@ def add_routes(api: APIRouter, ctx: ApiContext) -> None:
         if c is None:
             raise refuse(404, f"case {case_id} has not been compared with a prior (POST /cases/{case_id}/compare)")
         return JSONResponse(json.loads(c.to_json()))
+
+    # --- DICOM SEG + SR and FHIR (issue 15) --------------------------------------------------------------
+    dicom_media = {"seg": ("dicom/seg.dcm", "application/dicom"), "sr": ("dicom/sr.dcm", "application/dicom"),
+                   "fhir": ("fhir_bundle.json", "application/fhir+json")}
+
+    @api.get("/cases/{case_id}/dicom/{name}", tags=["results"], response_class=Response, responses={
+        200: {"content": {"application/dicom": {}, "application/fhir+json": {}},
+              "description": "the DICOM SEG, the TID 1500 SR, or the FHIR Bundle"},
+        404: {"description": "unknown case, or analyzed without dicom_out"}})
+    def get_dicom_output(case_id: str, name: Literal["seg", "sr", "fhir"]) -> FileResponse:
+        """The case's DICOM SEG (``seg``), DICOM SR TID 1500 (``sr``) or FHIR Bundle (``fhir``); the case
+        must have been created with ``dicom_out: true`` (a DICOM CT)."""
+        _, out = store.done(case_id)
+        rel, media = dicom_media[name]
+        if not (out / rel).is_file():
+            raise refuse(404, f"case {case_id} has no {rel}: create the case with dicom_out: true (a DICOM CT series)")
+        return FileResponse(out / rel, media_type=media)

@@ -202,13 +202,13 @@ def _analyze(store: CaseStore, cid: str, rec: CaseRecord, case_service) -> None:
     tm = case_service.Timings()
     try:
         analyzed = case_service.analyze(rec.paths["ct"], rec.paths["masks"], class_map=rec.paths.get("class_map"),
-                                        mask_label=rec.mask_label, timings=tm)
+                                        mask_label=rec.mask_label, timings=tm, dicom_out=rec.dicom_out)
         findings = Findings.model_validate(redact(analyzed.findings.model_dump(mode="json"), rec.display))
         analyzed = analyzed.with_findings(findings)
         with lock:
             if not _still_running(store, cid):
                 return
-            case_service.write(analyzed, None, folder / "out", force=True)
+            case_service.write(analyzed, None, folder / "out", force=True, dicom_out=rec.dicom_out)
             rec.info.status = "done"
             rec.info.n_lesions, rec.info.n_organs = len(findings.lesions), len(findings.organs)
             rec.info.warnings = list(findings.study.warnings)
