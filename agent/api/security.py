@@ -195,7 +195,8 @@ class Guard:
         return await self.app(scope, counted, send_with_headers)
 
 
-PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+# img-src data: for the NiiVue viewer's built-in font atlas (a PNG data URL inside agent/web/app.js)
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
             "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
