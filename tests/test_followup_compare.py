@@ -36,6 +36,11 @@ SCENARIOS = {
                  "L3": LesionSpec("L3", "spleen", (11, 9, 6)), "L4": PRIOR["L4"]}, "PD", "PD"),  # 68 -> 90 (+32 %)
     "PD_new": (((1, 1, -6), (-6, -3, 4)),
                {**PRIOR, "L5": LesionSpec("L5", "liver", (6, 6, 5))}, "SD", "PD"),  # same sizes + a new 12 mm lesion
+    # regrown from the PR sizes: vs the baseline alone SD (68 -> 56 mm, -18 %); with the PR study as a second
+    # prior the nadir is 41 mm and 56 mm is +37 %, +15 mm: PD (test_nadir_from_an_intermediate_prior)
+    "regrow": (((-2, 1, 2), (3, 5, -2)),
+               {"L1": LesionSpec("L1", "liver", (12, 10, 6)), "L2": LesionSpec("L2", "liver", (8.5, 7, 5)),
+                "L3": LesionSpec("L3", "spleen", (7.5, 6, 5))}, "SD", "SD"),
 }
 DATES = ["2025-01-10", "2025-04-10"]  # 90 days
 
@@ -140,6 +145,27 @@ def test_recist_category(series, name):
         assert "new lesion -> PD" in fired and len(r.new_lesions) == 1
     if name == "PR":
         assert r.non_target_response == "CR" and "PR: sum -30 % from baseline" in fired
+
+
+def test_nadir_from_an_intermediate_prior(series):
+    """Three time points: baseline, the PR study, the regrown study. Tracks chain through all three; the nadir
+    is the PR study's sum, and the regrowth from it is PD although the sum is still below baseline."""
+    names = list(SCENARIOS)
+    outs = series["outs"]
+    comp = case.compare([outs[0], outs[names.index("PR") + 1]], outs[names.index("regrow") + 1],
+                        study_dates=["2025-01-10", "2025-04-10", "2025-07-10"])
+    assert [r.status for r in comp.registrations] == ["ok", "ok"]
+    r = comp.recist
+    truth = [_sod(PRIOR), _sod(SCENARIOS["PR"][1]), _sod(SCENARIOS["regrow"][1])]  # 68, 41, 56 mm
+    assert r.nadir_time_point == 1 and abs(r.nadir_sum_mm - truth[1]) <= 3 * VOX
+    assert all(abs(a - b) <= 3 * VOX for a, b in zip(r.sum_of_diameters_mm, truth)), (r.sum_of_diameters_mm, truth)
+    assert r.target_response == "PD" and r.overall_response == "PD", [x.text for x in r.rules_fired]
+    assert r.change_from_baseline_pct < 0  # below baseline, still PD from the nadir
+    targets = [comp.tracked(t.tracking_id) for t in r.targets]
+    assert all(all(m.lesion_id for m in t.measurements) for t in targets)  # seen at all three time points
+    removed = [t for t in comp.lesions if t.organ == "kidney_left"]  # L4: gone at the PR study, still gone
+    assert len(removed) == 1 and [m.status for m in removed[0].measurements] == ["seen", "absent", "absent"]
+    assert removed[0].state == "disappeared"
 
 
 def test_doubling_time_from_dates(series):
