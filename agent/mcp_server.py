@@ -10,12 +10,14 @@ to `radagent serve` and `radagent mcp` started on the same data root::
     ask                   case id + question text or subtype + params -> the Answer (finding ids, rule)
     verify_text           case id + report text -> per-sentence claims and verdicts (reasoning.claims)
     draft_report          case id + style -> report.md text and its provenance (sentences -> finding ids)
+    compare_studies       prior case ids + current case id -> comparison sentences, RECIST 1.1, comparison.json
+                          (kept with the current case: ask, verify_text and draft_report then use it)
     key_image             case id + lesion id -> the lesion's key image (PNG image content)
     list_question_types   the question subtypes ask takes, with their parameters
     list_segmentation_tasks   the segmentation backends and TotalSegmentator tasks analyze_ct can request
 
-Resources (templates): ``radagent://cases/{case_id}/findings.json``, ``.../report.md`` and
-``.../key-images/{lesion_id}.png`` (PNG bytes, image/png).
+Resources (templates): ``radagent://cases/{case_id}/findings.json``, ``.../report.md``,
+``.../comparison.json`` and ``.../key-images/{lesion_id}.png`` (PNG bytes, image/png).
 
 Paths are confined to the data root by the HTTP API's own check (agent.api.security.resolve_in_root:
 '..', absolute paths elsewhere, symlinks leading out and the case storage are refused). Errors come
@@ -44,6 +46,7 @@ from agent.api.models import AskRequest, CaseInfo, CaseRecord, validate_mask_lab
 from agent.api.security import redact, redact_text, resolve_in_root
 from agent.api.settings import LESION_ID_PATTERN, ServerSettings
 from agent.api.store import CaseStore, now
+from perception.followup.schema import Comparison, Recist
 from perception.schema import (
     Findings,
     IgnoredMask,
@@ -55,6 +58,7 @@ from perception.schema import (
 )
 from radagent.errors import InputError, RadagentError
 from reasoning.claims import Verification
+from reasoning.comparison import ComparisonSentence, beside
 from reasoning.report import ReportDraft
 from reasoning.vqa.question import Answer
 
@@ -140,6 +144,17 @@ class DraftedReport(BaseModel):
     text: str = Field(description="report.md")
     fallback_reason: str | None = Field(description="why the LLM narrative was not used, when it was not")
     provenance: ReportDraft = Field(description="every sentence with the finding ids it rests on")
+
+
+class ComparisonResult(BaseModel):
+    """compare_studies: the comparison in sentences (each with the tracking / lesion ids it rests on), the
+    RECIST 1.1 assessment, and the whole comparison.json (server paths shown as case ids)."""
+
+    current_case_id: str
+    prior_case_ids: list[str]
+    summary: list[ComparisonSentence]
+    recist: Recist | None = Field(description="null when it cannot be assessed (the reason is in comparison.warnings)")
+    comparison: Comparison
 
 
 class QuestionType(BaseModel):
@@ -449,10 +464,10 @@ def build_server(settings: ServerSettings) -> MCPServer:
         rule, or the reason it cannot be determined."""
         with svc.errors():
             req = AskRequest(question=question, choices=choices, subtype=subtype, params=params or {})
-            f, _ = svc.findings(case_id)
+            f, out = svc.findings(case_id)
             q = case_service.question(req.subtype, req.params) if req.subtype is not None else req.question
-            try:
-                return case_service.ask(f, q, req.choices)
+            try:  # with the case's comparison.json (compare_studies), change-over-time questions are answered from it
+                return case_service.ask(f, q, req.choices, comparison=beside(out))
             except ValueError as e:  # malformed choices
                 raise InputError(str(e)) from None
 
@@ -466,8 +481,8 @@ def build_server(settings: ServerSettings) -> MCPServer:
         with svc.errors():
             if not text.strip():
                 raise InputError("text: the report text is empty")
-            f, _ = svc.findings(case_id)
-            v: Verification = case_service.verify(f, text)
+            f, out = svc.findings(case_id)
+            v: Verification = case_service.verify(f, text, beside(out))
             return VerifyResult(case_id=case_id, ok=v.ok, counts=v.counts(),
                                 sentences=[s.model_dump(mode="json") for s in v.sentences])
 
@@ -481,7 +496,10 @@ def build_server(settings: ServerSettings) -> MCPServer:
             return DraftedReport(case_id=case_id, style=style, engine=draft.engine,
                                  text=(folder / "report.md").read_text(), fallback_reason=draft.fallback_reason,
                                  provenance=draft)
-        rep = case_service.report(case_service.load(out), llm, style)
+        cmp = beside(out)  # a comparison adds the COMPARISON section (the HTTP API's report does the same)
+        images = {f"comparison/{p.name}": p.read_bytes() for p in sorted((out / "comparison").glob("*.png"))} \
+            if cmp is not None else None
+        rep = case_service.report(case_service.load(out), llm, style, comparison=cmp, comparison_pngs=images)
         if not rep.fallback_reason:  # a fallback is not kept: the next request tries the LLM again
             with store.case_lock(case_id):
                 if (store.root / case_id / "case.json").is_file():
@@ -502,6 +520,58 @@ def build_server(settings: ServerSettings) -> MCPServer:
             out = await anyio.to_thread.run_sync(_drafted, case_id, style)
             await ctx.report_progress(1, 1, "report drafted")
             return out
+
+    def _compare(current: str, priors: list[str], study_dates: list[str] | None, targets: list[str] | None
+                 ) -> Comparison:
+        """As POST /cases/{id}/compare: compared on the case folders, paths shown as case ids, kept as the
+        current case's comparison.json with the key images per time point; reports drafted before are dropped."""
+        from agent.files import add_files_atomically
+
+        if current in priors or len(set(priors)) != len(priors):
+            raise InputError(f"priors {priors}: each prior once, and not the case {current} itself")
+        rec, out = store.done(current)
+        shown_as = dict(rec.display)
+        prior_outs = []
+        for p in priors:
+            prec, pout = store.done(p)
+            shown_as.update({k: v.replace("<case>", f"<case {p}>") for k, v in prec.display.items()})
+            shown_as[str(pout)] = f"<case {p}>/out"
+            prior_outs.append(pout)
+        shown_as[str(out)] = f"<case {current}>/out"
+        try:
+            c = case_service.compare(prior_outs, out, study_dates=study_dates, targets=targets)
+        except InputError as e:
+            raise InputError(redact_text(str(e), shown_as)) from None
+        images = case_service.comparison_images(c, case_service.load(out))
+        shown = Comparison.model_validate(redact(c.model_dump(mode="json"), shown_as))
+        with store.case_lock(current):
+            add_files_atomically(out, {"comparison.json": shown.to_json() + "\n", **images})
+            shutil.rmtree(out / "reports", ignore_errors=True)  # reports drafted before lack the COMPARISON section
+        return shown
+
+    @server.tool(title="Compare with prior studies")
+    async def compare_studies(
+        ctx: Context,
+        prior_case_ids: Annotated[list[CaseId], Field(min_length=1, max_length=8, description="the prior studies of "
+                                                      "the same patient, oldest first (analyzed cases)")],
+        current_case_id: CaseId,
+        study_dates: Annotated[list[str] | None, Field(description="YYYY-MM-DD of each study, oldest prior first, the "
+                                                                   "current last (all or none): volume doubling times")] = None,
+        targets: Annotated[list[str] | None, Field(description="RECIST target lesions by tracking id (default: chosen "
+                                                               "by the RECIST 1.1 rules)")] = None,
+    ) -> ComparisonResult:
+        """Compare the current study with its priors: register the CTs, track every lesion (persisting, new,
+        disappeared, not assessable) and assess RECIST 1.1. Kept with the current case: ask, verify_text and
+        draft_report then use it (change questions, change claims, the COMPARISON section)."""
+        from reasoning.comparison import section
+
+        with svc.errors():
+            await ctx.report_progress(0, 1, "comparing: registration, lesion tracking, RECIST 1.1")
+            c = await anyio.to_thread.run_sync(_compare, current_case_id, prior_case_ids, study_dates, targets,
+                                               limiter=svc.workers)
+            await ctx.report_progress(1, 1, "compared")
+            return ComparisonResult(current_case_id=current_case_id, prior_case_ids=prior_case_ids,
+                                    summary=section(c).sentences, recist=c.recist, comparison=c)
 
     @server.tool(title="Key image of a lesion")
     def key_image(case_id: CaseId, lesion_id: LesionId) -> Image:
@@ -556,6 +626,17 @@ def build_server(settings: ServerSettings) -> MCPServer:
                      description="the case's findings.json")
     def findings_json(case_id: str) -> str:
         return _resource(lambda: (store.done(case_id)[1] / "findings.json").read_text())
+
+    @server.resource("radagent://cases/{case_id}/comparison.json", name="comparison.json",
+                     mime_type="application/json", description="the case's comparison with its priors (compare_studies)")
+    def comparison_json(case_id: str) -> str:
+        def read() -> str:
+            p = store.done(case_id)[1] / "comparison.json"
+            if not p.is_file():
+                raise InputError(f"case {case_id} has not been compared with a prior (compare_studies)")
+            return p.read_text()
+
+        return _resource(read)
 
     @server.resource("radagent://cases/{case_id}/report.md", name="report.md", mime_type="text/markdown",
                      description="the case's structured report (drafted on first read)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import json
 import os
 import re
 import socket
@@ -41,8 +42,8 @@ from tests.cases import build_case
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "mcp-test-token-4c9d1e"
-TOOLS = {"analyze_ct", "get_findings", "ask", "verify_text", "draft_report", "key_image", "list_question_types",
-         "list_segmentation_tasks"}
+TOOLS = {"analyze_ct", "get_findings", "ask", "verify_text", "draft_report", "compare_studies", "key_image",
+         "list_question_types", "list_segmentation_tasks"}
 KIDNEY_Q = "What is the volume of the largest lesion in the left kidney?"
 LIVER_Q = "How many lesions are in the liver?"
 TEXT = ("There are 3 lesions in the liver. The spleen measures 900 mL. "
@@ -205,6 +206,7 @@ async def check_tools(c: Client, root: Path, truth: case_service.AnalyzedCase) -
     assert rr.contents[0].text == d["text"]
     templates = {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
     assert templates == {"radagent://cases/{case_id}/findings.json", "radagent://cases/{case_id}/report.md",
+                         "radagent://cases/{case_id}/comparison.json",
                          "radagent://cases/{case_id}/key-images/{lesion_id}.png"}
     assert f"radagent://cases/{cid}/key-images/{lid}.png" in s["resources"]
 
@@ -373,6 +375,65 @@ def test_http_session_shares_cases_with_the_http_api(http_server, root, case, tr
     assert f["lesions"] == api_findings["lesions"] and f["organs"] == api_findings["organs"]
     assert a == api_answer == case_service.ask(truth.findings, KIDNEY_Q).model_dump(mode="json")
     assert "outside the data root" in error_text(bad)
+
+
+def test_compare_studies_over_http(http_server, root):
+    """compare_studies on the real-CT follow-up pair (tests/followup_cases.py: lesions A and B persist, K
+    disappears, S is new; RECIST PD), equal to the case service's compare on the same case folders; then ask,
+    verify_text and draft_report use the comparison kept with the current case."""
+    from perception.followup.schema import Comparison
+    from tests.followup_cases import build_pair
+
+    pair = build_pair(root / "fu")
+
+    async def run():
+        async with http_client(http_server, TOKEN) as c:
+            ids = []
+            for t in (0, 1):
+                r = await c.call_tool("analyze_ct", {"ct": f"fu/ct{t}/ct.nii.gz", "masks": f"fu/ct{t}"})
+                ids.append(r.structured_content["case_id"])
+            prior, cur = ids
+            before = (await c.call_tool("ask", {"case_id": cur, "question": "Are there new lesions since the prior?"}))
+            progress = []
+
+            async def on_progress(p, total, msg):
+                progress.append((p, total, msg))
+
+            cmp = await c.call_tool("compare_studies", {"prior_case_ids": [prior], "current_case_id": cur},
+                                    progress_callback=on_progress)
+            after = await c.call_tool("ask", {"case_id": cur, "question": "Are there new lesions since the prior?"})
+            rep = await c.call_tool("draft_report", {"case_id": cur})
+            res = await c.read_resource(f"radagent://cases/{cur}/comparison.json")
+            bad = [await c.call_tool("compare_studies", {"prior_case_ids": [cur], "current_case_id": cur}),
+                   await c.call_tool("compare_studies", {"prior_case_ids": ["0" * 32], "current_case_id": cur})]
+            return ids, before, cmp, progress, after, rep, res, bad
+
+    (prior, cur), before, cmp, progress, after, rep, res, bad = arun(run)
+    assert before.structured_content["status"] == "cannot_be_determined"
+    assert not cmp.is_error, cmp.content
+    got = cmp.structured_content
+    assert progress[-1][:2] == (1, 1)
+    c = got["comparison"]
+    assert str(root) not in json.dumps(got)  # server paths shown as case ids
+    assert [s["analyze_dir"] for s in c["studies"]] == [f"<case {prior}>/out", f"<case {cur}>/out"]
+    assert sorted(t["state"] for t in c["lesions"]) == ["disappeared", "new", "persisting", "persisting"]
+    assert got["recist"] == c["recist"] and c["recist"]["overall_response"] == "PD"
+    # the case service on the same folders
+    cases = root / ".radagent-cases"
+    want = case_service.compare([cases / prior / "out"], cases / cur / "out")
+    assert [(t["state"], [m["lesion_id"] for m in t["measurements"]]) for t in c["lesions"]] == [
+        (t.state, [m.lesion_id for m in t.measurements]) for t in want.lesions]
+    assert c["recist"]["overall_response"] == want.recist.overall_response
+    assert c["recist"]["sum_of_diameters_mm"] == want.recist.sum_of_diameters_mm
+    assert any(s["kind"] == "recist" and "overall response PD" in s["text"] for s in got["summary"])
+    assert Comparison.model_validate_json(res.contents[0].text).model_dump(mode="json") == c
+    new = next(t for t in c["lesions"] if t["state"] == "new")
+    a = after.structured_content
+    assert a["answer"] == "yes" and new["tracking_id"] in a["finding_ids"]
+    assert "## COMPARISON" in rep.structured_content["text"] and "overall response PD" in rep.structured_content["text"]
+    assert "each prior once, and not the case" in error_text(bad[0])
+    assert "unknown case" in error_text(bad[1])
+    assert len(pair["cases"]) == 2
 
 
 def test_cli_refuses_http_without_token_and_a_missing_root(tmp_path):
