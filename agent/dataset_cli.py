@@ -98,12 +98,15 @@ def dataset() -> None:
 @click.option("--retry-failed", is_flag=True, help="Retry the cases errors.jsonl lists (skipped otherwise).")
 @click.option("--style", type=click.Choice(["structured", "narrative"]), default="structured", show_default=True)
 @click.option("--no-key-images", is_flag=True, help="Skip the key image of each lesion.")
+@click.option("--dicom-out", "dicom_out", is_flag=True,
+              help="Also write dicom/seg.dcm, dicom/sr.dcm and fhir_bundle.json per case (DICOM CT cases; these carry the "
+                   "source's patient and study identifiers).")
 @click.option("--ray-address", default=None, help="Ray cluster to join ('auto': the running cluster); default: a local Ray.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (failures and the summary are still printed).")
 @segment_request_options(backend_aliases=("--segment",))
 def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: str | None, model: str | None,
           llm_timeout: float, llm_concurrency: int, qa: bool, retry_failed: bool, style: str, no_key_images: bool,
-          ray_address: str | None, no_progress: bool, **segment: object) -> None:
+          ray_address: str | None, no_progress: bool, dicom_out: bool, **segment: object) -> None:
     """Build (or resume) a dataset from SOURCE: a folder of cases (CASE/ct.nii.gz + CASE/segmentations/)
     or a manifest .csv/.parquet (case_id, ct, masks, [class_map], [mask_label], [split: train|val|test],
     metadata columns such as phase or patient_id).
@@ -120,7 +123,8 @@ def build(source: Path, out: Path, engine: str, workers: int | None, llm_url: st
         request = segment_request_from_options(**segment) if segment.get("backends") else None
         opts = BuildOptions(engine=engine, workers=workers, llm_url=llm_url, llm_model=model,
                             llm_concurrency=llm_concurrency, llm_timeout_s=llm_timeout, qa=qa, retry_failed=retry_failed, style=style,
-                            key_images=not no_key_images, ray_address=ray_address, segment=request)
+                            key_images=not no_key_images, ray_address=ray_address, segment=request,
+                            dicom_out=dicom_out)
         s = build_dataset(source, out, opts, observer=obs)
     except InputError as e:
         obs.stop()

@@ -336,3 +336,25 @@ def test_api_dicom_out_from_path(case):
                                                            "masks": "nifti/example_seg.nii.gz", "dicom_out": True},
                         headers=auth)
         assert r.status_code == 422 and "needs a DICOM CT series as input, found nifti" in r.json()["detail"]
+
+
+def test_dataset_builder_dicom_out(case, tmp_path):
+    """The dataset builder with dicom_out: the DICOM case gets the same SEG; a NIfTI case fails, recorded, the
+    build goes on."""
+    from agent.dataset import BuildOptions, build_dataset
+
+    nii_ct, nii_seg = data_path("totalseg", "example_ct_sm.nii.gz"), data_path("totalseg", "example_seg.nii.gz")
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case_id,ct,masks\n"
+                        f"dcm,{case['ct']},{case['masks']}\n"
+                        f"nii,{nii_ct},{nii_seg}\n")
+    s = build_dataset(manifest, tmp_path / "ds", BuildOptions(workers=1, dicom_out=True, key_images=False))
+    assert (s.done, s.failed) == (1, 1)
+    folder = tmp_path / "ds" / "cases" / "dcm"
+    assert pydicom.dcmread(folder / "dicom" / "seg.dcm").SOPInstanceUID == \
+        pydicom.dcmread(case["out"] / "dicom" / "seg.dcm").SOPInstanceUID
+    record = json.loads((folder / "case.json").read_text())
+    assert {"dicom/seg.dcm", "dicom/sr.dcm", "fhir_bundle.json"} <= set(record["files"])
+    errors = [json.loads(x) for x in (tmp_path / "ds" / "errors.jsonl").read_text().splitlines()]
+    assert [e["case_id"] for e in errors] == ["nii"]
+    assert "needs a DICOM CT series as input, found nifti" in json.dumps(errors[0])

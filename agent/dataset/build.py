@@ -148,7 +148,7 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
     model = _resolve_llm_model(opts) if opts.llm_url else None
     sdoc = settings_document(opts, model)
     cfg = CaseConfig(str(out.absolute()), opts.settings, opts.key_images, opts.style, opts.qa_function(),
-                     bool(opts.llm_url), fingerprint(sdoc), opts.segment)
+                     bool(opts.llm_url), fingerprint(sdoc), opts.segment, opts.dicom_out)
     out.mkdir(parents=True, exist_ok=True)
     (out / CASES_DIR).mkdir(exist_ok=True)
     t0 = time.perf_counter()

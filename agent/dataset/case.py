@@ -90,7 +90,8 @@ def run_case(task: CaseTask, cfg: CaseConfig, finish: bool = True) -> CaseOutcom
                 o.file_hashes = cache.new
         o.case = case_service.analyze(spec.ct, spec.masks, class_map=spec.class_map, mask_label=spec.mask_label,
                                       settings=cfg.settings,
-                                      segment=cfg.segment, key_images=cfg.key_images, timings=tm)
+                                      segment=cfg.segment, key_images=cfg.key_images, timings=tm,
+                                      dicom_out=cfg.dicom_out)
     except Exception as e:  # noqa: BLE001 - a bad case is recorded, the build goes on
         return failure(o, tm.current or "analyze", e)
     finally:
@@ -121,6 +122,10 @@ def finish_case(o: CaseOutcome, cfg: CaseConfig) -> CaseOutcome:
         with tm.stage("write"):
             spec = o.spec
             files = case_service.output_files(c, rep, extra)  # rendered once: listed in case.json, then written
+            if cfg.dicom_out:
+                from perception.dicom_out import dicom_output_files
+
+                files.update(dicom_output_files(c, rep.files["report.md"]))
             record = {
                 "case_id": o.case_id, "status": "done", "layout_version": LAYOUT_VERSION,
                 "input_hash": o.input_hash, "settings_hash": cfg.settings_hash, "radagent_version": __version__,

@@ -66,6 +66,9 @@ class BuildOptions:
     max_tasks_per_child: int = 20
     ray_address: str | None = None  # None: start a local Ray; "auto": join the running cluster
     segment: SegmentRequest | None = None  # how to segment cases without masks; None: such cases fail
+    # also write dicom/seg.dcm, dicom/sr.dcm, fhir_bundle.json per case (DICOM CT cases only; they carry the
+    # source's patient and study identifiers, which a DICOM object needs to reference its study)
+    dicom_out: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -107,6 +110,7 @@ class CaseConfig:
     llm: bool
     settings_hash: str
     segment: SegmentRequest | None = None
+    dicom_out: bool = False
 
 
 @dataclass
@@ -131,6 +135,7 @@ def settings_document(opts: BuildOptions, llm_model: str | None) -> dict:
                    "max_attempts": 3 if opts.llm_url else None},
         "qa": generator_name(qa) if qa else None,
         **({"segment": opts.segment.fingerprint_document()} if opts.segment is not None else {}),
+        **({"dicom_out": True} if opts.dicom_out else {}),  # absent when off: earlier builds keep their hash
     }
 
 
