@@ -303,14 +303,15 @@ def write_report(rep: Report, folder: str | Path) -> Path:
 
 
 # --- chat ------------------------------------------------------------------------------------------
-def chat(findings: Findings, llm: LLMSettings | None = None, *, max_attempts: int = 3) -> ChatSession:
+def chat(findings: Findings, llm: LLMSettings | None = None, *, max_attempts: int = 3, comparison=None) -> ChatSession:
     """One conversation about one study: the tool-calling agent with ``llm``, deterministic answers
-    without; follow-ups ("and the second largest?") resolve the same way in both."""
+    without; follow-ups ("and the second largest?") resolve the same way in both. ``comparison``
+    (comparison.json with the priors): change-over-time questions are resolved against it."""
     from reasoning.agent import ChatSession
 
     return ChatSession(findings, llm.url if llm else None, llm.model if llm else None,
                        api_key=llm.api_key if llm else None, max_attempts=max_attempts,
-                       **({"timeout_s": llm.timeout_s} if llm else {}))
+                       **({"timeout_s": llm.timeout_s} if llm else {}), comparison=comparison)
 
 
 # --- questions -------------------------------------------------------------------------------------

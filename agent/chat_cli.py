@@ -70,7 +70,9 @@ def chat(findings_path: Path, llm_url: str | None, model: str | None, llm_timeou
     try:
         findings = case_service.load(findings_path).findings
         llm = case_service.LLMSettings(url=llm_url, model=model, timeout_s=llm_timeout) if llm_url else None
-        session = case_service.chat(findings, llm, max_attempts=max_attempts)
+        from reasoning.comparison import beside
+
+        session = case_service.chat(findings, llm, max_attempts=max_attempts, comparison=beside(findings_path))
     except RadagentError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)

@@ -68,7 +68,8 @@ def ask(findings_path: Path, question: str | None, choices: tuple[str, ...], sub
         try:
             if llm_url and isinstance(q, str):
                 turn = case_service.chat(findings, case_service.LLMSettings(url=llm_url, model=model,
-                                                                          timeout_s=llm_timeout)).ask(
+                                                                          timeout_s=llm_timeout),
+                                         comparison=comparison).ask(
                     q, choices=list(choices) or None)
                 text, a = turn.text, turn.answer
             else:

@@ -247,8 +247,9 @@ class ChatSession:
                  api_key: str | None = None, max_attempts: int = 3, max_tool_rounds: int = 3,
                  first_tool_choice: str | dict | None = "required", strict_tools: bool = True, max_tokens: int = 300,
                  timeout_s: float = 120.0, history_turns: int = 6,  # reasoning.client.DEFAULT_TIMEOUT_S
-                 answer_mode: Literal["structured", "free_text"] = "structured"):
+                 answer_mode: Literal["structured", "free_text"] = "structured", comparison=None):
         self.findings = findings
+        self.comparison = comparison  # comparison.json with the priors: change questions resolve against it
         self.llm_url = _v1(llm_url) if llm_url else None
         self.model = model
         self.api_key = api_key
@@ -298,7 +299,7 @@ class ChatSession:
 
     def _ask(self, message: str, choices: list[str] | None) -> ChatTurn:
         t0 = time.perf_counter()
-        res = resolve(self.findings, message, self.state, choices)
+        res = resolve(self.findings, message, self.state, choices, self.comparison)
         if self.llm_url is None:
             return self._finish(self._deterministic(message, res), res, t0)
         try:
@@ -311,7 +312,7 @@ class ChatSession:
 
     async def _aask(self, message: str, choices: list[str] | None) -> ChatTurn:
         t0 = time.perf_counter()
-        res = resolve(self.findings, message, self.state, choices)
+        res = resolve(self.findings, message, self.state, choices, self.comparison)
         if self.llm_url is None:
             return self._finish(self._deterministic(message, res), res, t0)
         try:

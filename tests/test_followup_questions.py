@@ -146,3 +146,15 @@ def test_ask_cli_and_case_pick_up_comparison(pair, tmp_path):
         assert r.exit_code == 2 and "comparison.json" in r.output and "9.9.9" in r.output
     finally:
         (out / "comparison.json").unlink()
+
+
+def test_chat_resolves_change_questions(pair):
+    """The chat (deterministic engine) answers change questions from the comparison, with follow-ups."""
+    f1 = pair["cases"][1].findings
+    session = case.chat(f1, comparison=pair["comparison"])
+    t = session.ask("Are there new lesions since the prior?")
+    assert t.answer.answer == "yes" and "T4" in t.answer.finding_ids
+    t = session.ask("What is the RECIST response category?")
+    assert t.answer.answer == "PD"
+    plain = case.chat(f1).ask("Are there new lesions since the prior?")
+    assert plain.answer.status == "cannot_be_determined"

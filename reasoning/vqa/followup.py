@@ -179,7 +179,8 @@ def answer_text(a: Answer, subject: str | None = None) -> str:
 class _Reader:
     """One message read against the state (the steps of :func:`resolve`)."""
 
-    def __init__(self, f: Findings, message: str, state: ChatState, choices: list[str] | None):
+    def __init__(self, f: Findings, message: str, state: ChatState, choices: list[str] | None, comparison=None):
+        self.comparison = comparison  # a Comparison with the priors: change-over-time questions are answered from it
         text = message.strip()
         if not choices:
             text, opts = vqa.split_choices(text)
@@ -217,7 +218,7 @@ class _Reader:
     def done(self, question: Question, subject: str | None = None, note: str | None = None, rank: int | None = None,
              direction: str = "largest", organ: str | None = None) -> Resolution:
         f = self.f
-        a = vqa.answer(f, question, self.choices)
+        a = vqa.answer(f, question, self.choices, comparison=self.comparison)
         organ = organ or context_organ(f, question, a)
         lesion = question.lesion_id or (next((i for i in a.finding_ids if re.fullmatch(r"L\d+", i)), None)
                                         if _lesion_level(question.subtype) else None)
@@ -396,15 +397,17 @@ class _No:
 _NO = _No()
 
 
-def resolve(f: Findings, message: str, state: ChatState, choices: list[str] | None = None) -> Resolution:
-    """Read ``message`` deterministically, using ``state`` for follow-ups."""
-    r = _Reader(f, message, state, choices)
+def resolve(f: Findings, message: str, state: ChatState, choices: list[str] | None = None, comparison=None
+            ) -> Resolution:
+    """Read ``message`` deterministically, using ``state`` for follow-ups; ``comparison`` (comparison.json of the
+    study with its priors) answers the change-over-time questions."""
+    r = _Reader(f, message, state, choices, comparison)
     for step in (r.ranked, r.vessel_follow_up if r.q is None else (lambda: None), r.templated, r.lesion_by_reference,
                  r.other_organ):
         res = step()
         if res is not None:
             return res
-    a = vqa.answer(f, r.text, r.choices)  # unmapped (or mapped after all)
+    a = vqa.answer(f, r.text, r.choices, comparison=comparison)  # unmapped (or mapped after all)
     if a.status != "unmapped_question":
         return r.done(a.question) if a.question is not None else Resolution(None, a, answer_text(a))
     return Resolution(None, a, _unmapped_text(r.text))
