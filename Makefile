@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean llm-env browser seg-env
+.PHONY: demo test bench clean llm-env browser seg-env orthanc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ llm-env:
 browser:
 	-bash scripts/setup_browser.sh
 
+# Debian orthanc + orthanc-dicomweb for the PACS loop tests (needs root; installs, starts nothing: each test starts
+# its own Orthanc on 127.0.0.1 with a generated configuration; without it test_pacs skips locally)
+orthanc:
+	-bash scripts/setup_orthanc.sh
+
 # torch 2.13.0 CPU + MONAI + TotalSegmentator in their own venv, for the segmentation backend tests
 seg-env:
 	bash scripts/setup_seg_env.sh
@@ -31,7 +36,7 @@ seg-env:
 # test_segment_base needs no torch and runs in both. Tests marked slow are deselected unless
 # RADAGENT_SLOW_TESTS=1 or RADAGENT_REQUIRE is set (.ci/run sets it).
 SEG_TESTS := tests/test_segment_totalseg.py tests/test_segment_unit.py
-test: $(STAMP) llm-env browser seg-env
+test: $(STAMP) llm-env browser seg-env orthanc
 	$(BIN)/pytest -q $(foreach t,$(SEG_TESTS),--ignore=$(t))
 	.cache/seg-venv/bin/pytest -q --require seg tests/test_segment_base.py $(SEG_TESTS)
 

@@ -61,6 +61,9 @@ _LAZY: dict[str, tuple[str, str]] = {
     "mcp": ("agent.mcp_cli:mcp",
             ("Serve radagent's tools (analyze_ct, get_findings, ask, verify_text, draft_report, ...) to MCP clients, "
             "over stdio or, with --http, over streamable HTTP on 127.0.0.1 with the bearer token of `radagent serve`.")),
+    "pacs": ("agent.pacs_cli:pacs",
+             ("Find, retrieve, analyze and store back studies on a PACS over DICOMweb (QIDO-RS, WADO-RS, STOW-RS); "
+             "credentials from RADAGENT_PACS_USER / RADAGENT_PACS_PASSWORD or RADAGENT_PACS_TOKEN.")),
     "segment": ("agent.segment_cli:segment",
                 ("Segment CT into OUT: one <structure>.nii.gz per structure on the CT grid (readable by `radagent "
                 "analyze CT --masks OUT`), provenance.json, and for UniT unit/instances.nii.gz + .json.")),

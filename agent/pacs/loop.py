@@ -102,31 +102,28 @@ def analyze_study(client: PacsClient, study_uid: str, work: Path, *, ct_series: 
     seg = stored_seg(uid, series, ct)
     if seg is not None:
         masks = f"stored SEG {seg.stem}"
-        analyzed = case_service.analyze(ct.folder, seg)
+        analyzed = case_service.analyze(ct.folder, seg, dicom_out=True)
     else:
         from perception.segment.request import SegmentRequest
 
         request = segment or SegmentRequest.build()
         masks = f"segmented ({', '.join(request.backends)})"
         try:
-            analyzed = case_service.analyze(ct.folder, None, segment=request)
+            analyzed = case_service.analyze(ct.folder, None, segment=request, dicom_out=True)
         except RadagentError as e:
             raise PacsError(f"study {uid}: no DICOM SEG stored for CT series {ct.uid}, so the CT must be segmented, "
                             f"and segmentation could not run: {e}") from None
-    files = write_outputs(analyzed, ct.folder, out_dir)
+    files = write_outputs(analyzed, out_dir)
     stored = client.store(files, uid) if store else []
     return StudyResult(uid, ct.uid, masks, out_dir, stored, len(analyzed.findings.lesions),
                        len(analyzed.findings.organs))
 
 
-def write_outputs(analyzed, ct_folder: Path, out_dir: Path) -> list[Path]:
-    """findings.json/.md and key images, plus the DICOM SEG + SR (perception.dicom_out); the DICOM files to store."""
+def write_outputs(analyzed, out_dir: Path) -> list[Path]:
+    """findings.json/.md, key images, dicom/seg.dcm, dicom/sr.dcm and fhir_bundle.json (written atomically, a
+    previous run's folder replaced); the DICOM files to store back."""
     from agent import case as case_service
+    from perception.dicom_out import SEG_FILE, SR_FILE
 
-    try:
-        from perception.dicom_out import write_dicom_outputs
-    except ImportError as e:
-        raise PacsError(f"the DICOM SEG + SR writer is not available ({e})") from None
-    case_service.write(analyzed, None, out_dir, force=True)
-    written = write_dicom_outputs(analyzed, out_dir / "dicom", ct=ct_folder)
-    return [Path(p) for p in written if str(p).endswith(".dcm")]
+    case_service.write(analyzed, None, out_dir, force=True, dicom_out=True)
+    return [out_dir / SEG_FILE, out_dir / SR_FILE]
