@@ -155,6 +155,100 @@ def make_series(root: Path, prior_lesions: dict[str, LesionSpec], followups: lis
     return out
 
 
+# --- the test pairs (tests/test_followup_compare.py) and their accuracy ---------------------------------------
+PRIOR = {"L1": LesionSpec("L1", "liver", (15, 12, 7.5)),  # 30 mm
+         "L2": LesionSpec("L2", "liver", (10, 8, 6)),  # 20 mm
+         "L3": LesionSpec("L3", "spleen", (9, 8, 6)),  # 18 mm
+         "L4": LesionSpec("L4", "kidney_left", (3.5, 3.5, 3.5))}  # 7 mm: not measurable -> non-target
+
+# scenario -> (motion (rotation deg about x, y, z; shift mm), follow-up lesions, expected target / overall response)
+SCENARIOS = {
+    "PR": (((2, 0, 5), (6, -4, 3)),
+           {"L1": LesionSpec("L1", "liver", (9, 7, 5)), "L2": LesionSpec("L2", "liver", (6, 5, 4)),
+            "L3": LesionSpec("L3", "spleen", (5.5, 5, 4))}, "PR", "PR"),  # 68 -> 41 mm (-40 %), L4 removed
+    "SD": (((0, 2, -4), (-5, 3, 2)),
+           {"L1": LesionSpec("L1", "liver", (16, 13, 8)), "L2": LesionSpec("L2", "liver", (10.5, 8, 6)),
+            "L3": LesionSpec("L3", "spleen", (9, 8, 6)), "L4": PRIOR["L4"]}, "SD", "SD"),  # 68 -> 71 mm (+4 %)
+    "PD_size": (((-3, 0, 3), (4, 6, -3)),
+                {"L1": LesionSpec("L1", "liver", (21, 17, 9)), "L2": LesionSpec("L2", "liver", (13, 10, 7)),
+                 "L3": LesionSpec("L3", "spleen", (11, 9, 6)), "L4": PRIOR["L4"]}, "PD", "PD"),  # 68 -> 90 (+32 %)
+    "PD_new": (((1, 1, -6), (-6, -3, 4)),
+               {**PRIOR, "L5": LesionSpec("L5", "liver", (6, 6, 5))}, "SD", "PD"),  # same sizes + a new 12 mm lesion
+    # regrown from the PR sizes: vs the baseline alone SD (68 -> 56 mm, -18 %); with the PR study as a second
+    # prior the nadir is 41 mm and 56 mm is +37 %, +15 mm: PD (test_nadir_from_an_intermediate_prior)
+    "regrow": (((-2, 1, 2), (3, 5, -2)),
+               {"L1": LesionSpec("L1", "liver", (12, 10, 6)), "L2": LesionSpec("L2", "liver", (8.5, 7, 5)),
+                "L3": LesionSpec("L3", "spleen", (7.5, 6, 5))}, "SD", "SD"),
+}
+
+
+def sod(lesions: dict[str, LesionSpec]) -> float:
+    """Analytic sum of target diameters (L1-L3; L4 is the non-measurable non-target, L5 a new lesion)."""
+    return sum(s.long_axis_mm for n, s in lesions.items() if n in ("L1", "L2", "L3"))
+
+
+def _lesion_at(findings, centre_mm, tol=3.0):
+    best = min(findings.lesions, key=lambda x: np.linalg.norm(np.asarray(x.centroid_mm) - centre_mm), default=None)
+    return best if best is not None and np.linalg.norm(np.asarray(best.centroid_mm) - centre_mm) <= tol else None
+
+
+def accuracy(root: Path) -> dict:
+    """The test pairs end to end (analyze, compare): registration error at the lesion centres (truth: the motion),
+    matching (lesion ids found at the truth centres), long-axis change error vs the analytic sizes, RECIST
+    categories vs the expected ones; plus the three-time-point nadir case."""
+    from agent import case
+    from eval.synthetic import organ_center_mm
+
+    _, aff, seg, ids = base_case()
+    centre = organ_center_mm(seg == ids["liver"], aff)
+    studies = make_series(root, PRIOR, [(rigid(centre, m[0], m[1]), les) for m, les, _, _ in SCENARIOS.values()])
+    outs = [case.write(case.analyze(s.folder / "ct.nii.gz", s.folder / "masks", key_images=False), None,
+                       root / f"out_{s.folder.name}") for s in studies]
+    f0 = case.load(outs[0]).findings
+    rows, n_ok, n_all, errs = {}, 0, 0, []
+    for i, (name, (_, lesions, target, overall)) in enumerate(SCENARIOS.items(), start=1):
+        t0 = time.perf_counter()
+        comp = case.compare([outs[0]], outs[i], study_dates=["2025-01-10", "2025-04-10"])
+        secs = time.perf_counter() - t0
+        st, f1 = studies[i], case.load(outs[i]).findings
+        reg = comp.registrations[0]
+        T = np.asarray(reg.transform_current_to_prior)
+        tre = [float(np.linalg.norm(T[:3, :3] @ c + T[:3, 3] - (st.cur_to_base[:3, :3] @ c + st.cur_to_base[:3, 3])))
+               for c in st.centers_mm.values()]
+        got = {(t.measurements[0].lesion_id, t.measurements[1].lesion_id): t for t in comp.lesions}
+        ok = 0
+        for n in set(PRIOR) | set(lesions):
+            l0 = _lesion_at(f0, studies[0].centers_mm[n]) if n in PRIOR else None
+            l1 = _lesion_at(f1, st.centers_mm[n]) if n in lesions else None
+            t = got.get((l0.id if l0 else None, l1.id if l1 else None))
+            want = "persisting" if l0 and l1 else ("new" if l1 else "disappeared")
+            ok += t is not None and t.state == want
+            n_all += 1
+            if t is not None and want == "persisting":
+                errs.append(abs(t.change_from_prior.long_axis_abs_mm - (lesions[n].long_axis_mm - PRIOR[n].long_axis_mm)))
+        n_ok += ok
+        q = {m.name: m.value for m in reg.quality}
+        r = comp.recist
+        rows[name] = {"registration": reg.status, "tre_mm_max": round(max(tre), 2), "tre_mm_mean": round(float(np.mean(tre)), 2),
+                      "median_organ_dice": q.get("median organ dice"), "liver_msd_mm": q.get("mean surface distance liver"),
+                      "lesions_matched_with_right_state": f"{ok}/{len(set(PRIOR) | set(lesions))}",
+                      "sum_mm_truth": [sod(PRIOR), sod(lesions)], "sum_mm_measured": r.sum_of_diameters_mm,
+                      "target": [r.target_response, target], "overall": [r.overall_response, overall],
+                      "compare_seconds": round(secs, 2)}
+    names = list(SCENARIOS)
+    comp3 = case.compare([outs[0], outs[names.index("PR") + 1]], outs[names.index("regrow") + 1])
+    rows["three_time_points_PR_then_regrow"] = {
+        "sum_mm_truth": [sod(PRIOR), sod(SCENARIOS["PR"][1]), sod(SCENARIOS["regrow"][1])],
+        "sum_mm_measured": comp3.recist.sum_of_diameters_mm, "nadir_time_point": comp3.recist.nadir_time_point,
+        "overall": [comp3.recist.overall_response, "PD"]}
+    right = sum(v["overall"][0] == v["overall"][1] for v in rows.values())
+    return {"what": "test pairs of tests/test_followup_compare.py (example_ct_sm + synthetic lesions, known rigid motions)",
+            "scenarios": rows, "lesions_matched_with_right_state": f"{n_ok}/{n_all}",
+            "long_axis_change_abs_error_mm": {"mean": round(float(np.mean(errs)), 2), "max": round(float(np.max(errs)), 2),
+                                              "n": len(errs)},
+            "recist_overall_right": f"{right}/{len(rows)}"}
+
+
 # --- benchmark ---------------------------------------------------------------------------------------------
 def big_pair(root: Path, shape=(512, 512, 300)) -> tuple[Path, Path, np.ndarray]:
     """Two CTs of ``shape`` upsampled from example_ct (112 slices at 3 mm), the second moved by a known motion."""
@@ -230,5 +324,13 @@ def bench(out_json: Path | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "bench_followup.json"
-    print(json.dumps(bench(out), indent=1))
+    results = Path(__file__).parent / "results"
+    if sys.argv[1:2] == ["--accuracy"]:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            res = accuracy(Path(tmp))
+        (results / "followup_accuracy.json").write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps(res, indent=1))
+    else:
+        print(json.dumps(bench(results / "bench_followup.json"), indent=1))

@@ -12,41 +12,17 @@ import numpy as np
 import pytest
 
 from agent import case
-from eval.bench_followup import LesionSpec, make_series, rigid
+from eval.bench_followup import PRIOR, SCENARIOS, make_series, rigid, sod
 from radagent.errors import InputError
 from tests.conftest import data_path
 
 VOX = 3.0
 
-PRIOR = {"L1": LesionSpec("L1", "liver", (15, 12, 7.5)),  # 30 mm
-         "L2": LesionSpec("L2", "liver", (10, 8, 6)),  # 20 mm
-         "L3": LesionSpec("L3", "spleen", (9, 8, 6)),  # 18 mm
-         "L4": LesionSpec("L4", "kidney_left", (3.5, 3.5, 3.5))}  # 7 mm: not measurable -> non-target
-
-# scenario -> (motion (rotation deg about x, y, z; shift mm), follow-up lesions, expected target / overall response)
-SCENARIOS = {
-    "PR": (((2, 0, 5), (6, -4, 3)),
-           {"L1": LesionSpec("L1", "liver", (9, 7, 5)), "L2": LesionSpec("L2", "liver", (6, 5, 4)),
-            "L3": LesionSpec("L3", "spleen", (5.5, 5, 4))}, "PR", "PR"),  # 68 -> 41 mm (-40 %), L4 removed
-    "SD": (((0, 2, -4), (-5, 3, 2)),
-           {"L1": LesionSpec("L1", "liver", (16, 13, 8)), "L2": LesionSpec("L2", "liver", (10.5, 8, 6)),
-            "L3": LesionSpec("L3", "spleen", (9, 8, 6)), "L4": PRIOR["L4"]}, "SD", "SD"),  # 68 -> 71 mm (+4 %)
-    "PD_size": (((-3, 0, 3), (4, 6, -3)),
-                {"L1": LesionSpec("L1", "liver", (21, 17, 9)), "L2": LesionSpec("L2", "liver", (13, 10, 7)),
-                 "L3": LesionSpec("L3", "spleen", (11, 9, 6)), "L4": PRIOR["L4"]}, "PD", "PD"),  # 68 -> 90 (+32 %)
-    "PD_new": (((1, 1, -6), (-6, -3, 4)),
-               {**PRIOR, "L5": LesionSpec("L5", "liver", (6, 6, 5))}, "SD", "PD"),  # same sizes + a new 12 mm lesion
-    # regrown from the PR sizes: vs the baseline alone SD (68 -> 56 mm, -18 %); with the PR study as a second
-    # prior the nadir is 41 mm and 56 mm is +37 %, +15 mm: PD (test_nadir_from_an_intermediate_prior)
-    "regrow": (((-2, 1, 2), (3, 5, -2)),
-               {"L1": LesionSpec("L1", "liver", (12, 10, 6)), "L2": LesionSpec("L2", "liver", (8.5, 7, 5)),
-                "L3": LesionSpec("L3", "spleen", (7.5, 6, 5))}, "SD", "SD"),
-}
 DATES = ["2025-01-10", "2025-04-10"]  # 90 days
 
 
 def _sod(lesions):
-    return sum(s.long_axis_mm for n, s in lesions.items() if n != "L4")
+    return sod(lesions)
 
 
 @pytest.fixture(scope="module")
