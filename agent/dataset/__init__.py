@@ -26,6 +26,9 @@ Layout of OUT::
     dataset.parquet    one row per case of SOURCE (status done | failed | pending), rebuilt from
                        cases/ and errors.jsonl at the end of every run
     qa.parquet         with --qa: one row per question (case_id, qa_index, the generator's fields)
+    followup.parquet   with manifest columns patient_id + time_point (a visit number or an ISO date): one row
+                       per case compared with its patient's earlier cases (agent/dataset/followup.py); such a
+                       case folder also holds comparison.json and its report has the COMPARISON section
     errors.jsonl       one line per failed case: case_id, stage, error_type, message, traceback
                        (unexpected errors only), input_hash, settings_hash, attempts
     dataset_card.md    counts, lesion statistics, exact versions and settings

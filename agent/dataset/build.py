@@ -145,6 +145,9 @@ def build_dataset(source: str | Path, out: str | Path, options: BuildOptions | N
     if src.is_dir() and out.exists() and src.resolve() == out.resolve():
         raise DatasetError(f"{out}: the output folder must differ from the source folder")
     specs = discover_cases(src, exclude=out)
+    from .followup import patients
+
+    patients(specs, src)  # follow-up columns checked before anything runs
     model = _resolve_llm_model(opts) if opts.llm_url else None
     sdoc = settings_document(opts, model)
     cfg = CaseConfig(str(out.absolute()), opts.settings, opts.key_images, opts.style, opts.qa_function(),
@@ -370,6 +373,10 @@ def _finalize(out: Path, specs, state: State, cfg: CaseConfig, opts: BuildOption
     failed = {s.case_id for s in specs if state.status.get(s.case_id) == "failed"}
     lines = [json.dumps(state.errors[c]) + "\n" for c in sorted(failed) if c in state.errors]
     atomic_write_bytes(out / ERRORS_FILE, "".join(lines).encode())
+    from .followup import FOLLOWUP_FILE, compare_patients, write_followup
+
+    if not summary.interrupted:  # patients' cases compared in time order (kept as they were after Ctrl-C)
+        write_followup(compare_patients(out, specs, state.status, root or out), out / FOLLOWUP_FILE)
     rows, qa_rows = dataset_rows(specs, out, state, cfg.settings_hash, root)
     meta_keys = sorted({k for s in specs for k in s.metadata})
     write_parquet(rows, out / DATASET_FILE, columns(require_pyarrow(), meta_keys))
