@@ -46,6 +46,7 @@ TOOLS = {"analyze_ct", "get_findings", "ask", "verify_text", "draft_report", "co
          "list_question_types", "list_segmentation_tasks"}
 KIDNEY_Q = "What is the volume of the largest lesion in the left kidney?"
 LIVER_Q = "How many lesions are in the liver?"
+NEW_TRUE, NEW_FALSE = "A new lesion in the spleen. Progressive disease.", "No new lesions. Stable disease."
 TEXT = ("There are 3 lesions in the liver. The spleen measures 900 mL. "
         "A 5 cm lesion is seen in the left kidney.")
 
@@ -402,13 +403,14 @@ def test_compare_studies_over_http(http_server, root):
             cmp = await c.call_tool("compare_studies", {"prior_case_ids": [prior], "current_case_id": cur},
                                     progress_callback=on_progress)
             after = await c.call_tool("ask", {"case_id": cur, "question": "Are there new lesions since the prior?"})
+            claims = [await c.call_tool("verify_text", {"case_id": cur, "text": t}) for t in (NEW_TRUE, NEW_FALSE)]
             rep = await c.call_tool("draft_report", {"case_id": cur})
             res = await c.read_resource(f"radagent://cases/{cur}/comparison.json")
             bad = [await c.call_tool("compare_studies", {"prior_case_ids": [cur], "current_case_id": cur}),
                    await c.call_tool("compare_studies", {"prior_case_ids": ["0" * 32], "current_case_id": cur})]
-            return ids, before, cmp, progress, after, rep, res, bad
+            return ids, before, cmp, progress, after, claims, rep, res, bad
 
-    (prior, cur), before, cmp, progress, after, rep, res, bad = arun(run)
+    (prior, cur), before, cmp, progress, after, claims, rep, res, bad = arun(run)
     assert before.structured_content["status"] == "cannot_be_determined"
     assert not cmp.is_error, cmp.content
     got = cmp.structured_content
@@ -430,6 +432,11 @@ def test_compare_studies_over_http(http_server, root):
     new = next(t for t in c["lesions"] if t["state"] == "new")
     a = after.structured_content
     assert a["answer"] == "yes" and new["tracking_id"] in a["finding_ids"]
+    # change claims checked against the kept comparison (the new lesion is in the spleen)
+    ok = claims[0].structured_content
+    assert ok["ok"] and any(x["type"] == "comparison" and x["verdict"] == "supported"
+                            for sen in ok["sentences"] for x in sen["claims"])
+    assert claims[1].structured_content["ok"] is False
     assert "## COMPARISON" in rep.structured_content["text"] and "overall response PD" in rep.structured_content["text"]
     assert "each prior once, and not the case" in error_text(bad[0])
     assert "unknown case" in error_text(bad[1])
