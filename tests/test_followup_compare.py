@@ -249,3 +249,24 @@ def test_registration_finds_the_level_of_a_longer_scan():
     probe = np.array([[x, y, z] for x in (-150, -60) for y in (40, 140) for z in (340, 400)], dtype=float)  # in the sm FOV
     err = np.linalg.norm((T[:3, :3] @ probe.T).T + T[:3, 3] - ((truth[:3, :3] @ probe.T).T + truth[:3, 3]), axis=1)
     assert err.max() < 3.0, err
+
+
+def test_segmented_study_is_matched_by_position_only(series, tmp_path):
+    """A study whose masks came from a model (inputs.json: masks null): no lesion voxels and no organ masks to
+    check the registration with; lesions are still matched by registered position, and the comparison says so."""
+    import json
+
+    names = list(SCENARIOS)
+    out = tmp_path / "seg"
+    shutil.copytree(series["outs"][names.index("SD") + 1], out)
+    rec = json.loads((out / "inputs.json").read_text())
+    rec.update(masks=None, masks_sha256=None, segmented=True)
+    (out / "inputs.json").write_text(json.dumps(rec))
+    comp = case.compare([series["outs"][0]], out)
+    reg = comp.registrations[0]
+    q = {m.name: m for m in reg.quality}
+    assert reg.status == "ok" and q["median organ dice"].value is None and "images only" in q["median organ dice"].reason
+    assert any("position only" in w for w in comp.warnings)
+    assert sorted(t.state for t in comp.lesions) == ["persisting"] * 4
+    assert all(t.measurements[1].match_overlap is None for t in comp.lesions)
+    assert comp.recist.overall_response == "SD"
