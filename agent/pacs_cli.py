@@ -43,6 +43,15 @@ def pacs(ctx: click.Context, url: str | None, timeout_s: float) -> None:
     ctx.obj = {"url": url, "timeout_s": timeout_s}
 
 
+def _study_filters(f):
+    """--patient, --date, --accession: QIDO-RS study filters (find, and run without a STUDY_UID)."""
+    for opt in reversed([click.option("--patient", "patient_id", default=None, help="Patient ID."),
+                         click.option("--date", default=None, help="Study date YYYYMMDD or range YYYYMMDD-YYYYMMDD."),
+                         click.option("--accession", default=None, help="Accession number.")]):
+        f = opt(f)
+    return f
+
+
 def _client(ctx: click.Context):
     from agent.pacs.client import PacsClient, PacsSettings
 
@@ -50,11 +59,9 @@ def _client(ctx: click.Context):
 
 
 @pacs.command()
-@click.option("--patient", "patient_id", default=None, help="Patient ID.")
+@_study_filters
 @click.option("--study", "study_uid", default=None, help="Study Instance UID.")
 @click.option("--modality", default=None, help="A modality in the study (CT, SEG, SR, ...).")
-@click.option("--date", default=None, help="Study date YYYYMMDD or range YYYYMMDD-YYYYMMDD.")
-@click.option("--accession", default=None, help="Accession number.")
 @click.option("--json", "as_json", is_flag=True, help="Print the studies as JSON.")
 @_no_secrets
 @click.pass_context
@@ -107,7 +114,8 @@ def _processor(client, work: Path, series: str | None, store: bool, segment: dic
 
 
 @pacs.command()
-@click.argument("study_uid")
+@click.argument("study_uid", required=False)
+@_study_filters
 @click.option("-o", "--out", "work", required=True, type=click.Path(path_type=Path),
               help="Work folder: OUT/<study>/dicom (retrieved) and OUT/<study>/out (findings, SEG, SR).")
 @click.option("--series", default=None, help="The CT series to analyze when the study holds several.")
@@ -115,20 +123,45 @@ def _processor(client, work: Path, series: str | None, store: bool, segment: dic
 @segment_request_options
 @_no_secrets
 @click.pass_context
-def run(ctx: click.Context, study_uid: str, work: Path, series: str | None, no_store: bool, **segment) -> None:
-    """Retrieve STUDY_UID, analyze its CT (with the DICOM SEG stored with it, else segmenting), write findings and
-    the DICOM SEG + SR, and store SEG + SR back into the study (STOW-RS)."""
+def run(ctx: click.Context, study_uid: str | None, patient_id: str | None, date: str | None, accession: str | None,
+        work: Path, series: str | None, no_store: bool, **segment) -> None:
+    """Retrieve STUDY_UID (or every CT study matching --patient/--date/--accession), analyze its CT (with the DICOM
+    SEG stored with it, else segmenting), write findings and the DICOM SEG + SR, and store SEG + SR back into the
+    study (STOW-RS)."""
+    from rich.markup import escape
+
+    from agent.pacs.client import PacsError
     from radagent.errors import RadagentError
 
     con = _stderr()
+    filters = {"patient_id": patient_id, "date": date, "accession": accession}
+    if (study_uid is None) == (not any(filters.values())):
+        raise click.UsageError("expected a STUDY_UID or study filters (--patient, --date, --accession), not "
+                               + ("both" if study_uid else "neither"))
+    failed = 0
     try:
         client = _client(ctx)
-        res = _processor(client, work, series, not no_store, segment)(study_uid)
+        process = _processor(client, work, series, not no_store, segment)
+        uids = [study_uid] if study_uid else [r["StudyInstanceUID"] for r in client.find_studies(modality="CT", **filters)]
+        if not uids:
+            raise PacsError(f"no CT study on {client.settings.url} matches {', '.join(f'{k}={v}' for k, v in filters.items() if v)}")
+        for uid in uids:
+            try:
+                res = process(uid)
+            except RadagentError as e:
+                if len(uids) == 1:
+                    raise
+                failed += 1
+                con.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+                continue
+            con.print(f"study {res.study_uid}: CT series {res.ct_series}, masks {res.masks}; {res.n_organs} organs, "
+                      f"{res.n_lesions} lesions; stored {len(res.stored)} instances", highlight=False)
+            click.echo(str(res.out_dir / "findings.json"))
     except RadagentError as e:
         _fail(con, e)
-    con.print(f"study {res.study_uid}: CT series {res.ct_series}, masks {res.masks}; {res.n_organs} organs, "
-              f"{res.n_lesions} lesions; stored {len(res.stored)} instances", highlight=False)
-    click.echo(str(res.out_dir / "findings.json"))
+    if failed:
+        con.print(f"{failed} of {len(uids)} studies failed", highlight=False)
+        ctx.exit(2)
 
 
 @pacs.command()

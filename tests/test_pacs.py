@@ -332,7 +332,12 @@ def test_run_without_seg_says_segmentation_could_not_run(studies, tmp_path):
     bare = studies["bare"]
     with orthanc_server(tmp_path / "orthanc") as url:
         _upload(url, bare)
-        res = _cli("run", bare["study"], "-o", str(tmp_path / "w"), "--no-download", "--totalseg-home",
+        for argv, what in (([], "expected a STUDY_UID or study filters"), ([bare["study"], "--patient", "x"], "not both"),
+                           (["--patient", "NOBODY"], "no CT study on")):
+            res = _cli("run", *argv, "-o", str(tmp_path / "w"), env=_env(url))
+            assert res.exit_code == 2 and what in res.stderr, res.output
+        # found by patient (QIDO-RS), then retrieved and refused: no SEG stored, segmentation cannot run
+        res = _cli("run", "--patient", bare["patient"], "-o", str(tmp_path / "w"), "--no-download", "--totalseg-home",
                    str(tmp_path / "no_weights"), env=_env(url))
         assert res.exit_code == 2, res.output
         assert f"study {bare['study']}: no DICOM SEG stored for CT series" in res.stderr
