@@ -158,3 +158,24 @@ def test_chat_resolves_change_questions(pair):
     assert t.answer.answer == "PD"
     plain = case.chat(f1).ask("Are there new lesions since the prior?")
     assert plain.answer.status == "cannot_be_determined"
+
+
+def test_questions_on_compare_output(pair):
+    """The same questions on the Comparison perception.followup.compare makes of the pair (registration, matching,
+    RECIST by part A), against the painted truth: A grew (+8 mm analytic), B shrank, the spleen lesion is new, the
+    left-kidney lesion disappeared, a new lesion makes the overall response PD."""
+    c = case.compare([pair["dirs"][0]], pair["dirs"][1])
+    f0, f1 = (x.findings for x in pair["cases"])
+    ids = {k: (nearest(f0, pair["centres"][k]) if RADII[k][0] else None, nearest(f1, pair["centres"][k]) if RADII[k][1]
+               else None) for k in RADII}
+    a1, b1, s1 = ids["A"][1], ids["B"][1], ids["S"][1]
+    assert answer(f1, f"Has {a1} grown since the prior?", comparison=c).answer == "yes"
+    mm = answer(f1, f"By how much has {a1} grown since the prior, in mm?", comparison=c)
+    assert abs(mm.answer - 2 * (RADII["A"][1] - RADII["A"][0])) <= pair["spacing"][0]
+    assert answer(f1, f"Has {b1} shrunk since the prior?", comparison=c).answer == "yes"
+    new = answer(f1, "Are there new lesions?", comparison=c)
+    assert new.answer == "yes" and s1 in new.finding_ids
+    assert answer(f1, "Is there a new lesion in the liver?", comparison=c).answer == "no"
+    gone = answer(f1, "Has any lesion disappeared since the prior?", comparison=c)
+    assert gone.answer == "yes" and "kidney left" in gone.explanation
+    assert answer(f1, "What is the RECIST response category?", comparison=c).answer == "PD"
