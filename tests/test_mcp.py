@@ -324,9 +324,12 @@ def test_http_refuses_missing_and_bad_tokens(http_server, headers):
 
 
 def test_http_right_token_reaches_the_mcp_layer(http_server):
-    r = httpx.post(http_server, json=INIT, headers={"Accept": "application/json, text/event-stream",
-                                                    "Authorization": f"Bearer {TOKEN}"})
+    ok = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {TOKEN}"}
+    r = httpx.post(http_server, json=INIT, headers=ok)
     assert r.status_code == 200, r.text
+    # the SDK's DNS-rebinding guard on a loopback server: another Host or a foreign Origin is refused
+    assert httpx.post(http_server, json=INIT, headers={**ok, "Host": "evil.example:80"}).status_code == 421
+    assert httpx.post(http_server, json=INIT, headers={**ok, "Origin": "http://evil.example"}).status_code == 403
 
 
 def test_http_client_with_a_bad_token_gets_no_tools(http_server):
