@@ -511,6 +511,15 @@ class ClaimChecker:
     def __init__(self, findings: Findings, comparison=None):
         self.findings = findings
         self.comparison = comparison  # perception.followup Comparison of this study with its priors, or None
+        self.comparison_refused: str | None = None  # why a comparison given was not used (made from other findings)
+        if comparison is not None:
+            from reasoning.comparison import check_matches
+            from reasoning.vqa.result import _Cannot
+
+            try:
+                check_matches(comparison, findings)
+            except _Cannot as e:
+                self.comparison, self.comparison_refused = None, e.reason
         self.facts = build_facts(findings)
         self.counts = counts(findings)
         self.lesion_ids = {les.id for les in findings.lesions}
@@ -1528,7 +1537,8 @@ class ClaimChecker:
                                    f"{m.group(0)!r}: a comparison with a prior study; " + (
                                        "this change word is not one the comparison verifies (grew/shrank by, new, "
                                        "disappeared, stable, a RECIST response)" if self.comparison is not None else
-                                       "these findings hold one study and no prior"), sc.ids, "comparison"))
+                                       self.comparison_refused or "these findings hold one study and no prior"),
+                                   sc.ids, "comparison"))
             w.take(*m.span())
 
     # --- change claims against a Comparison (reasoning.comparison) ---------------------------------

@@ -476,11 +476,29 @@ def _h_direction(c: Comparison, q: Question, f: Findings | None, asked: Intent) 
     return _Result(_yes(value), None, _ids(c, t), "long-axis change beyond the in-plane voxel size", f"{kind}: {why}")
 
 
+def check_matches(c: Comparison, f: Findings) -> None:
+    """_Cannot unless ``f`` is the current study the comparison was made from: the same number of lesions, and each
+    tracked lesion's current id with the long axis the comparison recorded for it."""
+    why = None
+    if len(f.lesions) != c.current.n_lesions:
+        why = f"the comparison's current study has {c.current.n_lesions} lesion(s), these findings {len(f.lesions)}"
+    else:
+        sizes = {les.id: les.long_axis_mm for les in f.lesions}
+        for t in c.lesions:
+            m = t.at(c.current.time_point)
+            if m is not None and m.lesion_id and (m.lesion_id not in sizes or (
+                    m.long_axis_mm is not None and abs(sizes[m.lesion_id] - m.long_axis_mm) > 1e-6)):
+                why = (f"{t.tracking_id} is {m.lesion_id} of {m.long_axis_mm} mm in the comparison, but these findings "
+                       + (f"measure {m.lesion_id} {sizes[m.lesion_id]} mm" if m.lesion_id in sizes else f"have no {m.lesion_id}"))
+                break
+    if why:
+        raise _Cannot(why + ": the comparison was not made from these findings", [], "comparison")
+
+
 def handle(c: Comparison, f: Findings | None, q: Question) -> _Result:
     """A change-over-time question answered from the comparison (or _Cannot with the reason)."""
-    if c.current.findings_sha256 and f is not None and len(f.lesions) != c.current.n_lesions:
-        raise _Cannot(f"the comparison's current study has {c.current.n_lesions} lesion(s), these findings "
-                      f"{len(f.lesions)}: the comparison was not made from these findings", [], "comparison")
+    if f is not None:
+        check_matches(c, f)
     asked = intent(q.text)
     if asked == "nadir":
         return _h_nadir(c)

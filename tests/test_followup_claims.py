@@ -48,6 +48,13 @@ def test_change_claims(pair):
         assert any(x.type == "comparison" and x.verdict == "unsupported" for x in v.claims), s
 
 
+def test_comparison_of_other_findings_not_used(pair):
+    c = pair["comparison"]
+    other = c.model_copy(update={"studies": [c.studies[0], c.studies[1].model_copy(update={"n_lesions": 9})]})
+    v = case.verify(pair["cases"][1].findings, "A new lesion in the spleen.", other)
+    assert not v.ok and any("not made from these findings" in x.reason for x in v.claims)
+
+
 def test_refused_registration_cannot_rule_out_new_lesions(pair):
     from tests.followup_cases import constructed
 

@@ -98,6 +98,11 @@ def test_refusals(pair):
     # a comparison made from other findings is refused
     other = c.model_copy(update={"studies": [c.studies[0], c.studies[1].model_copy(update={"n_lesions": 7})]})
     assert answer(f1, "Are there new lesions?", comparison=other).status == "cannot_be_determined"
+    t1 = c.tracked("T1")
+    moved = t1.model_copy(update={"measurements": [t1.measurements[0], t1.measurements[1].model_copy(
+        update={"long_axis_mm": t1.measurements[1].long_axis_mm + 1})]})
+    a = answer(f1, "Are there new lesions?", comparison=c.model_copy(update={"lesions": [moved] + c.lesions[1:]}))
+    assert a.status == "cannot_be_determined" and "not made from these findings" in a.reason
 
 
 def test_resolution_and_lower_bound(pair):
@@ -106,7 +111,7 @@ def test_resolution_and_lower_bound(pair):
     c = pair["comparison"]
     t1 = c.tracked("T1")
     m0, m1 = t1.measurements
-    small = t1.model_copy(update={"measurements": [m0, m1.model_copy(update={"long_axis_mm": m0.long_axis_mm + 2.9})]})
+    small = t1.model_copy(update={"measurements": [m0.model_copy(update={"long_axis_mm": m1.long_axis_mm - 2.9}), m1]})
     cc = c.model_copy(update={"lesions": [small] + c.lesions[1:]})
     lid = m1.lesion_id
     assert answer(f1, f"Has {lid} grown since the prior?", comparison=cc).answer == "no"
