@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import subprocess
 import time
@@ -200,7 +201,7 @@ def studies(tmp_path_factory):
                 "liver_voxels": int(np.count_nonzero(liver.pixel_array))},
         "example": {"study": ex_study, "series": ex_series, "patient": "RADAGENT-PACS-2", "date": "20221208",
                     "files": sorted((root / "example" / "ct").glob("*.dcm")) + [root / "example" / "seg" / "seg.dcm"],
-                    "ct_dir": root / "example" / "ct", "masks": ex_masks},
+                    "ct_dir": root / "example" / "ct", "masks": ex_masks, "vol": vol},
         "lesion3": {"study": les_study, "files": sorted((root / "lesion3" / "ct").glob("*.dcm")) +
                     [root / "lesion3" / "seg" / "seg.dcm"], "masks": les_masks},
         "bare": {"study": bare_study, "patient": "RADAGENT-PACS-3", "date": "20240105",
@@ -214,9 +215,9 @@ def _upload(url: str, study: dict) -> None:
 
 @pytest.fixture(scope="module")
 def pacs(studies, tmp_path_factory):
-    """One Orthanc holding ct3 and example."""
+    """One Orthanc holding ct3, example and lesion3."""
     with orthanc_server(tmp_path_factory.mktemp("orthanc")) as url:
-        for name in ("ct3", "example"):
+        for name in ("ct3", "example", "lesion3"):
             _upload(url, studies[name])
         yield url
 
@@ -224,17 +225,18 @@ def pacs(studies, tmp_path_factory):
 # --- find / retrieve -------------------------------------------------------------------------------------------
 def test_find_filters_match_the_uploaded_headers(pacs, studies):
     c = _client(pacs)
-    ct3, ex = studies["ct3"], studies["example"]
+    ct3, ex, les = studies["ct3"], studies["example"], studies["lesion3"]
     every = c.find_studies()
-    assert sorted(r["StudyInstanceUID"] for r in every) == sorted([ct3["study"], ex["study"]])
+    assert sorted(r["StudyInstanceUID"] for r in every) == sorted([ct3["study"], ex["study"], les["study"]])
     by_uid = {r["StudyInstanceUID"]: r for r in every}
     assert by_uid[ct3["study"]]["NumberOfStudyRelatedInstances"] == 4  # 3 CT + 1 SEG
     assert by_uid[ex["study"]]["NumberOfStudyRelatedInstances"] == 21  # 20 CT + 1 SEG
     assert sorted(by_uid[ex["study"]]["ModalitiesInStudy"]) == ["CT", "SEG"]
     assert [r["StudyInstanceUID"] for r in c.find_studies(patient_id=ex["patient"])] == [ex["study"]]
     assert [r["StudyInstanceUID"] for r in c.find_studies(study_uid=ct3["study"])] == [ct3["study"]]
-    assert len(c.find_studies(modality="SEG")) == 2 and c.find_studies(modality="MR") == []
-    assert [r["StudyInstanceUID"] for r in c.find_studies(date=f"{ex['date']}-")] == [ex["study"]]
+    assert len(c.find_studies(modality="SEG")) == 3 and c.find_studies(modality="MR") == []
+    assert [r["StudyInstanceUID"] for r in c.find_studies(date=f"{ex['date']}-")] == [ex["study"], les["study"]]
+    assert [r["StudyInstanceUID"] for r in c.find_studies(date=f"{ex['date']}-20241231")] == [ex["study"]]
     assert [r["StudyInstanceUID"] for r in c.find_studies(date=f"-{ct3['date']}")] == [ct3["study"]]
     assert c.find_studies(date="19000101-19000102") == []
     res = _cli("find", "--modality", "CT", "--json", env=_env(pacs))
@@ -255,7 +257,7 @@ def test_retrieve_gives_series_our_loader_reads_voxel_for_voxel(pacs, studies, t
     folders = {Path(line).name: Path(line) for line in res.stdout.split()}
     assert set(folders) == {ex["series"], pydicom.dcmread(ex["files"][-1]).SeriesInstanceUID}
     assert len(list(folders[ex["series"]].glob("*.dcm"))) == 20
-    got, want = load_ct(folders[ex["series"]]), load_ct(ex["ct_dir"])
+    got, want = load_ct(folders[ex["series"]]), ex["vol"]  # the uploaded files as loaded locally
     assert np.array_equal(got.hu, want.hu) and np.array_equal(got.affine, want.affine)
     assert pydicom.dcmread(next(folders[ex["series"]].glob("*.dcm"))).file_meta.TransferSyntaxUID == \
         "1.2.840.10008.1.2.4.90"  # stored transfer syntax kept (JPEG 2000 lossless), not transcoded
@@ -288,6 +290,8 @@ def test_run_stores_seg_and_sr_whose_values_equal_findings(pacs, studies, tmp_pa
         n: int(ex["masks"][n].sum()) for n in ("liver", "spleen")}
     assert _client(pacs).find_studies(study_uid=ex["study"])[0]["NumberOfStudyRelatedInstances"] == 23  # + SEG + SR
     sr, folders = _stored_sr(pacs, ex["study"], tmp_path / "back")
+    written = pydicom.dcmread(tmp_path / "work" / ex["study"] / "out" / "dicom" / "sr.dcm")
+    assert sr.SOPInstanceUID == written.SOPInstanceUID and sr.ContentSequence == written.ContentSequence
     assert sr.StudyInstanceUID == ex["study"] and sr.Manufacturer == "radagent"
     (g,) = sr.content.get_volumetric_roi_measurement_groups()
     assert g.tracking_identifier == les["id"] and g.tracking_uid == C.tracking_uid(ex["study"], les["id"])
@@ -302,11 +306,20 @@ def test_run_stores_seg_and_sr_whose_values_equal_findings(pacs, studies, tmp_pa
     segments = {s.SegmentLabel: s for s in pydicom.dcmread(ours[0], stop_before_pixels=True).SegmentSequence}
     assert set(segments) == {"liver", "spleen", les["mask"]}
     assert segments[les["mask"]].TrackingID == les["id"] and segments[les["mask"]].TrackingUID == g.tracking_uid
-    # run again: the same objects (deterministic UIDs), the study does not grow, our SEG is not read as input
-    res = _cli("run", ex["study"], "-o", str(tmp_path / "work"), env=_env(pacs))
-    assert res.exit_code == 0 and "masks stored SEG" in res.stderr, res.output
-    assert json.loads(Path(res.stdout.strip()).read_text())["lesions"][0]["long_axis_mm"] == les["long_axis_mm"]
-    assert _client(pacs).find_studies(study_uid=ex["study"])[0]["NumberOfStudyRelatedInstances"] == 23
+
+
+def test_rerun_stores_the_same_objects(pacs, studies, tmp_path):
+    """Deterministic UIDs: running a study twice leaves it with one SEG and one SR of ours; our SEG is not read
+    back as input (the stored SEG made elsewhere is)."""
+    les = studies["lesion3"]
+    counts = []
+    for _ in range(2):
+        res = _cli("run", les["study"], "-o", str(tmp_path / "work"), env=_env(pacs))
+        assert res.exit_code == 0 and "masks stored SEG" in res.stderr, res.output
+        f = json.loads(Path(res.stdout.strip()).read_text())
+        assert [x["voxel_count"] for x in f["lesions"]] == [int(les["masks"]["liver_lesion"].sum())]
+        counts.append(_client(pacs).find_studies(study_uid=les["study"])[0]["NumberOfStudyRelatedInstances"])
+    assert counts == [len(les["files"]) + 2] * 2
 
 
 # --- refusals --------------------------------------------------------------------------------------------------------
@@ -437,3 +450,43 @@ def test_bad_uids_from_the_server_never_name_files():
         with pytest.raises(PacsError, match="expected a DICOM UID"):
             check_uid(bad)
     assert check_uid(" 1.2.840.10008 ") == "1.2.840.10008"
+
+
+def test_watch_state_survives_a_restart_and_waits_for_stability(pacs, studies, tmp_path):
+    """poll() twice as two processes would: the first sees both studies and waits (not stable yet), the second,
+    100 s later by the clock, processes each once; what it was given to process is exactly the new studies."""
+    from agent.pacs.watch import poll
+
+    state, seen = tmp_path / "w.json", []
+    client = _client(pacs)
+
+    def process(uid):
+        seen.append(uid)
+        return [f"{uid}.99"]
+    r1 = poll(client, state, process, stable_age_s=60, now=lambda: 1000.0)
+    assert sorted(r1.pending) == sorted(studies[k]["study"] for k in ("ct3", "example", "lesion3")) and seen == []
+    pending = json.loads(state.read_text())["studies"]
+    assert {v["status"] for v in pending.values()} == {"pending"} and all(v["changed_at"] == 1000.0 for v in pending.values())
+    r2 = poll(client, state, process, stable_age_s=60, now=lambda: 1100.0)
+    assert sorted(r2.processed) == sorted(seen) == sorted(pending)
+    r3 = poll(client, state, process, stable_age_s=60, now=lambda: 1200.0)
+    assert r3.processed == [] and sorted(r3.skipped) == sorted(pending) and len(seen) == 3
+
+
+def test_token_and_credential_settings():
+    from agent.pacs.client import PacsError, PacsSettings
+
+    s = PacsSettings.from_env(environ={"RADAGENT_PACS_URL": "http://h:1/dicom-web/", "RADAGENT_PACS_TOKEN": "t0k"})
+    assert s.url == "http://h:1/dicom-web" and s.token == "t0k" and s.user is None
+    assert "t0k" not in s.describe() and "RADAGENT_PACS_TOKEN" in s.describe()
+    for env, what in (({"RADAGENT_PACS_TOKEN": "t", "RADAGENT_PACS_USER": "u", "RADAGENT_PACS_PASSWORD": "p"},
+                       "expected one way"), ({}, "no PACS URL"), ({"RADAGENT_PACS_URL": "ftp://h/x"}, "expected http(s)")):
+        if env and "RADAGENT_PACS_URL" not in env:
+            env["RADAGENT_PACS_URL"] = "http://h:1/dicom-web"
+        with pytest.raises(PacsError, match=re.escape(what)):
+            PacsSettings.from_env(environ=env)
+
+
+def test_bearer_token_refused_by_orthanc_basic_auth(pacs):
+    res = _cli("find", env=_env(pacs, RADAGENT_PACS_USER="", RADAGENT_PACS_PASSWORD="", RADAGENT_PACS_TOKEN="tok"))
+    assert res.exit_code == 2 and "HTTP 401" in res.stderr and "bearer token from RADAGENT_PACS_TOKEN" in res.stderr
