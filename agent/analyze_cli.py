@@ -67,7 +67,13 @@ def analyze(ct: Path, masks: Path | None, class_map: Path | None, mask_label: st
             raise click.UsageError(f"{out}: output folder exists and is not empty (use --force to replace it)")
         _check_output_folder(out)  # before the analysis: an unwritable -o is refused at once
         request = None if masks is not None else segment_request_from_options(**segment)
-        with con.status(f"analyzing {ct}" + ("" if masks else f" (segmenting with {', '.join(request.backends)})")):
+        if masks is None:  # one bar over every segmentation task (percentage, ETA)
+            from agent.segment_options import segment_progress
+
+            busy = segment_progress(con, f"segmenting {ct.name} ({', '.join(request.backends)})")
+        else:
+            busy = con.status(f"analyzing {ct}")
+        with busy:
             analyzed = case_service.analyze(ct, masks, class_map=class_map, mask_label=mask_label, segment=request,
                                             key_images=not no_key_images, strict_masks=strict_masks, timings=tm,
                                             dicom_out=dicom_out)

@@ -15,8 +15,10 @@ CLI cannot drift from what the backends accept; every value is validated once, b
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -46,7 +48,8 @@ def _options(include_masks_backend: bool, backend_aliases: tuple[str, ...] = ())
         click.option("--weights", type=click.Path(path_type=Path), default=None,
                      help="UniT checkpoint (backend unit), from `radagent train unit`."),
         click.option("--task", "tasks", multiple=True, type=click.Choice(list(TASKS)),
-                     help="TotalSegmentator task(s) (repeat; default: total)."),
+                     help="TotalSegmentator task(s) (repeat; default: total, then liver_segments, liver_lesions, "
+                          "kidney_cysts, lung_nodules where total found the organ)."),
         click.option("--fast/--full", "fast", default=None,
                      help="TotalSegmentator `total` at 3 mm (fast) or 1.5 mm (full). Default: fast on CPU, full on GPU."),
         click.option("--totalseg-weights", type=click.Path(path_type=Path), default=None,
@@ -93,7 +96,7 @@ def segment_request_from_options(*, backends: tuple[str, ...] = (), weights: Pat
     """The SegmentRequest of the options ``segment_request_options`` added (pass them as click gave them).
 
     Options left at their defaults are left to the request's defaults (no --backend: totalseg, plus
-    unit with --weights; no --task: total). A refusal raises click.UsageError naming the option.
+    unit with --weights; no --task: ``totalseg.DEFAULT_TASKS``). A refusal raises click.UsageError naming the option.
     """
     given: dict[str, Any] = {"weights": weights, "totalseg_weights": totalseg_weights, "totalseg_home": totalseg_home,
                              "threshold": threshold, "fast": fast, "masks": masks, "class_map": class_map}
@@ -114,3 +117,33 @@ def _usage_message(e: RequestError) -> str:
     if not getattr(e, "problems", ()):
         return str(e)
     return "; ".join(f"{SegmentRequest.option_of(field) or field}: {msg}" for field, msg in e.problems)
+
+
+@contextlib.contextmanager
+def segment_progress(console: Any, label: str) -> Iterator[None]:
+    """One progress bar over every segmentation task run inside (percentage, elapsed, ETA), on ``console``
+    (stderr). Backends report through ``perception.segment.runs.progress_to``."""
+    import time
+
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from perception.segment.runs import eta_seconds, progress_to
+
+    t0 = time.perf_counter()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[eta]}"), console=console, transient=False) as bar:
+        task = bar.add_task(label, total=100.0, eta="ETA unknown")
+
+        def report(fraction: float, message: str) -> None:
+            eta = eta_seconds(fraction, time.perf_counter() - t0)
+            bar.update(task, completed=100.0 * fraction, description=f"{label}: {message}",
+                       eta="ETA unknown" if eta is None else f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
+
+        with progress_to(report):
+            yield

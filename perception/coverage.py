@@ -16,7 +16,14 @@ from pathlib import Path
 
 from . import registry
 from .mask import Mask
-from .schema import IgnoredMask, LesionSearch
+from .schema import (
+    IgnoredMask,
+    LesionProvenance,
+    LesionSearch,
+    ModelWeights,
+    Segmentation,
+    SegmentationRun,
+)
 
 _MODEL_BACKENDS = ("totalseg", "unit")  # perception.segment.common.BACKENDS minus "masks"
 
@@ -93,3 +100,47 @@ def ignored_masks(ls) -> list[IgnoredMask]:
         out.append(IgnoredMask(name=raw, source=m.source if m is not None else raw, reason="unknown structure name",
                                did_you_mean=list(sugg)))
     return out
+
+
+def _file_sha256(path: str) -> str | None:
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while b := f.read(1 << 22):
+                h.update(b)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def lesion_provenance(source: str, runs: list | None, _sha: dict[str, str | None] | None = None) -> LesionProvenance:
+    """A lesion mask's provenance from its ``Mask.source``: a model's (``totalseg:liver_lesions#1`` with the
+    matching ``ModelRun`` of ``runs``: version, checkpoint checksums) or a mask file's (path and SHA-256;
+    ``_sha`` caches checksums across the lesions of one file)."""
+    head, _, label = source.partition("#")
+    lab = label.split()[0] if label else ""
+    lab_id = int(lab) if lab.isdigit() else None
+    backend = head.split(":", 1)[0]
+    if backend in _MODEL_BACKENDS and ":" in head:
+        run = next((r for r in runs or [] if r.source_prefix == head), None)
+        task = head.split(":", 1)[1].split("/", 1)[0]
+        return LesionProvenance(kind="model", label=lab_id, backend=backend, task=task,
+                                model_version=run.version if run else None,
+                                weights_sha256=[w.sha256 for w in run.weights if w.sha256] if run else [])
+    cache = _sha if _sha is not None else {}
+    if head not in cache:
+        cache[head] = _file_sha256(head) if "+" not in head else None
+    return LesionProvenance(kind="mask", mask_file=head, mask_sha256=cache[head], label=lab_id)
+
+
+def segmentation_block(runs: list | None) -> Segmentation | None:
+    """Findings.segmentation from the backends' ``ModelRun`` records (None when no model ran)."""
+    if not runs:
+        return None
+    out = [SegmentationRun(backend=r.backend, task=r.task, version=r.version, status=r.status, seconds=r.seconds,
+                           mode=r.mode, device=r.device, reason=r.reason,
+                           weights=[ModelWeights(folder=w.folder, trainer=w.trainer, configuration=w.configuration,
+                                                 sha256=w.sha256) for w in r.weights]) for r in runs]
+    return Segmentation(runs=out, seconds=round(sum(r.seconds for r in out), 2))

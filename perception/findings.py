@@ -11,7 +11,7 @@ from scipy import ndimage
 from . import __version__, registry
 from .characterize import (HostRegion, composition, fatty_reason, host_region, implausible_reason, lung_side_from_midline,
                            nodule_type, plausibility, ratio_reason)
-from .coverage import ignored_masks, lesion_search
+from .coverage import ignored_masks, lesion_provenance, lesion_search, segmentation_block
 from .location import (adjacent_structures, derive_pancreas_segments, kidney_pole, margin_voxels, near, segment_shares,
                        slice_ref)
 from .mask import Mask, intersect
@@ -395,6 +395,11 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
             size_qualifier="lower_bound" if edges else "complete", recist_measurable=measurable, recist_rule=rule,
             staging=lesion_hints(fam, c.kind, size_for_t, contacts, vessels_present, renal_overlap),
         ))
+    # where each lesion came from: the model runs a segmentation backend recorded (perception.segment.runs), else the file
+    runs = getattr(ls, "model_runs", None)
+    sha_cache: dict[str, str | None] = {}
+    for r in lesion_rows:
+        r["provenance"] = lesion_provenance(r["_mask"].source, runs, sha_cache)
     lesion_rows.sort(key=lambda r: (-r["volume_ml"], r["mask"], r["component_label"]))
     lesion_masks = {f"L{i}": r.pop("_mask") for i, r in enumerate(lesion_rows, start=1)}
     lesions = [Lesion(id=f"L{i}", **r) for i, r in enumerate(lesion_rows, start=1)]
@@ -447,5 +452,6 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
         masks.append(MaskInfo(name=n, source=m.source, category=st.category if st else "unknown", voxel_count=m.voxel_count))
     findings = Findings(radagent_version=__version__, study=study, organs=final_organs, lesions=lesions,
                         staging=study_hints(), masks=masks, dropped_components=dropped, settings=s.schema(),
-                        lesion_search=lesion_search(ls.masks), ignored_masks=ignored_masks(ls))
+                        lesion_search=lesion_search(ls.masks), ignored_masks=ignored_masks(ls),
+                        segmentation=segmentation_block(runs))
     return findings, lesion_masks

@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = "1.2.0"
+SCHEMA_VERSION = "1.3.0"
 # every version this reader accepts; older files are upgraded on reading (see Findings._upgrade)
-KNOWN_VERSIONS = ("1.0.0", "1.1.0", "1.2.0")
+KNOWN_VERSIONS = ("1.0.0", "1.1.0", "1.2.0", "1.3.0")
 
 
 class _Model(BaseModel):
@@ -187,6 +187,48 @@ class StagingHint(_Model):
     rule: str = Field(description="the rule that fired, or why it was not assessed")
 
 
+class LesionProvenance(_Model):
+    """Where a lesion's mask came from: a mask file the user gave (path and SHA-256), or a model (backend, task,
+    version, checksums of the weights it loaded)."""
+
+    kind: Literal["mask", "model"]
+    mask_file: str | None = Field(None, description="mask file path as given (kind 'mask')")
+    mask_sha256: str | None = Field(None, description="SHA-256 of that file; null when it could not be read")
+    label: int | None = Field(None, description="label id in a multilabel file or model output")
+    backend: str | None = Field(None, description="segmentation backend (kind 'model'): totalseg, unit, ...")
+    task: str | None = Field(None, description="the backend's task or model name")
+    model_version: str | None = Field(None, description="version of the backend package or model")
+    weights_sha256: list[str] = Field([], description="SHA-256 of each checkpoint the task loaded (crop model included)")
+
+
+class ModelWeights(_Model):
+    folder: str
+    trainer: str | None = None
+    configuration: str | None = None
+    sha256: str | None = Field(None, description="checkpoint SHA-256; null when the file was not there to hash")
+
+
+class SegmentationRun(_Model):
+    """One task of one segmentation backend in this study: ran (seconds) or skipped (why)."""
+
+    backend: str
+    task: str
+    version: str
+    status: Literal["ran", "skipped"]
+    seconds: float
+    mode: str | None = None
+    device: str | None = None
+    weights: list[ModelWeights] = []
+    reason: str | None = Field(None, description="why the task was skipped")
+
+
+class Segmentation(_Model):
+    """Models that segmented this CT (absent when the user gave the masks)."""
+
+    runs: list[SegmentationRun]
+    seconds: float = Field(description="sum of the runs' seconds")
+
+
 class Lesion(_Model):
     id: str
     organ: str | None = Field(description="host organ (mask name), null if no organ overlaps")
@@ -240,6 +282,11 @@ class Lesion(_Model):
                                                              "or fatty), null when it was")
     composition_rule: str | None = Field(None, description="which composition rules (fat, cystic, calcified) applied to "
                                                            "this lesion's host and why the others did not")
+    provenance: LesionProvenance | None = Field(None, description="mask file or model this lesion came from; null in "
+                                                                  "files older than 1.3.0")
+    detection_score: float | None = Field(None, description="the model's detection probability, when it gives one")
+    type_probabilities: dict[str, float] | None = Field(None, description="the model's lesion type probabilities, "
+                                                                          "when it gives them")
 
     @model_validator(mode="after")
     def _consistent(self) -> "Lesion":
@@ -282,6 +329,8 @@ class Findings(_Model):
     lesion_search: list[LesionSearch] = Field([], description="per organ: searched for lesions (by which mask or "
                                                               "model) or not; empty in files older than 1.1.0")
     ignored_masks: list[IgnoredMask] = []
+    segmentation: Segmentation | None = Field(None, description="models run on this CT, versions, timings (null: the "
+                                                                "masks were given, or a file older than 1.3.0)")
 
     @model_validator(mode="before")
     @classmethod
@@ -309,6 +358,7 @@ class Findings(_Model):
                 lesions.append(les)
             data = {**data, "lesions": lesions}
         # 1.0.0 and 1.1.0 lack Lesion.max_area_slice: it stays None (the slice of largest area is unknown for them)
+        # before 1.3.0: Lesion.provenance / detection_score / type_probabilities and Findings.segmentation stay None
         return data
 
     @model_validator(mode="after")

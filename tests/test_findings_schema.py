@@ -106,7 +106,7 @@ def test_refuses_two_search_entries_for_one_organ(findings):
 
 
 def test_current_version_written(findings):
-    assert findings.schema_version == SCHEMA_VERSION == "1.2.0"
+    assert findings.schema_version == SCHEMA_VERSION == "1.3.0"
 
 
 def test_old_1_1_0_file_loads_without_max_area_slice(findings):

@@ -162,4 +162,4 @@ def test_lesion_ids_ordered_by_volume_and_json_roundtrip(case):
     assert vols == sorted(vols, reverse=True)
     assert [l.id for l in f.lesions] == [f"L{i}" for i in range(1, len(vols) + 1)]
     assert Findings.model_validate_json(f.to_json()) == f
-    assert json.loads(f.to_json())["schema_version"] == SCHEMA_VERSION == "1.2.0"
+    assert json.loads(f.to_json())["schema_version"] == SCHEMA_VERSION == "1.3.0"

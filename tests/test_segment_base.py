@@ -90,8 +90,8 @@ def test_unknown_backend_and_options_are_refused(ct):
 
 
 @pytest.mark.parametrize("task, pattern", [
-    ("liver_lesions", "absent from TotalSegmentator 2.12.0"),
-    ("renal_arteries", "celiac trunk, SMA"),
+    ("renal_arteries", r"celiac trunk, SMA, renal arteries\) is licence-gated in TotalSegmentator 2\.18\.0"),
+    ("aortic_dissection", "licence-gated"),
     ("tissue_types", "licence-gated"),
     ("liver_segment", "did you mean 'liver_segments'"),
 ])
@@ -112,6 +112,12 @@ def test_totalseg_task_table_matches_class_maps():
             assert DATASETS[d].folder.startswith(f"Dataset{d:03d}_")
     assert TASKS["total"].needed(True) == (297,)
     assert TASKS["liver_segments"].needed(False) == (570, 298)
+    # liver_lesions (TotalSegmentator 2.18.0 map_tasks_config): nnU-Net 591, 3d_fullres_high, 0.75 x 0.75 x 1 mm,
+    # cropped by the robust 3 mm model (297)
+    assert TASKS["liver_lesions"].needed(False) == (591, 297)
+    assert DATASETS[591].configuration == "3d_fullres_high" and DATASETS[591].spacing_mm == (0.75, 0.75, 1.0)
+    assert DATASETS[591].checkpoint("/w").as_posix() == ("/w/Dataset591_ct_liver_lesions_842subj/"
+                                                        "nnUNetTrainer__nnUNetPlans__3d_fullres_high/fold_0/checkpoint_final.pth")
 
 
 def test_labelset_files_round_trip_through_load_masks(ct, tmp_path):

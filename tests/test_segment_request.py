@@ -31,7 +31,9 @@ from tests.conftest import data_path
 
 def test_defaults_totalseg_then_unit_when_weights_given():
     r = SegmentRequest.build()
-    assert r.backends == ("totalseg",) and r.tasks == ("total",) and r.device == "auto" and r.allow_download
+    assert r.backends == ("totalseg",) and r.device == "auto" and r.allow_download
+    # a no-mask analyze: total, then the lesion tasks (and liver segments) of the organs total finds
+    assert r.tasks == ("total", "liver_segments", "liver_lesions", "kidney_cysts", "lung_nodules")
     assert SegmentRequest.build(unit_weights="final.pt").backends == ("totalseg", "unit")
     assert SegmentRequest.build(backends=["unit"], unit_weights="final.pt").backends == ("unit",)  # explicit wins
     assert SegmentRequest.build(backends="totalseg").backends == ("totalseg",)
@@ -73,7 +75,7 @@ def test_backend_names_are_one_list():
     ({"backends": ["unit"]}, "unit_weights", r"unit_weights \(--weights\): backend 'unit' needs --weights"),
     ({"backends": ["masks"]}, "masks", r"masks \(--masks\): backend 'masks' needs --masks PATH"),
     ({"tasks": ["liver_segment"]}, "tasks", r"unknown task 'liver_segment'.*did you mean 'liver_segments'"),
-    ({"tasks": ["liver_lesions"]}, "tasks", r"absent from TotalSegmentator 2\.12\.0"),
+    ({"tasks": ["renal_arteries"]}, "tasks", r"licence-gated in TotalSegmentator 2\.18\.0"),
     ({"tasks": ["tissue_types"]}, "tasks", r"licence-gated"),
     ({"tasks": []}, "tasks", r"expected one or more TotalSegmentator tasks .*found none"),
     ({"device": "gpu0"}, "device", r"device \(--device\): expected auto, cpu, cuda, cuda:N or mps, found 'gpu0'"),
@@ -221,8 +223,8 @@ def test_cli_refusals_name_the_option():
     assert r.exit_code == 2 and "--device: expected auto, cpu, cuda, cuda:N or mps, found 'gpu'" in r.output
     r = CliRunner().invoke(SEGMENT, ["ct.nii.gz", "--backend", "masks"])
     assert r.exit_code == 2 and "--masks: backend 'masks' needs --masks PATH" in r.output
-    r = CliRunner().invoke(ANALYZE, ["ct.nii.gz", "--task", "liver_lesions"])  # not a choice: click refuses it
-    assert r.exit_code == 2 and "liver_segments" in r.output
+    r = CliRunner().invoke(ANALYZE, ["ct.nii.gz", "--task", "renal_arteries"])  # not a choice: click refuses it
+    assert r.exit_code == 2 and "liver_lesions" in r.output
     r = CliRunner().invoke(SEGMENT, ["ct.nii.gz", "--backend", "masks", "--masks", "segs", "--class-map", "m.json"])
     assert r.exit_code == 0, r.output
     assert SegmentRequest.model_validate_json(r.output).backend_options("masks") == {"path": Path("segs"),

@@ -9,13 +9,46 @@ totalseg, then unit) and merges their LabelSets (provenance in each Mask.source)
 needs neither torch nor TotalSegmentator; a backend that needs them says so when it is created.
 """
 
-from .base import (BACKENDS, MasksSegmenter, Segmenter, labelset_files, make_segmenter, make_segmenters,
-                   merge_labelsets, run_segmenters, segment_ct, select_device)
-from .errors import (BackendUnavailableError, CheckpointError, DeviceError, SegmentConfigError, SegmentError,
-                     SegmentRequestError, WeightsMissingError)
+from .base import (
+                   BACKENDS,
+                   MasksSegmenter,
+                   Segmenter,
+                   labelset_files,
+                   make_segmenter,
+                   make_segmenters,
+                   merge_labelsets,
+                   run_segmenters,
+                   segment_ct,
+                   select_device,
+)
+from .errors import (
+                   BackendUnavailableError,
+                   CheckpointError,
+                   DeviceError,
+                   SegmentConfigError,
+                   SegmentError,
+                   SegmentRequestError,
+                   WeightsMissingError,
+)
 from .request import SegmentRequest
 
-__all__ = ["BACKENDS", "MasksSegmenter", "Segmenter", "SegmentRequest", "labelset_files", "make_segmenter",
-           "make_segmenters", "merge_labelsets", "run_segmenters", "segment_ct", "select_device", "SegmentError",
-           "BackendUnavailableError", "WeightsMissingError", "CheckpointError", "DeviceError", "SegmentConfigError",
-           "SegmentRequestError"]
+__all__ = [
+                   "BACKENDS",
+                   "BackendUnavailableError",
+                   "CheckpointError",
+                   "DeviceError",
+                   "MasksSegmenter",
+                   "SegmentConfigError",
+                   "SegmentError",
+                   "SegmentRequest",
+                   "SegmentRequestError",
+                   "Segmenter",
+                   "WeightsMissingError",
+                   "labelset_files",
+                   "make_segmenter",
+                   "make_segmenters",
+                   "merge_labelsets",
+                   "run_segmenters",
+                   "segment_ct",
+                   "select_device",
+]

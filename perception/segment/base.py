@@ -19,9 +19,10 @@ import importlib
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -185,6 +186,7 @@ def run_segmenters(ct: CTVolume, segmenters: Sequence[Segmenter],
                    prefer: Mapping[str, str] | None = None) -> LabelSet:
     """Run backends already made on ``ct`` (each result checked to be on the CT grid) and merge them."""
     results = []
+    runs: list = []
     for s in segmenters:
         t0 = time.perf_counter()
         ls = s.segment(ct)
@@ -193,7 +195,12 @@ def run_segmenters(ct: CTVolume, segmenters: Sequence[Segmenter],
         log.info("segment: %s on %s: %d structures (%d non-empty) in %.1f s", s.name, s.device, len(ls.masks),
                  sum(not m.empty for m in ls.masks.values()), time.perf_counter() - t0)
         results.append((s.name, ls))
-    return merge_labelsets(results, prefer)
+        runs += list(getattr(s, "runs", None) or [])
+    merged = merge_labelsets(results, prefer)
+    # what each backend ran (ModelRun: task, version, weights checksums, seconds), read by build_findings for each
+    # lesion's provenance and Findings.segmentation
+    merged.model_runs = runs  # type: ignore[attr-defined]
+    return merged
 
 
 # --- writing masks ------------------------------------------------------------------------------

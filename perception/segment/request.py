@@ -23,11 +23,18 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .common import BACKENDS, DEVICE_RE, DEVICE_SPELLINGS, BackendName
 from .errors import SegmentRequestError
-from .totalseg import TASKS, task_problem
+from .totalseg import DEFAULT_TASKS, TASKS, task_problem
 
 
 def _opt(option: str) -> dict[str, Any]:
@@ -46,7 +53,8 @@ class SegmentRequest(BaseModel):
     """A validated segmentation request: backends in priority order and each one's options.
 
     ``backends``: the first listed wins where several segment a structure (default: totalseg, plus
-    unit when ``unit_weights`` is given). ``tasks``/``fast``/``totalseg_weights``/``totalseg_home``/
+    unit when ``unit_weights`` is given). ``tasks`` (default ``totalseg.DEFAULT_TASKS``: total, then the liver
+    segments / liver lesions / kidney cysts / lung nodules of the organs total found)/``fast``/``totalseg_weights``/``totalseg_home``/
     ``allow_download``: TotalSegmentator. ``unit_weights``/``existence_threshold``: the UniT model.
     ``masks``/``class_map``: the masks backend. ``device``: auto | cpu | cuda | cuda:N | mps, checked
     for spelling here and for availability by the backend that runs on it.
@@ -55,7 +63,7 @@ class SegmentRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     backends: tuple[BackendName, ...] = Field(("totalseg",), json_schema_extra=_opt("--backend"))
-    tasks: tuple[str, ...] = Field(("total",), json_schema_extra=_opt("--task"))
+    tasks: tuple[str, ...] = Field(DEFAULT_TASKS, json_schema_extra=_opt("--task"))
     fast: bool | None = Field(None, json_schema_extra=_opt("--fast/--full"))
     totalseg_weights: Path | None = Field(None, json_schema_extra=_opt("--totalseg-weights"))
     totalseg_home: Path | None = Field(None, json_schema_extra=_opt("--totalseg-home"))
@@ -150,11 +158,11 @@ class SegmentRequest(BaseModel):
     def _backend_needs(self) -> SegmentRequest:
         problems = []
         if "unit" in self.backends and self.unit_weights is None:
-            problems.append(("unit_weights", "backend 'unit' needs --weights CKPT (a checkpoint from "
-                                             "`radagent train unit`), found none"))
+            problems.append(("unit_weights", ("backend 'unit' needs --weights CKPT (a checkpoint from "
+                                             "`radagent train unit`), found none")))
         if "masks" in self.backends and self.masks is None:
-            problems.append(("masks", "backend 'masks' needs --masks PATH (a folder of NIfTI masks or a "
-                                      "multilabel NIfTI), found none"))
+            problems.append(("masks", ("backend 'masks' needs --masks PATH (a folder of NIfTI masks or a "
+                                      "multilabel NIfTI), found none")))
         if problems:
             raise _Problems(problems)
         return self

@@ -2,9 +2,11 @@
 
 Which TotalSegmentator task gives what, which nnU-Net dataset folder each needs, and which tasks are
 absent from the pinned version are plain data here (``TASKS``, ``DATASETS``, ``UNAVAILABLE``), read
-by the code, the CLI and the tests. The pinned TotalSegmentator is 2.12.0 (with nnunetv2 2.5.2):
-newer nnunetv2 pulls timm/torchvision and, through them, a CUDA torch (see
-../shared/docs/PERCEPTION_NOTES.md).
+by the code, the CLI and the tests. The pinned TotalSegmentator is 2.18.0 with nnunetv2 2.5.2 and
+dynamic-network-architectures 0.3.1 (TotalSegmentator asks for nnunetv2 >= 2.3.1): nnunetv2 >= 2.6
+pulls timm and torchvision, whose PyPI build does not import beside CPU torch 2.13.0 (``operator
+torchvision::nms does not exist``, measured here with torchvision 0.28.0), see
+../shared/docs/PERCEPTION_NOTES.md.
 
 Weights: ``weights_dir`` (TOTALSEG_WEIGHTS_PATH), else ``home_dir``/nnunet/results
 (TOTALSEG_HOME_DIR), else TotalSegmentator's own default (~/.totalsegmentator). TotalSegmentator
@@ -16,7 +18,14 @@ rather than silently using the first one.
 
 Input and output: the CT is written to a temporary NIfTI, each task's multilabel output is read
 back onto the CT grid by ``perception.masks.load_multilabel`` (geometry checked), and every Mask's
-source says ``totalseg:<task>[/fast]#<label id>``.
+source says ``totalseg:<task>[/fast]#<label id>``. Each task run is recorded in ``runs`` (task,
+TotalSegmentator version, dataset folders with their checkpoint's SHA-256, seconds, or why it was
+skipped): Findings' provenance and ``segmentation`` block come from it.
+
+Follow-up tasks (``FOLLOW_UP``): a task whose host organs ``total`` did not find on this CT (no
+liver, no kidney, no lung) is skipped and recorded as such, after ``total`` ran in the same call;
+``DEFAULT_TASKS`` is what a no-mask analyze runs (abdomen: liver segments, liver lesions, kidney
+cysts; chest: lung nodules).
 """
 
 from __future__ import annotations
@@ -28,9 +37,10 @@ import logging
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import nibabel as nib
 import numpy as np
@@ -39,23 +49,32 @@ from .. import registry
 from ..masks import LabelSet, load_multilabel
 from ..volume import CTVolume
 from .common import relabel, select_device
-from .errors import BackendUnavailableError, SegmentError, WeightsMissingError, missing_package_message
+from .errors import (
+    BackendUnavailableError,
+    SegmentError,
+    WeightsMissingError,
+    missing_package_message,
+)
 
 log = logging.getLogger("radagent.segment.totalseg")
 
-TOTALSEG_VERSION = "2.12.0"
+TOTALSEG_VERSION = "2.18.0"
 _RELEASES = "https://github.com/wasserth/TotalSegmentator/releases/download"
 
 
 @dataclass(frozen=True)
 class DatasetWeights:
-    """One nnU-Net model folder TotalSegmentator loads (facts from totalsegmentator 2.12.0 libs.py / python_api.py)."""
+    """One nnU-Net model folder TotalSegmentator loads (facts from totalsegmentator 2.18.0 map_tasks_config.py)."""
 
     dataset_id: int
-    folder: str  # <weights dir>/<folder>/<trainer>__nnUNetPlans__3d_fullres/fold_0/checkpoint_final.pth
+    folder: str  # <weights dir>/<folder>/<trainer>__nnUNetPlans__<configuration>/fold_0/checkpoint_final.pth
     trainer: str
     spacing_mm: tuple[float, float, float] | None  # resampling before the model (x, y, z); None = native
     release: str  # the GitHub release tag holding <folder>.zip
+    configuration: str = "3d_fullres"
+
+    def checkpoint(self, root: Path) -> Path:
+        return Path(root) / self.folder / f"{self.trainer}__nnUNetPlans__{self.configuration}" / "fold_0" / "checkpoint_final.pth"
 
     @property
     def url(self) -> str:
@@ -74,6 +93,8 @@ DATASETS: dict[int, DatasetWeights] = {d.dataset_id: d for d in [
     DatasetWeights(8, "Dataset008_HepaticVessel", "nnUNetTrainer", None, "v2.4.0-weights"),
     DatasetWeights(789, "Dataset789_kidney_cyst_501subj", "nnUNetTrainer_DASegOrd0_NoMirroring", (1.5,) * 3, "v2.5.0-weights"),
     DatasetWeights(913, "Dataset913_lung_nodules", "nnUNetTrainer_MOSAIC_1k_QuarterLR_NoMirroring", (1.5,) * 3, "v2.5.0-weights"),
+    DatasetWeights(591, "Dataset591_ct_liver_lesions_842subj", "nnUNetTrainer", (0.75, 0.75, 1.0), "v2.5.0-weights",
+                   "3d_fullres_high"),
 ]}
 
 
@@ -83,8 +104,9 @@ class TaskSpec:
     what: str
     datasets: tuple[int, ...]  # full mode
     fast_datasets: tuple[int, ...] | None = None  # None: the task has no fast mode
-    crop_dataset: int | None = None  # the 6 mm `total` model run first to crop around the organ
+    crop_dataset: int | None = None  # the `total` model run first to crop around the organ (6 mm; 3 mm when robust)
     download_name: str | None = None  # `totalseg_download_weights -t <name>`
+    hosts: tuple[str, ...] = ()  # organs of `total` this task looks inside (its crop); none found -> skipped
 
     def needed(self, fast: bool) -> tuple[int, ...]:
         own = self.fast_datasets if (fast and self.fast_datasets) else self.datasets
@@ -96,34 +118,39 @@ class TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {t.name: t for t in [
     TaskSpec("total", "117 organs, vessels, bones and muscles", (291, 292, 293, 294, 295), (297,), None, "total"),
-    TaskSpec("liver_segments", "Couinaud liver segments 1-8", (570,), None, 298, "liver_segments"),
-    TaskSpec("liver_vessels", "hepatic vessels and liver tumour", (8,), None, 298, "liver_vessels"),
-    TaskSpec("kidney_cysts", "left/right kidney cysts", (789,), None, 298, "kidney_cysts"),
-    TaskSpec("lung_nodules", "lung and lung nodules", (913,), None, 298, "lung_nodules"),
+    TaskSpec("liver_segments", "Couinaud liver segments 1-8", (570,), None, 298, "liver_segments", ("liver",)),
+    TaskSpec("liver_lesions", "liver lesions (nnU-Net 591, 0.75 x 0.75 x 1 mm, liver crop from the 3 mm model)", (591,),
+             None, 297, "liver_lesions", ("liver",)),
+    TaskSpec("liver_vessels", "hepatic vessels and liver tumour", (8,), None, 298, "liver_vessels", ("liver",)),
+    TaskSpec("kidney_cysts", "left/right kidney cysts", (789,), None, 298, "kidney_cysts", ("kidney_left", "kidney_right")),
+    TaskSpec("lung_nodules", "lung and lung nodules", (913,), None, 298, "lung_nodules",
+             ("lung_upper_lobe_left", "lung_lower_lobe_left", "lung_upper_lobe_right", "lung_middle_lobe_right",
+              "lung_lower_lobe_right")),
 ]}
+# What a no-mask analyze runs: `total`, then the lesion tasks (and liver segments) of the organs it found.
+DEFAULT_TASKS: tuple[str, ...] = ("total", "liver_segments", "liver_lesions", "kidney_cysts", "lung_nodules")
 
-# Tasks radagent would use that the pinned TotalSegmentator does not have.
+# Tasks radagent would use that it cannot run with the pinned TotalSegmentator.
 UNAVAILABLE: dict[str, str] = {
-    "liver_lesions": (f"task 'liver_lesions' is absent from TotalSegmentator {TOTALSEG_VERSION} (added in a later "
-                      "release, whose nnunetv2 >= 2.6 pulls timm/torchvision and a CUDA torch); use task 'liver_vessels' "
-                      "(its 'liver_tumor' label) or the 'unit' backend for liver lesions"),
-    "renal_arteries": (f"task 'renal_arteries' (celiac trunk, SMA, renal arteries) is absent from TotalSegmentator "
-                       f"{TOTALSEG_VERSION} (added in a later release, see PERCEPTION_NOTES.md); vessel involvement then "
-                       "uses the vessels of task 'total' (aorta, portal/splenic vein, IVC)"),
+    "renal_arteries": (f"task 'renal_arteries' (celiac trunk, SMA, renal arteries) is licence-gated in TotalSegmentator "
+                       f"{TOTALSEG_VERSION} (map_to_binary.commercial_models, dataset 710) and runs only on an image "
+                       "already cropped to the aorta (aorta_report); vessel involvement uses the vessels of task 'total' "
+                       "(aorta, portal/splenic vein, IVC)"),
 }
 
-# Licence-gated ("commercial") tasks of TotalSegmentator 2.12.0 (map_to_binary.commercial_models);
+# Licence-gated ("commercial") tasks of TotalSegmentator 2.18.0 (map_to_binary.commercial_models);
 # the installed package's own list is preferred when it is importable.
-_LICENCE_GATED_2_12 = ("heartchambers_highres", "appendicular_bones", "appendicular_bones_mr", "tissue_types",
-                       "tissue_types_mr", "tissue_4_types", "vertebrae_body", "face", "face_mr", "brain_structures",
-                       "thigh_shoulder_muscles", "thigh_shoulder_muscles_mr", "coronary_arteries", "aortic_sinuses")
+_LICENCE_GATED = ("heartchambers_highres", "appendicular_bones", "appendicular_bones_mr", "tissue_types",
+                  "tissue_types_mr", "tissue_4_types", "face", "face_mr", "brain_structures", "thigh_shoulder_muscles",
+                  "thigh_shoulder_muscles_mr", "coronary_arteries", "coronary_arteries_LEGACY", "aortic_sinuses",
+                  "renal_arteries", "aorta_annulus", "aortic_dissection", "pulmonary_artery_landmarks")
 
 
 def licence_gated_tasks() -> tuple[str, ...]:
     try:
         from totalsegmentator.map_to_binary import commercial_models
     except ImportError:
-        return _LICENCE_GATED_2_12
+        return _LICENCE_GATED
     return tuple(commercial_models)
 
 
@@ -189,6 +216,7 @@ class TotalSegSegmenter:
     tol_mm: float = 0.01
     name: str = "totalseg"
     _last_stdout: str = field(default="", repr=False)
+    runs: list = field(default_factory=list, repr=False)  # ModelRun per task of the last segment() call
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -245,11 +273,11 @@ class TotalSegSegmenter:
         dl = sorted({TASKS[t].download_name + ("_fast" if t == "total" and self.fast else "") for t, _ in missing})
         lines += [
             "To install them offline:",
-            f"  1. on a machine with internet access: TOTALSEG_WEIGHTS_PATH=/tmp/ts-weights totalseg_download_weights -t TASK "
-            f"(TASK: {', '.join(dl)}; the 6 mm crop model Dataset298 comes with -t total / total_fast), "
-            "or download the .zip files above;",
-            f"  2. copy the dataset folders (or unzip the .zip files) into {root}/ on this machine, or point radagent at "
-            "another folder with --totalseg-weights DIR (TOTALSEG_WEIGHTS_PATH).",
+            (f"  1. on a machine with internet access: TOTALSEG_WEIGHTS_PATH=/tmp/ts-weights totalseg_download_weights -t TASK "
+             f"(TASK: {', '.join(dl)}; the crop models Dataset297/298 come with -t total_fast / total), "
+             "or download the .zip files above;"),
+            (f"  2. copy the dataset folders (or unzip the .zip files) into {root}/ on this machine, or point radagent at "
+             "another folder with --totalseg-weights DIR (TOTALSEG_WEIGHTS_PATH)."),
         ]
         return "\n".join(lines)
 
@@ -294,30 +322,70 @@ class TotalSegSegmenter:
     def _prepare_config(self) -> None:
         from totalsegmentator.config import set_config_key, setup_totalseg
 
+        from .trainers import register_totalseg_trainers
+
         setup_totalseg()
+        register_totalseg_trainers()  # no nnU-Net trainer search: it would import timm/torchvision
         set_config_key("statistics_disclaimer_shown", True)
         if not self.usage_stats:
             set_config_key("send_usage_stats", False)
+
+    def _weights_records(self, task: str) -> list:
+        from .runs import WeightsRecord, sha256_file
+
+        out = []
+        for d in TASKS[task].needed(bool(self.fast)):
+            w = DATASETS[d]
+            ck = w.checkpoint(self.weights_root)
+            out.append(WeightsRecord(folder=w.folder, trainer=w.trainer, configuration=w.configuration,
+                                     checkpoint=str(ck), sha256=sha256_file(ck)))
+        return out
+
+    def _skip_reason(self, task: str, found: LabelSet | None) -> str | None:
+        """Why a follow-up task need not run: ``total`` ran in this call and found none of its host organs."""
+        hosts = TASKS[task].hosts
+        if found is None or not hosts or task == "total":
+            return None
+        if any(h in found.masks and not found.masks[h].empty for h in hosts):
+            return None
+        return f"task 'total' found no {' / '.join(hosts)} on this CT: nothing to search"
 
     def _run(self, ct: CTVolume, missing: list[tuple[str, DatasetWeights]]) -> LabelSet:
         try:
             from totalsegmentator.python_api import totalsegmentator
         except ImportError as e:
             raise BackendUnavailableError(missing_package_message("the totalseg backend", f"TotalSegmentator=={TOTALSEG_VERSION}")) from e
+        from .runs import TASK_COST, ModelRun, TaskProgress
+
         self._prepare_config()
         maps = registry.totalseg_class_maps()
         out = LabelSet(ct.shape)
         buf = io.StringIO()
+        # `total` first: the follow-up tasks of organs it did not find are skipped
+        order = sorted(self.tasks, key=lambda t: t != "total")
+        cost = {t: TASK_COST.get("total/full" if t == "total" and not self.fast else t, 1.0) for t in order}
+        progress = TaskProgress([(t, cost[t]) for t in order])
+        self.runs = []
+        total_found: LabelSet | None = None
         with tempfile.TemporaryDirectory(prefix="radagent-totalseg-") as tmp:
             tmpd = Path(tmp)
             ct_path = tmpd / "ct.nii.gz"
             hu = ct.hu if ct.hu.dtype.kind in "iu" else ct.hu.astype(np.float32)
             nib.save(nib.Nifti1Image(hu, ct.affine), str(ct_path))
-            for task in self.tasks:
+            for task in order:
                 spec = TASKS[task]
                 fast = bool(self.fast) and spec.fast_datasets is not None
+                skip = self._skip_reason(task, total_found)
+                if skip is not None:
+                    log.info("totalseg: task %s skipped: %s", task, skip)
+                    self.runs.append(ModelRun("totalseg", task, TOTALSEG_VERSION, "skipped", reason=skip,
+                                              mode=spec.mode(bool(self.fast)), device=self.device))
+                    progress.finish(task, "skipped")
+                    continue
                 seg_path = tmpd / f"{task}.nii.gz"
                 log.info("totalseg: task %s (%s) on %s", task, spec.mode(bool(self.fast)), self.device)
+                progress.start(task)
+                t0 = time.perf_counter()
                 try:
                     with contextlib.redirect_stdout(buf):
                         totalsegmentator(input=ct_path, output=seg_path, ml=True, task=task, fast=fast,
@@ -338,6 +406,12 @@ class TotalSegSegmenter:
                     raise SegmentError(f"totalseg: task {task!r} wrote no output at {seg_path}")
                 ls = load_multilabel(seg_path, ct, maps[task], tol_mm=self.tol_mm)
                 ls = relabel(ls, f"totalseg:{task}" + ("/fast" if fast else ""))
+                if task == "total":
+                    total_found = ls
+                self.runs.append(ModelRun("totalseg", task, TOTALSEG_VERSION, "ran", round(time.perf_counter() - t0, 2),
+                                          mode=spec.mode(bool(self.fast)), device=self.device,
+                                          weights=self._weights_records(task)))
+                progress.finish(task)
                 out.warnings += [f"totalseg {task}: {w}" for w in ls.warnings]
                 out.unknown.update(ls.unknown)
                 for m in ls.masks.values():

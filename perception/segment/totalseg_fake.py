@@ -20,22 +20,25 @@ spawned workers re-import modules).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from .. import registry
 from .totalseg import DATASETS
+from .trainers import trainer_class
 
 DATASET_TASK = {297: "total", 298: "total", 570: "liver_segments", 8: "liver_vessels", 789: "kidney_cysts",
-                913: "lung_nodules"}
+                913: "lung_nodules", 591: "liver_lesions"}
 # label id -> final-layer bias (others get -4): background plus a few organs, so the crop model finds a liver
 DEFAULT_FAVOUR = {297: {0: 2.0, 5: 1.5, 1: 0.5, 2: 0.0, 3: 0.0}, 298: {0: 1.0, 5: 2.0, 11: 2.0, 2: 1.0},
                   570: {0: 1.0, 1: 0.0, 2: 0.0, 5: 0.5, 8: 0.5}, 8: {0: 2.0, 1: 0.5, 2: -1.0},
-                  789: {0: 2.0, 1: -0.5, 2: -0.5}, 913: {0: 2.0, 1: 1.0, 2: -1.5}}
+                  789: {0: 2.0, 1: -0.5, 2: -0.5}, 913: {0: 2.0, 1: 1.0, 2: -1.5},
+                  591: {0: 1.0, 1: 0.6}}  # liver_lesions: lesion logit close to background's, so lesions are predicted
 
 
 def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int]) -> tuple[dict, dict]:
@@ -54,8 +57,8 @@ def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int
         "foreground_intensity_properties_per_channel": {"0": {
             "max": 3000.0, "mean": 80.0, "median": 70.0, "min": -1024.0, "percentile_00_5": -980.0,
             "percentile_99_5": 1500.0, "std": 250.0}},
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "configurations": {d.configuration: {
+            "data_identifier": f"nnUNetPlans_{d.configuration}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
             "patch_size": list(patch_size), "median_image_size_in_voxels": list(patch_size), "spacing": spacing,
             "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
             "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": rs,
@@ -81,48 +84,36 @@ def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int
     return plans, dataset
 
 
-def _trainer_class(name: str):
-    import nnunetv2
-    from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
-
-    cls = recursive_find_python_class(os.path.join(nnunetv2.__path__[0], "training", "nnUNetTrainer"), name,
-                                      "nnunetv2.training.nnUNetTrainer")
-    if cls is None:  # TotalSegmentator's own trainers (e.g. nnUNetTrainer_MOSAIC_1k_QuarterLR_NoMirroring)
-        from totalsegmentator import custom_trainers
-
-        cls = getattr(custom_trainers, name, None)
-    if cls is None:
-        raise RuntimeError(f"trainer class {name!r} found neither in nnunetv2 nor in totalsegmentator.custom_trainers")
-    return cls
-
-
 def write_model(weights_dir: Path, dataset_id: int, patch_size: Sequence[int] = (32, 64, 64),
                 features: Sequence[int] = (4, 8, 16, 32), favour: Mapping[int, float] | None = None, seed: int = 0) -> Path:
-    """Write <weights_dir>/<DatasetXXX>/<trainer>__nnUNetPlans__3d_fullres/ (this process imports nnU-Net)."""
+    """Write <weights_dir>/<DatasetXXX>/<trainer>__nnUNetPlans__<configuration>/ (this process imports nnU-Net)."""
     import torch
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     d = DATASETS[dataset_id]
     plans, dataset = plans_for(dataset_id, patch_size, features)
     pm = PlansManager(plans)
-    cm = pm.get_configuration("3d_fullres")
+    cm = pm.get_configuration(d.configuration)
     heads = pm.get_label_manager(dataset).num_segmentation_heads
-    trainer = _trainer_class(d.trainer)
+    trainer = trainer_class(d.trainer)
     torch.manual_seed(seed)
-    net = trainer.build_network_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                             cm.network_arch_init_kwargs_req_import, 1, heads, enable_deep_supervision=False)
+    if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:  # nnunetv2 >= 2.6
+        net = trainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False)
+    else:
+        net = trainer.build_network_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs,
+                                                 cm.network_arch_init_kwargs_req_import, 1, heads, enable_deep_supervision=False)
     fav = DEFAULT_FAVOUR.get(dataset_id, {0: 2.0}) if favour is None else favour
     with torch.no_grad():
         last = net.decoder.seg_layers[-1]
         last.bias.fill_(-4.0)
         for lab, b in fav.items():
             last.bias[int(lab)] = float(b)
-    out = Path(weights_dir) / d.folder / f"{d.trainer}__nnUNetPlans__3d_fullres"
+    out = d.checkpoint(weights_dir).parents[1]
     (out / "fold_0").mkdir(parents=True, exist_ok=True)
     (out / "plans.json").write_text(json.dumps(plans, indent=2))
     (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
     ckpt = {"network_weights": net.state_dict(), "trainer_name": d.trainer, "inference_allowed_mirroring_axes": None,
-            "init_args": {"plans": plans, "configuration": "3d_fullres", "fold": 0, "dataset_json": dataset,
+            "init_args": {"plans": plans, "configuration": d.configuration, "fold": 0, "dataset_json": dataset,
                           "unpack_dataset": True, "device": "cpu"},
             "current_epoch": 0, "radagent_note": "random weights for offline tests"}
     torch.save(ckpt, out / "fold_0" / "checkpoint_final.pth")
@@ -139,7 +130,7 @@ def make_fake_weights(weights_dir: Path, dataset_ids: Sequence[int], patch_size:
     env = dict(os.environ, nnUNet_raw=str(weights_dir), nnUNet_preprocessed=str(weights_dir), nnUNet_results=str(weights_dir))
     root = Path(__file__).resolve().parents[2]
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    r = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=timeout_s)
     if r.returncode != 0:
         raise RuntimeError(f"making fake TotalSegmentator weights failed ({' '.join(cmd)}):\n{r.stderr[-3000:]}")
     return [weights_dir / DATASETS[i].folder for i in dataset_ids]
@@ -148,7 +139,7 @@ def make_fake_weights(weights_dir: Path, dataset_ids: Sequence[int], patch_size:
 def ensure_fake_weights(weights_dir: Path, dataset_ids: Sequence[int], **kwargs) -> list[Path]:
     """make_fake_weights for the datasets whose model folder is not there yet (idempotent)."""
     weights_dir = Path(weights_dir)
-    todo = [i for i in dataset_ids if not any((weights_dir / DATASETS[i].folder).glob("*/fold_0/checkpoint_final.pth"))]
+    todo = [i for i in dataset_ids if not DATASETS[i].checkpoint(weights_dir).is_file()]
     if todo:
         make_fake_weights(weights_dir, todo, **kwargs)
     return [weights_dir / DATASETS[i].folder for i in dataset_ids]
