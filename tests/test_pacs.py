@@ -490,3 +490,21 @@ def test_token_and_credential_settings():
 def test_bearer_token_refused_by_orthanc_basic_auth(pacs):
     res = _cli("find", env=_env(pacs, RADAGENT_PACS_USER="", RADAGENT_PACS_PASSWORD="", RADAGENT_PACS_TOKEN="tok"))
     assert res.exit_code == 2 and "HTTP 401" in res.stderr and "bearer token from RADAGENT_PACS_TOKEN" in res.stderr
+
+
+def test_watch_records_a_crash_and_goes_on(pacs, studies, tmp_path):
+    """A bug while processing one study (not a RadagentError) is recorded as that study's internal error with its
+    message; the other studies of the poll are still processed; the failed one is not retried unprompted."""
+    from agent.pacs.watch import poll
+
+    state, bad = tmp_path / "w.json", studies["ct3"]["study"]
+
+    def process(uid):
+        if uid == bad:
+            raise ZeroDivisionError("boom in the writer")
+        return []
+    r = poll(_client(pacs), state, process, stable_age_s=0)
+    assert r.failed == [bad] and sorted(r.processed) == sorted(studies[k]["study"] for k in ("example", "lesion3"))
+    rec = json.loads(state.read_text())["studies"][bad]
+    assert rec["status"] == "failed" and rec["message"].startswith("internal error") and "boom in the writer" in rec["message"]
+    assert poll(_client(pacs), state, process, stable_age_s=0).failed == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ from agent.pacs.client import PacsClient, PacsError
 from radagent.errors import RadagentError
 
 STATE_VERSION = 1
+log = logging.getLogger("radagent.pacs")
 
 
 @dataclass
@@ -84,9 +86,11 @@ def poll(client: PacsClient, state_path: Path, process: Callable[[str], list[str
          stable_age_s: float = 60.0, retry_failed: bool = False, attempted: set[str] | None = None,
          now: Callable[[], float] = time.time) -> PollResult:
     """One poll: update what is seen, process each stable study not done (``process(study_uid)`` returns the SOP
-    Instance UIDs it stored), save the state after each study. A RadagentError from ``process`` (the study's input
-    refused, segmentation unavailable, the PACS refusing a transfer) is recorded as that study's failure; any other
-    exception is a bug and propagates (the state saved so far is kept)."""
+    Instance UIDs it stored), save the state after each study. An error from ``process`` is recorded as that study's
+    failure with its message, and the poll goes on: a RadagentError (the study's input refused, segmentation
+    unavailable, the PACS refusing a transfer) as is; any other exception is a bug, logged with its traceback and
+    recorded as an internal error (one bad study must not stop the watcher, or stop it again at each restart).
+    KeyboardInterrupt and SystemExit propagate, with the state saved so far."""
     state = load_state(state_path, client.settings.url)
     studies: dict[str, dict] = state["studies"]
     result = PollResult()
@@ -111,8 +115,11 @@ def poll(client: PacsClient, state_path: Path, process: Callable[[str], list[str
         attempted.add(uid)
         try:
             stored = process(uid)
-        except RadagentError as e:  # this study's input or the PACS refused: recorded, retried on request only
-            studies[uid] = {**rec, "status": "failed", "message": f"{type(e).__name__}: {e}", "attempts": rec.get("attempts", 0) + 1,
+        except Exception as e:  # a bad study is recorded (retried on request only), the watch goes on
+            if not isinstance(e, RadagentError):
+                log.exception("study %s: internal error", uid)
+            what = "" if isinstance(e, RadagentError) else "internal error (a bug, with its traceback in the log): "
+            studies[uid] = {**rec, "status": "failed", "message": f"{what}{type(e).__name__}: {e}", "attempts": rec.get("attempts", 0) + 1,
                             "at": now()}
             result.failed.append(uid)
         else:
