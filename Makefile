@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean llm-env browser seg-env orthanc
+.PHONY: demo test bench clean llm-env browser seg-env orthanc web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ browser:
 # its own Orthanc on 127.0.0.1 with a generated configuration; without it test_pacs skips locally)
 orthanc:
 	-bash scripts/setup_orthanc.sh
+
+# Rebuild the web page script agent/web/app.js (NiiVue bundled) from web/src with the locked npm packages.
+# The built file is committed, so install, demo and test need no node; tests/test_web_bundle.py says when to rerun.
+web:
+	cd web && npm ci --no-audit --no-fund && npm run build
 
 # torch 2.13.0 CPU + MONAI + TotalSegmentator in their own venv, for the segmentation backend tests
 seg-env:
