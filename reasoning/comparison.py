@@ -96,6 +96,18 @@ def _size(m: TimePointMeasurement | None, what: str = "long_axis_mm", unit: str 
     return f"{bound}{v:.{nd}f} {unit}"
 
 
+def report_draft(report_json: str | bytes):
+    """The ReportDraft of a report.json (its ``comparison`` section, written when the report has one, left out)."""
+    import json
+
+    from reasoning.report import ReportDraft
+
+    raw = json.loads(report_json)
+    if isinstance(raw, dict):
+        raw.pop("comparison", None)
+    return ReportDraft.model_validate(raw)
+
+
 # --- report sentences -------------------------------------------------------------------------------
 class ComparisonSentence(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

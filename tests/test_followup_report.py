@@ -62,6 +62,7 @@ def test_report_files_side_by_side(pair, tmp_path):
     rj = json.loads(files["report.json"])
     assert rj["comparison"]["images"]["T3"] == ["comparison/T3_tp0.png", None]
     assert rj["sentences"] == json.loads(rep.draft.model_dump_json())["sentences"]
+    assert rc.report_draft(files["report.json"]) == rep.draft  # the draft reads back without the section
     # without a comparison the report is unchanged: no COMPARISON section, no extra file
     plain = case.report(cur).files
     assert set(plain) == {"report.md", "report.json", "report.html"} and "COMPARISON" not in plain["report.md"]

@@ -144,14 +144,13 @@ def compare_patients(out: Path, specs: list[CaseSpec], status: dict[str, str], w
 
 def _draft(folder: Path):
     """The case's ReportDraft (report.json without a comparison section), None when it has no report."""
-    from reasoning.report import ReportDraft
+    from reasoning.comparison import report_draft
 
     try:
-        raw = json.loads((folder / "report.json").read_text())
-    except (OSError, ValueError):
+        text = (folder / "report.json").read_text()
+    except OSError:
         return None
-    raw.pop("comparison", None)
-    return ReportDraft.model_validate(raw)
+    return report_draft(text)
 
 
 def write_followup(rows: list[dict], path: Path) -> None:
