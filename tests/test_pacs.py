@@ -261,6 +261,12 @@ def test_retrieve_gives_series_our_loader_reads_voxel_for_voxel(pacs, studies, t
     assert np.array_equal(got.hu, want.hu) and np.array_equal(got.affine, want.affine)
     assert pydicom.dcmread(next(folders[ex["series"]].glob("*.dcm"))).file_meta.TransferSyntaxUID == \
         "1.2.840.10008.1.2.4.90"  # stored transfer syntax kept (JPEG 2000 lossless), not transcoded
+    # the folder appears complete or not at all: a second retrieval into it, or of an unknown study, writes nothing
+    again = _cli("retrieve", ex["study"], "-o", str(tmp_path / "r"), env=_env(pacs))
+    assert again.exit_code == 2 and "expected a new or empty folder" in again.stderr
+    unknown = _cli("retrieve", "1.2.3.4", "-o", str(tmp_path / "u"), env=_env(pacs))
+    assert unknown.exit_code == 2 and "WADO-RS retrieval of study 1.2.3.4 failed with HTTP 404" in unknown.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
 
 # --- run: analyze with the stored SEG, store SEG + SR back, read the SR back from Orthanc -----------------------------

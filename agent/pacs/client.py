@@ -199,20 +199,40 @@ class PacsClient:
     # --- WADO-RS ----------------------------------------------------------------------------------------
     def retrieve_study(self, study_uid: str, out: Path) -> dict[str, Path]:
         """Every instance of the study into ``out/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`` in its stored
-        transfer syntax; returns series UID -> folder. UIDs from the server are checked before they name files."""
+        transfer syntax, streamed (one instance in memory at a time); returns series UID -> folder. ``out`` must be
+        new or empty; it appears complete or not at all (written under a temporary name, then renamed). UIDs from
+        the server are checked before they name files."""
+        import shutil
+        import tempfile
+
         uid = check_uid(study_uid, "study UID")
-        datasets = self._call(f"WADO-RS retrieval of study {uid}", self._web.retrieve_study, uid,
-                              media_types=(("application/dicom", "*"),))
-        if not datasets:
-            raise PacsError(f"PACS {self.settings.url}: study {uid} has no instances (WADO-RS returned none)")
-        folders: dict[str, Path] = {}
-        for ds in datasets:
-            series = check_uid(ds.get("SeriesInstanceUID", ""), f"SeriesInstanceUID of an instance of study {uid}")
-            sop = check_uid(ds.get("SOPInstanceUID", ""), f"SOPInstanceUID of an instance of series {series}")
-            folder = folders.setdefault(series, out / series)
-            folder.mkdir(parents=True, exist_ok=True)
-            ds.save_as(folder / f"{sop}.dcm", enforce_file_format=True)
-        return folders
+        out = Path(out)
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            found = "a non-empty folder" if out.is_dir() else "an existing file"
+            raise PacsError(f"{out}: expected a new or empty folder to retrieve study {uid} into, found {found}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            series = self._call(f"WADO-RS retrieval of study {uid}", self._save_study, uid, tmp)
+            if not series:
+                raise PacsError(f"PACS {self.settings.url}: study {uid} has no instances (WADO-RS returned none)")
+            if out.exists():
+                out.rmdir()
+            os.rename(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {s: out / s for s in sorted(series)}
+
+    def _save_study(self, uid: str, folder: Path) -> set[str]:
+        series: set[str] = set()
+        for ds in self._web.iter_study(uid, media_types=(("application/dicom", "*"),)):
+            s = check_uid(ds.get("SeriesInstanceUID", ""), f"SeriesInstanceUID of an instance of study {uid}")
+            sop = check_uid(ds.get("SOPInstanceUID", ""), f"SOPInstanceUID of an instance of series {s}")
+            (folder / s).mkdir(exist_ok=True)
+            ds.save_as(folder / s / f"{sop}.dcm", enforce_file_format=True)
+            series.add(s)
+        return series
 
     # --- STOW-RS ----------------------------------------------------------------------------------------
     def store(self, paths: list[Path], study_uid: str) -> list[str]:
