@@ -13,7 +13,8 @@ current lesion ids it rests on, or refused saying why:
   bound does (a lower bound now above the prior size has grown);
 - by how much? -- the change in mm (long axis), %, or mL (volume) as asked;
 - new lesions? disappeared? -- the tracked lesions in those states; "no" says where it holds (the
-  lesions not assessable are named);
+  lesions not assessable are named); "how many" counts them (refused when some lesion is not assessable);
+- the size at the prior (or baseline) study -- the tracked lesion's long axis, or volume when asked;
 - RECIST 1.1 response category, nadir, doubling time -- from the Comparison's RECIST block and
   per-lesion doubling time; null there is "cannot be determined" with the Comparison's reason.
 
@@ -250,15 +251,21 @@ _SHRUNK = re.compile(r"\bshr[iau]nk\w*|\bshrunken\b|\bsmaller\b|\bdecreas\w*|\br
 _STABLE = re.compile(r"\bstable\b|\bunchanged\b|\bsame size\b|\bno change\b")
 _BASELINE = re.compile(r"\bbaseline\b|\bfirst (?:scan|study|ct|exam)\b|\boldest\b|\boriginal\b")
 _TRACK_ID = re.compile(r"\bT(\d+)\b")
+_COUNT = re.compile(r"\bhow many\b|\bnumber of\b|\bcount\b")
+_PRIOR_SIZE = re.compile(r"\b(?:size|diameter|long axis|how big|how large|measure\w*|volume)\b.*\b(?:prior|previous|"
+                         r"baseline|before|earlier|first)\b|\b(?:prior|previous|baseline|earlier|first)\b.*\b(?:size|"
+                         r"diameter|long axis|measurement|volume)\b")
 
-Intent = Literal["nadir", "response", "doubling", "new", "disappeared", "how_much", "grown", "shrunk", "stable", "changed"]
+Intent = Literal["nadir", "response", "doubling", "new", "disappeared", "how_much", "prior_size", "grown", "shrunk",
+                 "stable", "changed"]
 
 
 def intent(text: str | None) -> Intent:
     """What a change question asks (the first rule that matches, most specific first)."""
     t = (text or "").lower()
     for name, rx in (("nadir", _NADIR), ("doubling", _DOUBLING), ("response", _RESPONSE), ("disappeared", _GONE),
-                     ("new", _NEW), ("how_much", _HOW_MUCH), ("stable", _STABLE), ("shrunk", _SHRUNK), ("grown", _GROWN)):
+                     ("new", _NEW), ("how_much", _HOW_MUCH), ("stable", _STABLE), ("shrunk", _SHRUNK), ("grown", _GROWN),
+                     ("prior_size", _PRIOR_SIZE)):
         if rx.search(t):
             return name  # type: ignore[return-value]
     return "changed"
@@ -381,6 +388,14 @@ def _h_state(c: Comparison, q: Question, state: str) -> _Result:
     na = [t for t in pool if t.state == "not_assessable"]
     ids = [i for t in hit for i in _ids(c, t)]
     word = "new" if state == "new" else "disappeared"
+    if _COUNT.search((q.text or "").lower()):
+        if na:
+            raise _Cannot(f"{len(hit)} {word} lesion(s) in {where}, but {', '.join(t.tracking_id for t in na)} "
+                          f"not assessable ({'; '.join(t.state_reason for t in na)}): the count may be higher",
+                          ids + [t.tracking_id for t in na], f"comparison lesion state '{state}'")
+        return _Result(len(hit), None, ids, f"comparison lesion state '{state}'",
+                       f"{len(hit)} {word} lesion(s) in {where}"
+                       + (": " + "; ".join(lesion_text(c, t) for t in hit) if hit else ""))
     if hit:
         return _Result("yes", None, ids, f"comparison lesion state '{state}'",
                        f"{len(hit)} {word} lesion(s) in {where}: " + "; ".join(lesion_text(c, t) for t in hit))
@@ -507,6 +522,24 @@ def check_matches(c: Comparison, f: Findings) -> None:
         raise _Cannot(why + ": the comparison was not made from these findings", [], "comparison")
 
 
+def _h_prior_size(c: Comparison, q: Question) -> _Result:
+    """The long axis (or volume, when asked) of a tracked lesion at the prior (or baseline) study."""
+    t = pick(c, q)
+    _assessable(c, t)
+    ref = _reference(c, t, q.text)
+    volume = bool(re.search(r"\bvolume\b|\bml\b", (q.text or "").lower()))
+    value, unit = (ref.volume_ml, "mL") if volume else (ref.long_axis_mm, "mm")
+    if value is None:
+        raise _Cannot(f"{t.tracking_id}: {'volume' if volume else 'long axis'} not measured at time point {ref.time_point}",
+                      _ids(c, t))
+    what = f"{t.tracking_id} ({_org(t)}) {'volume' if volume else 'long axis'} at {_tp_name(c, ref.time_point)}: " \
+           f"{_size(ref, 'volume_ml' if volume else 'long_axis_mm', unit)} (lesion {ref.lesion_id} of that study)"
+    if ref.size_qualifier == "lower_bound":
+        raise _Cannot(what + "; a size cut by the scan edge is a lower bound", _ids(c, t), "lower bound")
+    return _Result(round(value, 2 if volume else 1), unit, _ids(c, t), "tracked lesion measurement at the prior study",
+                   what)
+
+
 def handle(c: Comparison, f: Findings | None, q: Question) -> _Result:
     """A change-over-time question answered from the comparison (or _Cannot with the reason)."""
     if f is not None:
@@ -522,6 +555,8 @@ def handle(c: Comparison, f: Findings | None, q: Question) -> _Result:
         return _h_state(c, q, asked)
     if asked == "how_much":
         return _h_how_much(c, q, f)
+    if asked == "prior_size":
+        return _h_prior_size(c, q)
     return _h_direction(c, q, f, asked)
 
 

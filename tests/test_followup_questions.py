@@ -67,6 +67,22 @@ def test_shrunk_new_disappeared(pair):
     assert g.status == "cannot_be_determined" and "is new" in g.reason
 
 
+def test_counts_and_prior_size(pair):
+    f0, f1 = (c.findings for c in pair["cases"])
+    c = pair["comparison"]
+    ids = _ids(pair)
+    n = answer(f1, "How many new lesions are there since the prior?", comparison=c)
+    assert (n.answer, n.answer_type) == (1, "numeric")
+    assert answer(f1, "How many lesions have disappeared since the prior?", comparison=c).answer == 1
+    a0, a1 = ids["A"]
+    p = answer(f1, f"What was the diameter of {a1} on the prior scan?", comparison=c)
+    assert p.unit == "mm" and p.answer == pytest.approx(round(_les(f0, a0).long_axis_mm, 1))
+    v = answer(f1, f"What was the volume of {a1} on the prior scan?", comparison=c)
+    assert v.unit == "mL" and v.answer == pytest.approx(round(_les(f0, a0).volume_ml, 2))
+    s = answer(f1, f"What was the diameter of {ids['S'][1]} on the prior scan?", comparison=c)
+    assert s.status == "cannot_be_determined" and "no measured prior size" in s.reason
+
+
 def test_recist_and_nadir(pair):
     f1 = pair["cases"][1].findings
     c = pair["comparison"]
