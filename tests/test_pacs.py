@@ -65,7 +65,7 @@ def orthanc_server(folder: Path):
     with open(folder / "orthanc.log", "w") as log:
         proc = subprocess.Popen([str(ORTHANC), str(folder / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(200):
+        for _ in range(600):
             if proc.poll() is not None:
                 pytest.fail(f"Orthanc exited with {proc.returncode}: {(folder / 'orthanc.log').read_text()[-2000:]}")
             with contextlib.suppress(requests.ConnectionError):
@@ -73,7 +73,7 @@ def orthanc_server(folder: Path):
                     break
             time.sleep(0.05)
         else:
-            pytest.fail(f"Orthanc did not answer within 10 s: {(folder / 'orthanc.log').read_text()[-2000:]}")
+            pytest.fail(f"Orthanc did not answer within 30 s: {(folder / 'orthanc.log').read_text()[-2000:]}")
         yield f"http://127.0.0.1:{port}/dicom-web"
     finally:
         proc.terminate()
