@@ -386,9 +386,9 @@ def _load_mask_file(p: Path, ct: CTVolume, class_map: str | Path | None, tol_mm:
         except (nrrd.NRRDError, OSError, ValueError) as e:
             raise MaskError(f"{p}: expected a readable NRRD header, found {e}") from e
     arr, note = _load_mask_array(p, ct, tol_mm)
-    vals = label_values(arr)
-    if cmap is not None:
+    if cmap is not None:  # the boxes of load_multilabel say which labels are present: no separate count
         return load_multilabel(p, ct, cmap, tol_mm, arr, note)
+    vals = label_values(arr)
     stem = nifti_stem(p)
     task = multilabel_task(p) if label is None else None
     if task is not None and len(vals) > 1:
