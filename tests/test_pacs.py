@@ -267,6 +267,14 @@ def test_retrieve_gives_series_our_loader_reads_voxel_for_voxel(pacs, studies, t
     unknown = _cli("retrieve", "1.2.3.4", "-o", str(tmp_path / "u"), env=_env(pacs))
     assert unknown.exit_code == 2 and "WADO-RS retrieval of study 1.2.3.4 failed with HTTP 404" in unknown.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+    # dcmqi's study: the retrieved SEG reads over the retrieved CT with its own pixel count of liver (107098)
+    from perception.masks import load_masks
+
+    ct3 = studies["ct3"]
+    got3 = _client(pacs).retrieve_study(ct3["study"], tmp_path / "r3")
+    (seg_file,) = [f for uid, d in got3.items() if uid != ct3["series"] for f in d.glob("*.dcm")]
+    liver = load_masks(seg_file, load_ct(got3[ct3["series"]])).masks["liver"].dense()
+    assert int(liver.sum()) == ct3["liver_voxels"] == 107098
 
 
 # --- run: analyze with the stored SEG, store SEG + SR back, read the SR back from Orthanc -----------------------------
