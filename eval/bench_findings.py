@@ -44,21 +44,21 @@ try:
 except (AttributeError, OSError):  # not Linux
     _CORE = None
 
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import cProfile
+import io
+import json
+import platform
+import pstats
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
+import nibabel as nib
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -183,15 +183,15 @@ def build_case(folder: Path) -> dict:
     for lab, m in by_label.items():
         save_nifti(m.astype(np.uint8), aff, at / "segmentations" / f"{LESION_LABELS[lab]}.nii.gz")
 
-    meta = dict(
-        version=CASE_VERSION, shape=list(SHAPE), spacing_mm=[round(float(v), 5) for v in np.linalg.norm(aff[:3, :3], axis=0)],
-        source="totalseg/example_ct_sm.nii.gz + example_seg.nii.gz (TotalSegmentator example, CC BY 4.0), resampled",
-        structures_multilabel=len(label_of), structures_atlas=len(ATLAS_NAMES), lesion_files_atlas=len(by_label),
-        lesions={k: dict(organ=o, voxels=int(m.sum()), volume_ml=round(int(m.sum()) * vox_mm3 / 1000, 3), mean_hu=mean)
+    meta = {
+        "version": CASE_VERSION, "shape": list(SHAPE), "spacing_mm": [round(float(v), 5) for v in np.linalg.norm(aff[:3, :3], axis=0)],
+        "source": "totalseg/example_ct_sm.nii.gz + example_seg.nii.gz (TotalSegmentator example, CC BY 4.0), resampled",
+        "structures_multilabel": len(label_of), "structures_atlas": len(ATLAS_NAMES), "lesion_files_atlas": len(by_label),
+        "lesions": {k: {"organ": o, "voxels": int(m.sum()), "volume_ml": round(int(m.sum()) * vox_mm3 / 1000, 3), "mean_hu": mean}
                  for k, (m, _, o, mean, _) in lesions.items()},
-        file_mb={str(p.relative_to(folder)): round(p.stat().st_size / 1e6, 2) for p in sorted(folder.rglob("*.nii.gz"))},
-        build_s=round(time.perf_counter() - t0, 1),
-    )
+        "file_mb": {str(p.relative_to(folder)): round(p.stat().st_size / 1e6, 2) for p in sorted(folder.rglob("*.nii.gz"))},
+        "build_s": round(time.perf_counter() - t0, 1),
+    }
     (folder / "case.json").write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -335,10 +335,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--no-process", dest="process", action="store_false", help="skip the whole-process run")
     ap.add_argument("--formats", default="multilabel,atlas")
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--scaling", action="store_true", help="the scaling table (lesions, mask files, slices) instead")
     args = ap.parse_args(argv)
 
     folder, meta = get_case(args.rebuild)
+    if args.scaling:
+        run_scaling(folder, args.runs, args.out or SCALING_RESULTS)
+        return 0
+    args.out = args.out or RESULTS
     t_imp = time.perf_counter()
     import agent.case  # noqa: F401  (import cost reported separately, not in the per-case time)
     import perception.findings  # noqa: F401
@@ -359,53 +364,221 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(s)
             inflate = [inflate_floor(ct, mask_files) for _ in range(args.runs)]
             process = process_run(ct, masks, cmap, work) if args.process else None
-            les = [dict(id=l.id, organ=l.organ, kind=l.kind, voxels=l.voxel_count, volume_ml=l.volume_ml,
-                        long_axis_mm=l.long_axis_mm, max_diameter_3d_mm=l.max_diameter_3d_mm, mean_hu=l.mean_hu)
+            les = [{"id": l.id, "organ": l.organ, "kind": l.kind, "voxels": l.voxel_count, "volume_ml": l.volume_ml,
+                        "long_axis_mm": l.long_axis_mm, "max_diameter_3d_mm": l.max_diameter_3d_mm, "mean_hu": l.mean_hu}
                    for l in findings.lesions]
             med = {k: round(_med(runs, k), 3) for k in ("load_ct", "load_masks", "measure", "write", "total", "cpu")}
             floor = {k: round(_med(floors, k), 3) for k in ("read_ct", "read_masks", "total", "cpu")}
             best = {k: round(min(r[k] for r in runs), 3) for k in ("load_ct", "load_masks", "measure", "write", "total")}
             io_s = med["load_ct"] + med["load_masks"] + med["write"]
-            res = dict(
-                mask_files=len(mask_files), median_s=med, io_floor_s=floor, min_s=best,
-                inflate_floor_s={k: (round(_med(inflate, k), 3) if k != "decompressor" else inflate[0][k])
+            res = {
+                "mask_files": len(mask_files), "median_s": med, "io_floor_s": floor, "min_s": best,
+                "inflate_floor_s": {k: (round(_med(inflate, k), 3) if k != "decompressor" else inflate[0][k])
                                  for k in ("read_ct", "read_masks", "total", "cpu", "decompressor")},
-                process_s=process,
-                io_floor_min_s=round(min(f["total"] for f in floors), 3),
-                io_stage_share=round(io_s / med["total"], 3),  # (load_ct + load_masks + write) / total
-                io_floor_share=round(floor["total"] / med["total"], 3),  # pure read time / total
-                ratio_to_io_floor=round(med["total"] / floor["total"], 2),
-                ratio_to_io_floor_cpu=round(med["cpu"] / floor["cpu"], 2),  # same ratio in CPU time
-                target_under_2s=med["total"] < 2.0, target_within_2x_io_floor=med["total"] <= 2 * floor["total"],
-                runs=[{k: round(v, 3) for k, v in r.items()} for r in runs],
-                io_floor_runs=[{k: round(v, 3) for k, v in r.items()} for r in floors],
-                organs=len(findings.organs), lesions=les, warnings=list(findings.study.warnings),
-            )
+                "process_s": process,
+                "io_floor_min_s": round(min(f["total"] for f in floors), 3),
+                "io_stage_share": round(io_s / med["total"], 3),  # (load_ct + load_masks + write) / total
+                "io_floor_share": round(floor["total"] / med["total"], 3),  # pure read time / total
+                "ratio_to_io_floor": round(med["total"] / floor["total"], 2),
+                "ratio_to_io_floor_cpu": round(med["cpu"] / floor["cpu"], 2),  # same ratio in CPU time
+                "target_under_2s": med["total"] < 2.0, "target_within_2x_io_floor": med["total"] <= 2 * floor["total"],
+                "runs": [{k: round(v, 3) for k, v in r.items()} for r in runs],
+                "io_floor_runs": [{k: round(v, 3) for k, v in r.items()} for r in floors],
+                "organs": len(findings.organs), "lesions": les, "warnings": list(findings.study.warnings),
+            }
             if not args.no_profile:
                 res["profile"] = profile_stages(ct, masks, cmap)
             results[fmt] = res
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    report = dict(
-        benchmark="eval/bench_findings.py", date=time.strftime("%Y-%m-%d %H:%M:%S"),
-        machine=dict(cpu=_cpu_name(), pinned_core=_CORE, python=platform.python_version(), numpy=np.__version__,
-                     nibabel=nib.__version__, platform=platform.platform()),
-        case=meta, runs=args.runs, warmup_runs=args.warmup, import_s=round(t_imp, 3),
-        note=("io_floor: nibabel load of CT + all masks into numpy; inflate_floor: the fastest decompressor alone "
+    report = {
+        "benchmark": "eval/bench_findings.py", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpu": _cpu_name(), "pinned_core": _CORE, "python": platform.python_version(), "numpy": np.__version__,
+                     "nibabel": nib.__version__, "platform": platform.platform()},
+        "case": meta, "runs": args.runs, "warmup_runs": args.warmup, "import_s": round(t_imp, 3),
+        "note": ("io_floor: nibabel load of CT + all masks into numpy; inflate_floor: the fastest decompressor alone "
               "(ISA-L) over every file into one reused buffer; process_s: a fresh python measuring the case and "
               "writing findings.json (imports included); analyze stages from agent.case.Timings; "
               "write = findings.to_json + atomic write of findings.json; io_stage_share = (load_ct + load_masks + write) / total "
               "(load_masks includes building the cropped masks); io_floor_share = io floor / total; "
               "medians of the timed runs after the warm-up run(s); one core, BLAS/OpenMP threads = 1; cpu = process CPU "
               "time (user+sys), robust to other load on a shared host"),
-        results=results,
-    )
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     _print(report)
     print(f"\nwrote {args.out}")
     return 0
+
+
+# --- scaling table -------------------------------------------------------------------------------
+
+SCALING_VERSION = 1
+SCALING_RESULTS = REPO / "eval" / "results" / "bench_scaling.json"
+LESION_COUNTS = (1, 5, 20, 50, 100)
+FILE_COUNTS = (5, 25, 50, 100)
+SLICE_COUNTS = (128, 300, 600)
+_LESION_HOSTS = {"liver": 201, "spleen": 202, "kidney_right": 203, "kidney_left": 203}
+
+
+def _lesion_free(seg: np.ndarray, label_of: dict[str, int]) -> np.ndarray:
+    """The multilabel volume with every lesion voxel given back to the organ most of its shell belongs to."""
+    from scipy import ndimage
+
+    out = seg.copy()
+    comps, _n = ndimage.label(seg >= min(LESION_LABELS))
+    for i, sl in enumerate(ndimage.find_objects(comps), start=1):
+        sl = tuple(slice(max(0, a.start - 2), a.stop + 2) for a in sl)
+        comp = comps[sl] == i
+        shell = ndimage.binary_dilation(comp, iterations=2) & ~comp
+        vals = seg[sl][shell]
+        vals = vals[(vals > 0) & (vals < min(LESION_LABELS))]
+        out[sl][comp] = np.bincount(vals).argmax() if vals.size else 0
+    return out
+
+
+def _with_lesions(seg: np.ndarray, base: np.ndarray, label_of: dict[str, int], aff: np.ndarray, n: int,
+                  seed: int = 0) -> np.ndarray:
+    """``base`` (lesion-free) with the case's own lesions kept up to ``n`` (``seg`` holds them), then more
+    3-5 mm radius spheres inside liver, spleen and kidneys, >= 4 mm apart from every other lesion, up to ``n``."""
+    from scipy import ndimage
+
+    out = base.copy()
+    comps, k = ndimage.label(seg >= min(LESION_LABELS))
+    for i in range(1, min(n, k) + 1):
+        out[comps == i] = seg[comps == i]
+    placed = min(n, k)
+    spacing = np.linalg.norm(aff[:3, :3], axis=0)
+    rng = np.random.default_rng(seed)
+    organ_vox = {o: np.argwhere(base[::4, ::4, ::4] == label_of[o]) * 4 for o in _LESION_HOSTS}
+    tries = 0
+    while placed < n:
+        tries += 1
+        if tries > 100 * n:
+            raise RuntimeError(f"could not place {n} lesions")
+        organ = list(_LESION_HOSTS)[placed % len(_LESION_HOSTS)]
+        c = organ_vox[organ][rng.integers(len(organ_vox[organ]))]
+        r_mm = rng.uniform(3.0, 5.0)
+        half = np.ceil((r_mm + 4.0) / spacing).astype(int)
+        lo, hi = np.maximum(c - half, 0), np.minimum(c + half + 1, out.shape)
+        sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+        if (out[sl] >= min(LESION_LABELS)).any():
+            continue  # too close to another lesion
+        g = np.ogrid[tuple(slice(a - ci, b - ci) for a, b, ci in zip(lo, hi, c))]
+        ball = sum((gi * si) ** 2 for gi, si in zip(g, spacing)) <= r_mm ** 2
+        ball &= out[sl] == label_of[organ]
+        if ball.sum() < 20:
+            continue
+        out[sl][ball] = _LESION_HOSTS[organ]
+        placed += 1
+    return out
+
+
+def build_scaling(case: Path) -> Path:
+    """Scaling cases from the bench case (cached in .cache/bench/scaling_v1): lesions_N (multilabel, N
+    lesions), files_M (a TotalSegmentator-style folder: the first M of its 117 structure files, empty
+    where the structure is not in the scan, + the 4 lesion files) and slices_S (multilabel, 5 lesions,
+    CT and labels resampled to S slices over the same extent)."""
+    from eval.synthetic import save_nifti
+    from perception.registry import totalseg_class_maps
+
+    root = CACHE / f"scaling_v{SCALING_VERSION}"
+    if (root / "done").exists():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    ml = case / "multilabel"
+    ct_img, seg_img = nib.load(str(ml / "ct.nii.gz")), nib.load(str(ml / "seg.nii.gz"))
+    aff, seg = seg_img.affine, np.asarray(seg_img.dataobj).astype(np.uint8)
+    names = totalseg_class_maps()["total"]
+    label_of = {v: int(k) for k, v in names.items()}
+    base = _lesion_free(seg, label_of)
+    for n in LESION_COUNTS:
+        d = root / f"lesions_{n}"
+        d.mkdir(parents=True)
+        os.symlink(ml / "ct.nii.gz", d / "ct.nii.gz")
+        shutil.copyfile(ml / "class_map.json", d / "class_map.json")
+        save_nifti(_with_lesions(seg, base, label_of, aff, n), aff, d / "seg.nii.gz")
+    order = [names[k] for k in sorted(names)]
+    for m in FILE_COUNTS:
+        d = root / f"files_{m}"
+        (d / "segmentations").mkdir(parents=True)
+        os.symlink(ml / "ct.nii.gz", d / "ct.nii.gz")
+        for name in order[:m]:
+            save_nifti((base == label_of[name]).astype(np.uint8), aff, d / "segmentations" / f"{name}.nii.gz")
+        for lab, lname in LESION_LABELS.items():
+            save_nifti((seg == lab).astype(np.uint8), aff, d / "segmentations" / f"{lname}.nii.gz")
+    hu = np.asarray(ct_img.dataobj)
+    for s_ in SLICE_COUNTS:
+        d = root / f"slices_{s_}"
+        d.mkdir(parents=True)
+        shutil.copyfile(ml / "class_map.json", d / "class_map.json")
+        shape = (*SHAPE[:2], s_)
+        a2 = resampled_affine(aff, seg.shape, shape)
+        if s_ == SHAPE[2]:
+            os.symlink(ml / "ct.nii.gz", d / "ct.nii.gz")
+            os.symlink(ml / "seg.nii.gz", d / "seg.nii.gz")
+            continue
+        save_nifti(resample_nearest(hu, shape), a2, d / "ct.nii.gz")
+        save_nifti(resample_nearest(seg, shape), a2, d / "seg.nii.gz")
+    (root / "done").write_text("ok\n")
+    return root
+
+
+def run_scaling(case: Path, runs: int, out: Path) -> dict:
+    """In-process (median of ``runs``, CPU) and whole-process (one fresh python, CPU) time per scaling case."""
+    root = build_scaling(case)
+    rows = []
+    work = Path(tempfile.mkdtemp(prefix="bench-", dir=CACHE))
+    try:
+        for kind, counts in (("lesions", LESION_COUNTS), ("files", FILE_COUNTS), ("slices", SLICE_COUNTS)):
+            for n in counts:
+                d = root / f"{kind}_{n}"
+                if kind == "files":
+                    ct, masks, cmap = d / "ct.nii.gz", d, None
+                    files = sorted((d / "segmentations").glob("*.nii.gz"))
+                else:
+                    ct, masks, cmap = d / "ct.nii.gz", d / "seg.nii.gz", d / "class_map.json"
+                    files = [masks]
+                one_run(ct, masks, cmap, work)  # warm-up (page cache)
+                rs = [one_run(ct, masks, cmap, work) for _ in range(runs)]
+                med = {k: round(statistics.median(r[0][k] for r in rs), 3)
+                       for k in ("load_ct", "load_masks", "measure", "write", "total", "cpu")}
+                f = rs[0][1]
+                proc = process_run(ct, masks, cmap, work)
+                row = {"kind": kind, "n": n, "mask_files": len(files),
+                           "nonempty_mask_files": sum(1 for p in files if np.asanyarray(nib.load(str(p)).dataobj).any())
+                           if kind == "files" else None,
+                           "lesions": len(f.lesions), "organs": len(f.organs), "in_process_s": med, "process_s": proc}
+                rows.append(row)
+                print(f"{kind:8} {n:4d}: lesions {row['lesions']:3d} organs {row['organs']:3d} | in-process CPU "
+                      f"{med['cpu']:6.2f} s (load_ct {med['load_ct']:.2f}, load_masks {med['load_masks']:.2f}, "
+                      f"measure {med['measure']:.2f}) | whole process {proc['cpu']:6.2f} s CPU", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    def cpu(kind, n, key="process_s"):
+        return next(r[key]["cpu"] for r in rows if r["kind"] == kind and r["n"] == n)
+
+    ratio = round(cpu("lesions", 100) / cpu("lesions", 5), 2)
+    report = {
+        "benchmark": "eval/bench_findings.py --scaling", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpu": _cpu_name(), "pinned_core": _CORE, "python": platform.python_version()}, "runs": runs,
+        "note": ("CPU time (user+sys) of one core, not wall time: the host is shared by other work. in_process_s: "
+              "medians over the runs after one warm-up, of analyze's stages; process_s: one fresh python importing "
+              "radagent, measuring and writing findings.json. lesions_N: the bench case with N lesions (its own 5, "
+              "then 3-5 mm spheres in liver/spleen/kidneys); files_M: the first M of TotalSegmentator's 117 "
+              "structure files (empty where not in the scan) + 4 lesion files; slices_S: the bench case "
+              "resampled to S slices (nearest), same extent."),
+        "target_100_lesions_under_2x_5": {"ratio_whole_process_cpu": ratio, "met": ratio < 2.0},
+        "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"100 lesions / 5 lesions, whole process CPU: {ratio:.2f}x (target < 2x: {'met' if ratio < 2 else 'NOT met'})")
+    print(f"wrote {out}")
+    return report
 
 
 def _cpu_name() -> str:
