@@ -95,10 +95,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "eval" / "results" / "web")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="the tests' small case instead (tests/cases.build_case: 122 x 101 x 30, 8 lesions); "
+                         "writes synthetic_* files")
     a = ap.parse_args(argv)
-    from eval.bench_findings import get_case
+    if a.synthetic:
+        from tests.cases import build_case
 
-    folder, meta = get_case()
+        folder = Path(tempfile.mkdtemp(prefix="radagent-web-bench-"))
+        case = build_case(folder / "multilabel")
+        shape = list(case["hu"].shape)
+        meta = {"shape": shape, "spacing_mm": [3.0, 3.0, 3.0], "source": "tests/cases.build_case (TotalSegmentator "
+                "example CT, synthetic lesions)"}
+        paths = {"ct": "multilabel/ct.nii.gz", "masks": "multilabel"}
+        prefix = "synthetic_"
+    else:
+        from eval.bench_findings import get_case
+
+        folder, meta = get_case()
+        paths = {"ct": "multilabel/ct.nii.gz", "masks": "multilabel/seg.nii.gz",
+                 "class_map": "multilabel/class_map.json"}
+        prefix = ""
     base, stop = serve(folder)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     out: dict = {"case": {"shape": meta["shape"], "spacing_mm": meta["spacing_mm"], "source": meta["source"]},
@@ -106,9 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                  "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, shared 2-core host"}
     try:
         t = time.perf_counter()
-        r = httpx.post(f"{base}/cases/from-path?wait=true", headers=auth, timeout=1800,
-                       json={"ct": "multilabel/ct.nii.gz", "masks": "multilabel/seg.nii.gz",
-                             "class_map": "multilabel/class_map.json"})
+        r = httpx.post(f"{base}/cases/from-path?wait=true", headers=auth, timeout=1800, json=paths)
         r.raise_for_status()
         cid = r.json()["id"]
         out["analysis_s"] = round(time.perf_counter() - t, 2)
@@ -134,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "volumes": res})
                     runs[-1]["interaction_s"] = interactions(d, findings)
                     if i == 0:
-                        shots(d, findings, a.out)
+                        shots(d, findings, a.out, prefix)
                 finally:
                     d.quit()
         out["runs"] = runs
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop()
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "viewer_bench.json").write_text(json.dumps(out, indent=1))
+    (a.out / f"{prefix}viewer_bench.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
     return 0
 
@@ -161,7 +176,7 @@ def interactions(d, findings: dict) -> dict:
     return out
 
 
-def shots(d, findings: dict, out: Path) -> None:
+def shots(d, findings: dict, out: Path, prefix: str) -> None:
     """Screenshots of the loaded page: the largest lesion selected (axial, abdomen window), all three
     views, and the 1920 x 1080 layout."""
     from selenium.webdriver.common.by import By
@@ -171,18 +186,18 @@ def shots(d, findings: dict, out: Path) -> None:
     d.find_element(By.CSS_SELECTOR, "button.view[data-view=axial]").click()
     d.find_element(By.CSS_SELECTOR, f"#lesion-table tr[data-lesion={big['id']}]").click()
     time.sleep(0.5)
-    d.save_screenshot(str(out / "page_1280_axial_lesion.png"))
+    d.save_screenshot(str(out / f"{prefix}page_1280_axial_lesion.png"))
     d.find_element(By.CSS_SELECTOR, "button.view[data-view=multiplanar]").click()
     d.find_element(By.CSS_SELECTOR, "button.preset[data-preset=liver]").click()
     time.sleep(0.5)
-    d.save_screenshot(str(out / "page_1280_three_views_liver_window.png"))
+    d.save_screenshot(str(out / f"{prefix}page_1280_three_views_liver_window.png"))
     d.set_window_size(1920, 1080)
     time.sleep(1.0)
     d.find_element(By.CSS_SELECTOR, "button.view[data-view=axial]").click()
     d.find_element(By.CSS_SELECTOR, "button.preset[data-preset=abdomen]").click()
     d.find_element(By.CSS_SELECTOR, f"#lesion-table tr[data-lesion={big['id']}]").click()
     time.sleep(0.5)
-    d.save_screenshot(str(out / "page_1920_axial_lesion.png"))
+    d.save_screenshot(str(out / f"{prefix}page_1920_axial_lesion.png"))
 
 
 if __name__ == "__main__":

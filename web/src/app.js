@@ -335,7 +335,7 @@ async function loadViewer(caseId) {
   state.inv = inverseAffine(v.affine);
   if (!state.nv) {
     state.nv = new Niivue({
-      isRadiologicalConvention: true, backColor: [0, 0, 0, 1], show3Dcrosshair: false, crosshairColor: [0.3, 0.55, 1, 0.45], crosshairWidth: 1,
+      isRadiologicalConvention: true, backColor: [0, 0, 0, 1], show3Dcrosshair: false, crosshairColor: [0.3, 0.55, 1, 0.5], crosshairWidth: 0.5, crosshairGap: 12,
       loadingText: "loading the CT ...", isOrientationTextVisible: true, isResizeCanvas: true,
     });
     await state.nv.attachToCanvas($("gl"));
