@@ -126,7 +126,8 @@ SUBTYPES: dict[str, Subtype] = {s.name: s for s in (
        "image number of the lesion's RECIST long axis (DICOM InstanceNumber, else the 1-based image number)",
        "On which image is the long axis of the liver lesion measured?", "radagent"),
     _s("change over time", _MR, "binary", "organ lesion_id rank",
-       "growth or change since a prior study: never determinable without a prior study in the findings",
+       "growth or change since a prior study: answered from a comparison with the priors (comparison.json); "
+       "never determinable from one study's findings alone",
        "Has the liver lesion grown since the prior scan?", "radagent"),
     _s("diagnosis", _MR, "categorical", "organ lesion_id rank diagnosis",
        "a diagnosis only where a sourced rule in reasoning.knowledge supports it, else cannot be determined",

@@ -21,7 +21,8 @@ def _h_change(f: Findings, q: Question) -> _Result:
         except _Cannot as e:
             ids = e.ids
     raise _Cannot("no prior study was compared: these findings hold one time point, so growth, shrinkage or any change "
-                  "over time cannot be determined", ids, "single time point")
+                  "over time cannot be determined (radagent compare PRIOR_OUT CURRENT_OUT writes the comparison.json "
+                  "that answers it)", ids, "single time point")
 
 
 _BENIGN_WORDS = {"benign", "cyst", "simple cyst", "renal cyst", "kidney cyst", "bosniak", "bosniak 2", "bosniak ii",
