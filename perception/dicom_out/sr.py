@@ -1,6 +1,7 @@
 """DICOM SR, TID 1500 Measurement Report of the lesions (highdicom), from Findings and the SEG's headers.
 
-One TID 1411 volumetric measurement group per lesion: tracking identifier (the lesion id) and tracking
+One TID 1411 volumetric measurement group per lesion, then one per organ in the SEG (volume when
+measured, mean attenuation, scan edge, status): tracking identifier (the lesion id) and tracking
 UID (the SEG segment's), the referenced SEG segment and source CT series, finding type (lesion kind),
 finding site (host organ, laterality), long axis (SCT 103339001), short axis (SCT 103340004),
 volume (SCT 118565006) in mm / ml, and mean attenuation (DCM 112031 Attenuation Coefficient with
@@ -69,10 +70,7 @@ def _group(les, seg: SegOutput, findings):
     if info is None:
         raise DicomOutputError(f"lesion {les.id}: no segment in the SEG to reference (the SEG and the findings "
                                "come from different analyses)")
-    ds = seg.dataset
-    ref = hd.sr.ReferencedSegment(
-        sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, segment_number=info.number,
-        source_series=hd.sr.SourceSeriesForSegmentation(str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)))
+    ref = _segment_ref(seg, info.number)
     measurements = [
         hd.sr.Measurement(name=C.LONG_AXIS, value=les.long_axis_mm, unit=C.MM),
         hd.sr.Measurement(name=C.SHORT_AXIS, value=les.short_axis_mm, unit=C.MM),
@@ -95,11 +93,60 @@ def _group(les, seg: SegOutput, findings):
     return group
 
 
+def _segment_ref(seg: SegOutput, number: int):
+    import highdicom as hd
+
+    ds = seg.dataset
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=ds.SOPClassUID, sop_instance_uid=ds.SOPInstanceUID, segment_number=number,
+        source_series=hd.sr.SourceSeriesForSegmentation(str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)))
+
+
+def organ_tracking_uid(study_uid: str, organ: str) -> str:
+    return C.deterministic_uid("radagent-organ-tracking", study_uid, organ)
+
+
+def _organ_group(organ, seg: SegOutput, findings):
+    """One TID 1411 group per organ in the SEG: volume (only when measured: a volume cut by the scan edge is
+    not written) and mean attenuation where known; its status as text."""
+    import highdicom as hd
+
+    info = seg.segments.get(f"organ:{organ.name}")
+    if info is None:
+        return None
+    code, side = C.structure_code(organ.name)
+    measurements = []
+    if organ.volume_ml is not None:
+        measurements.append(hd.sr.Measurement(name=C.VOLUME, value=organ.volume_ml, unit=C.ML))
+    if organ.mean_hu is not None:
+        measurements.append(hd.sr.Measurement(name=C.ATTENUATION, value=organ.mean_hu, unit=C.HU, derivation=C.MEAN))
+    common = {
+        "tracking_identifier": hd.sr.TrackingIdentifier(uid=organ_tracking_uid(seg.study_uid, organ.name),
+                                                        identifier=organ.name),
+        "finding_type": code or C.codes.SCT.AnatomicalStructure,
+        "finding_category": C.codes.SCT.AnatomicalStructure, "algorithm_id": _algorithm(findings),
+        "finding_sites": [hd.sr.FindingSite(anatomic_location=code, laterality=side)] if code else None,
+        "measurements": measurements or None,
+        "qualitative_evaluations": [hd.sr.QualitativeEvaluation(C.AT_SCAN_EDGE,
+                                                                C.YES if organ.touches_edges else C.NO)]}
+    if seg.dataset.SegmentationType == "BINARY":  # TID 1411, referencing the organ's segment
+        group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            referenced_segment=_segment_ref(seg, info.number), **common)
+    else:  # a Labelmap SEG: dciodvfy refuses a Referenced Segment Number into it, so TID 1501 (no ROI reference)
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(**common)
+    group[0].ContentSequence.append(_text(C.private("organ-status", "Measurement status"), organ.status.value))
+    return group
+
+
 def build_sr(findings, seg: SegOutput) -> Dataset:
-    """The TID 1500 Measurement Report of ``findings``' lesions, referencing ``seg`` (same study)."""
+    """The TID 1500 Measurement Report of ``findings``' lesions (then organs), referencing ``seg`` (same study)."""
     import highdicom as hd
 
     groups = [_group(les, seg, findings) for les in findings.lesions]
+    groups += [g for o in findings.organs if (g := _organ_group(o, seg, findings)) is not None]
+    if not groups:
+        raise DicomOutputError("DICOM SR: no lesion and no organ in the SEG to report (TID 1500 needs one "
+                               "measurement group at least)")
     observer = hd.sr.ObserverContext(
         observer_type=C.codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -107,7 +154,7 @@ def build_sr(findings, seg: SegOutput) -> Dataset:
             model_name="radagent"))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
-        procedure_reported=C.codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=groups or None,
+        procedure_reported=C.codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=groups,
         title=C.codes.DCM.ImagingMeasurementReport)
     ds = seg.dataset
     key = C.deterministic_uid("radagent-sr", str(ds.SOPInstanceUID), findings.to_json())
