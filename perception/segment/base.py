@@ -39,6 +39,7 @@ log = logging.getLogger("radagent.segment")
 _BACKEND_CLASSES = {
     "totalseg": ".totalseg:TotalSegSegmenter",
     "unit": ".unit.infer:UniTSegmenter",
+    "nnunet": ".nnunet:NNUNetSegmenter",
 }
 
 

@@ -59,6 +59,10 @@ class SegmentRequestError(RequestError):
 
 
 def missing_package_message(what: str, packages: str) -> str:
-    return (f"{what} needs {packages} (not installed in this environment). "
-            f"Install the segmentation stack with `bash scripts/setup_seg_env.sh` (a separate venv at "
-            f".cache/seg-venv) or `pip install 'radagent[segment]'` after `pip install torch==2.13.0`.")
+    return (f"{what} needs {packages} (not installed in this environment). Add it to this environment with one "
+            f"command: {SEGMENT_INSTALL} (CPU torch; leave out --extra-index-url for the CUDA build on a GPU machine). "
+            f"The separate venv .cache/seg-venv (`bash scripts/setup_seg_env.sh`) holds the same stack.")
+
+
+# the one command that adds the segmentation stack (the `segment` extra pins torch 2.13.0, TotalSegmentator, ...)
+SEGMENT_INSTALL = "pip install -e '.[segment]' --extra-index-url https://download.pytorch.org/whl/cpu"

@@ -70,6 +70,8 @@ class SegmentRequest(BaseModel):
     allow_download: bool = Field(True, json_schema_extra=_opt("--no-download"))
     unit_weights: Path | None = Field(None, json_schema_extra=_opt("--weights"))
     existence_threshold: float | None = Field(None, json_schema_extra=_opt("--threshold"))
+    nnunet_model: Path | None = Field(None, json_schema_extra=_opt("--nnunet-model"))
+    nnunet_labels: Path | None = Field(None, json_schema_extra=_opt("--labels"))
     masks: Path | None = Field(None, json_schema_extra=_opt("--masks"))
     class_map: Path | None = Field(None, json_schema_extra=_opt("--class-map"))
     device: str = Field("auto", json_schema_extra=_opt("--device"))
@@ -160,6 +162,9 @@ class SegmentRequest(BaseModel):
         if "unit" in self.backends and self.unit_weights is None:
             problems.append(("unit_weights", ("backend 'unit' needs --weights CKPT (a checkpoint from "
                                              "`radagent train unit`), found none")))
+        if "nnunet" in self.backends and self.nnunet_model is None:
+            problems.append(("nnunet_model", ("backend 'nnunet' needs --nnunet-model DIR (an nnU-Net v2 results folder "
+                                             "with plans.json, dataset.json, fold_N/checkpoint_final.pth), found none")))
         if "masks" in self.backends and self.masks is None:
             problems.append(("masks", ("backend 'masks' needs --masks PATH (a folder of NIfTI masks or a "
                                       "multilabel NIfTI), found none")))
@@ -179,6 +184,8 @@ class SegmentRequest(BaseModel):
         if name == "unit":
             return {"weights": self.unit_weights,
                     **({"existence_threshold": self.existence_threshold} if self.existence_threshold is not None else {})}
+        if name == "nnunet":
+            return {"model": self.nnunet_model, "labels": self.nnunet_labels}
         return {"path": self.masks, "class_map": self.class_map}
 
     def fingerprint_document(self) -> dict[str, Any]:

@@ -42,23 +42,32 @@ DEFAULT_FAVOUR = {297: {0: 2.0, 5: 1.5, 1: 0.5, 2: 0.0, 3: 0.0}, 298: {0: 1.0, 5
 
 
 def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int]) -> tuple[dict, dict]:
-    """(plans.json, dataset.json) for a tiny PlainConvUNet on one CT channel (nnU-Net axis order z, y, x)."""
+    """(plans.json, dataset.json) of TotalSegmentator dataset ``dataset_id`` (tiny network, its labels and spacing)."""
     d = DATASETS[dataset_id]
-    labels = registry.totalseg_class_maps()[DATASET_TASK[dataset_id]]
-    n = len(features)
     spacing_xyz = d.spacing_mm or (1.5, 1.5, 1.5)
     spacing = [float(spacing_xyz[2]), float(spacing_xyz[1]), float(spacing_xyz[0])]
+    return nnunet_plans(d.folder, registry.totalseg_class_maps()[DATASET_TASK[dataset_id]], spacing, d.configuration,
+                        patch_size, features)
+
+
+def nnunet_plans(name: str, labels: Mapping[int, str], spacing: Sequence[float], configuration: str,
+                 patch_size: Sequence[int], features: Sequence[int]) -> tuple[dict, dict]:
+    """(plans.json, dataset.json) for a tiny PlainConvUNet on one CT channel (nnU-Net axis order z, y, x;
+    ``spacing`` z, y, x in mm; ``labels`` id -> name, background added)."""
+    n = len(features)
+    spacing = [float(v) for v in spacing]
+    d_folder = name
     rs = {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None}
     plans = {
-        "dataset_name": d.folder, "plans_name": "nnUNetPlans",
+        "dataset_name": d_folder, "plans_name": "nnUNetPlans",
         "original_median_spacing_after_transp": spacing, "original_median_shape_after_transp": list(patch_size),
         "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
         "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {"0": {
             "max": 3000.0, "mean": 80.0, "median": 70.0, "min": -1024.0, "percentile_00_5": -980.0,
             "percentile_99_5": 1500.0, "std": 250.0}},
-        "configurations": {d.configuration: {
-            "data_identifier": f"nnUNetPlans_{d.configuration}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
+        "configurations": {configuration: {
+            "data_identifier": f"nnUNetPlans_{configuration}", "preprocessor_name": "DefaultPreprocessor", "batch_size": 2,
             "patch_size": list(patch_size), "median_image_size_in_voxels": list(patch_size), "spacing": spacing,
             "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
             "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_data_kwargs": rs,
@@ -79,7 +88,7 @@ def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int
         }},
     }
     dataset = {"channel_names": {"0": "CT"}, "labels": {"background": 0, **{v: int(k) for k, v in labels.items()}},
-               "numTraining": 1, "file_ending": ".nii.gz", "name": d.folder,
+               "numTraining": 1, "file_ending": ".nii.gz", "name": d_folder,
                "description": "radagent test model: random weights, NOT a trained TotalSegmentator model"}
     return plans, dataset
 
@@ -87,33 +96,40 @@ def plans_for(dataset_id: int, patch_size: Sequence[int], features: Sequence[int
 def write_model(weights_dir: Path, dataset_id: int, patch_size: Sequence[int] = (32, 64, 64),
                 features: Sequence[int] = (4, 8, 16, 32), favour: Mapping[int, float] | None = None, seed: int = 0) -> Path:
     """Write <weights_dir>/<DatasetXXX>/<trainer>__nnUNetPlans__<configuration>/ (this process imports nnU-Net)."""
+    d = DATASETS[dataset_id]
+    plans, dataset = plans_for(dataset_id, patch_size, features)
+    fav = DEFAULT_FAVOUR.get(dataset_id, {0: 2.0}) if favour is None else favour
+    return write_results_folder(d.checkpoint(weights_dir).parents[1], plans, dataset, d.trainer, d.configuration, fav, seed)
+
+
+def write_results_folder(out: Path, plans: dict, dataset: dict, trainer_name: str, configuration: str,
+                         favour: Mapping[int, float], seed: int = 0) -> Path:
+    """An nnU-Net results folder ``out`` (plans.json, dataset.json, fold_0/checkpoint_final.pth) holding a network
+    built by nnU-Net's own trainer class ``trainer_name``, random weights, final-layer bias -4 except ``favour``."""
     import torch
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    d = DATASETS[dataset_id]
-    plans, dataset = plans_for(dataset_id, patch_size, features)
     pm = PlansManager(plans)
-    cm = pm.get_configuration(d.configuration)
+    cm = pm.get_configuration(configuration)
     heads = pm.get_label_manager(dataset).num_segmentation_heads
-    trainer = trainer_class(d.trainer)
+    trainer = trainer_class(trainer_name)
     torch.manual_seed(seed)
     if "plans_manager" in inspect.signature(trainer.build_network_architecture).parameters:  # nnunetv2 >= 2.6
         net = trainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False)
     else:
         net = trainer.build_network_architecture(cm.network_arch_class_name, cm.network_arch_init_kwargs,
                                                  cm.network_arch_init_kwargs_req_import, 1, heads, enable_deep_supervision=False)
-    fav = DEFAULT_FAVOUR.get(dataset_id, {0: 2.0}) if favour is None else favour
     with torch.no_grad():
         last = net.decoder.seg_layers[-1]
         last.bias.fill_(-4.0)
-        for lab, b in fav.items():
+        for lab, b in favour.items():
             last.bias[int(lab)] = float(b)
-    out = d.checkpoint(weights_dir).parents[1]
+    out = Path(out)
     (out / "fold_0").mkdir(parents=True, exist_ok=True)
     (out / "plans.json").write_text(json.dumps(plans, indent=2))
     (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
-    ckpt = {"network_weights": net.state_dict(), "trainer_name": d.trainer, "inference_allowed_mirroring_axes": None,
-            "init_args": {"plans": plans, "configuration": d.configuration, "fold": 0, "dataset_json": dataset,
+    ckpt = {"network_weights": net.state_dict(), "trainer_name": trainer_name, "inference_allowed_mirroring_axes": None,
+            "init_args": {"plans": plans, "configuration": configuration, "fold": 0, "dataset_json": dataset,
                           "unpack_dataset": True, "device": "cpu"},
             "current_epoch": 0, "radagent_note": "random weights for offline tests"}
     torch.save(ckpt, out / "fold_0" / "checkpoint_final.pth")

@@ -43,3 +43,22 @@ def register_totalseg_trainers() -> list[str]:
     for n in added:
         reg[n] = trainer_class(n)
     return added
+
+
+def patch_nnunet_trainer_lookup() -> None:
+    """Make nnU-Net's predictor take the trainers of TRAINER_MODULES from their modules (idempotent); other
+    trainer names still go through nnU-Net's own search. Used by the nnunet backend (any results folder)."""
+    import nnunetv2.inference.predict_from_raw_data as pfr
+
+    name = "recursive_find_trainer_class_by_name"
+    original = getattr(pfr, name, None)
+    if original is None or getattr(original, "_radagent", False):
+        return
+
+    def find(trainer_name: str, *args, **kwargs):
+        if trainer_name in TRAINER_MODULES:
+            return trainer_class(trainer_name)
+        return original(trainer_name, *args, **kwargs)
+
+    find._radagent = True  # type: ignore[attr-defined]
+    setattr(pfr, name, find)
