@@ -270,3 +270,22 @@ def test_segmented_study_is_matched_by_position_only(series, tmp_path):
     assert sorted(t.state for t in comp.lesions) == ["persisting"] * 4
     assert all(t.measurements[1].match_overlap is None for t in comp.lesions)
     assert comp.recist.overall_response == "SD"
+
+
+def test_tracking_uids_kept_across_comparisons(series, tmp_path):
+    """t0 -> PR written into the PR study's folder, then PR -> regrow: each lesion keeps the UID it got first."""
+    names = list(SCENARIOS)
+    pr = tmp_path / "pr"
+    shutil.copytree(series["outs"][names.index("PR") + 1], pr)
+    first = case.compare([series["outs"][0]], pr)
+    case.write_comparison(first, pr)
+    second = case.compare([pr], series["outs"][names.index("regrow") + 1])
+    uid_of = {t.measurements[1].lesion_id: t.tracking_uid for t in first.lesions if t.measurements[1].lesion_id}
+    persisting = [t for t in second.lesions if t.state == "persisting"]
+    assert len(persisting) == 3
+    for t in persisting:
+        assert t.tracking_uid == uid_of[t.measurements[0].lesion_id]
+    # a comparison.json made from other findings is not trusted: UIDs derived afresh
+    (pr / "findings.json").write_text((pr / "findings.json").read_text() + " ")
+    third = case.compare([pr], series["outs"][names.index("regrow") + 1])
+    assert not {t.tracking_uid for t in third.lesions} & set(uid_of.values())

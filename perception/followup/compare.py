@@ -53,6 +53,8 @@ class _Study:
     lesions: dict[str, LesionGeometry]
     study_date: date | None = None
     date_source: str | None = None
+    # tracking UIDs a comparison written into this folder gave its lesions (kept across time points)
+    uids: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,7 +125,25 @@ def read_folder(folder: Path):
 def load_study(folder: Path, tp: int, with_masks: bool = True) -> _Study:
     """One analyze output folder, re-read for comparison."""
     findings, raw, inputs = read_folder(folder)
-    return study_from(Path(folder), tp, findings, hashlib.sha256(raw).hexdigest(), inputs, with_masks)
+    st = study_from(Path(folder), tp, findings, hashlib.sha256(raw).hexdigest(), inputs, with_masks)
+    st.uids = earlier_uids(Path(folder), st.findings_sha256)
+    return st
+
+
+def earlier_uids(folder: Path, findings_sha256: str) -> dict[str, str]:
+    """Lesion id -> tracking UID from the folder's own comparison.json (`analyze --prior` / `compare` wrote it
+    when this study was the current one), if it was made from these very findings; else nothing."""
+    p = folder / "comparison.json"
+    if not p.is_file():
+        return {}
+    try:
+        old = Comparison.model_validate_json(p.read_bytes())
+    except ValueError:
+        return {}  # unreadable or another version: UIDs are derived afresh
+    if old.current.findings_sha256 != findings_sha256:
+        return {}
+    tp = old.current.time_point
+    return {m.lesion_id: t.tracking_uid for t in old.lesions if (m := t.at(tp)) is not None and m.lesion_id}
 
 
 def study_from(folder: Path, tp: int, findings, findings_sha256: str, inputs: dict, with_masks: bool = True) -> _Study:
@@ -386,8 +406,9 @@ def _tracked(i: int, t: _Track, studies: list[_Study], T: dict[int, np.ndarray],
         if max(t.present) not in T and state == "disappeared":
             state, reason = "not_assessable", f"registration to time point {max(t.present)} refused"
     uid_seed = f"{studies[first_tp].findings_sha256}/{first.id}"
+    kept = [studies[tp].uids[lid] for tp, lid in sorted(t.present.items()) if lid in studies[tp].uids]
     return TrackedLesion(
-        tracking_id=f"T{i + 1}", tracking_uid="2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, uid_seed).int),
+        tracking_id=f"T{i + 1}", tracking_uid=kept[0] if kept else "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, uid_seed).int),
         organ=organ, state=state, state_reason=reason, match_confidence=conf, measurements=meas,
         change_from_prior=_change(lp, meas, absent) if lp is not None else None,
         change_from_baseline=_change(0, meas, absent) if 0 in T or (0 == cur.tp) else None,

@@ -118,8 +118,9 @@ class DoublingTime(_Model):
 
 class TrackedLesion(_Model):
     tracking_id: str = Field(description="stable within this comparison, e.g. 'T1'")
-    tracking_uid: str = Field(description="DICOM-style UID (2.25.<int>) derived from the first lesion seen; stays the "
-                                          "same across time points")
+    tracking_uid: str = Field(description="DICOM-style UID (2.25.<int>): the one an earlier comparison.json in a "
+                                          "prior's folder gave this lesion, else derived from the first sighting "
+                                          "(findings SHA-256 + lesion id); stays the same across time points")
     organ: str | None
     state: LesionState
     state_reason: str
