@@ -158,6 +158,10 @@ _COMPARISON = re.compile(
 _PRIOR_REF = re.compile(r"prior|previous(?:ly)?|interval\w*|since\s+(?:the\s+)?(?:last|prior|previous|baseline)|baseline",
                         re.IGNORECASE)
 _TRACK_ID_RE = re.compile(r"\bT\d+\b")
+_PRIOR_CTX = re.compile(r"\b(?:prior|previous(?:ly)?|baseline|before|earlier|was|were|then|initially|from|nadir)\b")
+_CHANGE_CTX = re.compile(r"\bchang\w*|\bgr[eo]w\w*|\bincreas\w*|\bdecreas\w*|\bshr[aiu]nk\w*|\breduc\w*|[+-]\s*\d|"
+                         r"\bfrom\b")
+_SUM_CTX = re.compile(r"\bsum\b|\brecist\b|\bnadir\b|\btarget")
 _RESPONSE_WORDS = re.compile(r"\b(?:complete\s+response|partial\s+response|stable\s+disease|progressive\s+disease|"
                              r"disease\s+progression|progression)\b", re.IGNORECASE)
 _RESPONSE_CODES = re.compile(r"\b(?:CR|PR|SD|PD)\b")
@@ -1096,6 +1100,8 @@ class ClaimChecker:
 
     def _measurements(self, w: _Work, sc: _Scope) -> None:
         nums = [x for x in sc.facts.numbers if _usable(x, w.orig)]
+        if self.comparison is not None:
+            nums += self._comparison_numbers(w, sc)
         if not sc.explicit or "study" not in sc.ids:
             nums += [x for x in self.facts["study"].numbers if _usable(x, w.orig)]
         nums = [x for x in nums if not (x.name.endswith((".max_angle_deg", ".contact_length_mm")) and x.value == 0)]
@@ -1542,6 +1548,45 @@ class ClaimChecker:
             w.take(*m.span())
 
     # --- change claims against a Comparison (reasoning.comparison) ---------------------------------
+    def _comparison_numbers(self, w: _Work, sc: _Scope) -> list[Fact]:
+        """Values of the comparison a sentence may write: earlier sizes of the tracked lesions in scope (with a
+        prior-reference word or a tracking id), their changes (with a change word or a signed number), and the
+        RECIST sums and their changes (with 'sum', 'RECIST', 'nadir' or 'target')."""
+        c = self.comparison
+        now = c.current.time_point
+        low = w.orig.lower()
+        tids = [m.group(0) for m in _TRACK_ID_RE.finditer(w.orig) if any(t.tracking_id == m.group(0) for t in c.lesions)]
+        ids = {les.id for les in sc.lesions}
+        organs = {o.name for o in sc.organs}
+        tracked = [t for t in c.lesions if (t.tracking_id in tids) if tids] or [
+            t for t in c.lesions if ((m := t.at(now)) is not None and m.lesion_id in ids)
+            or ((m is None or not m.lesion_id) and t.organ in organs)]
+        out: list[Fact] = []
+        prior = bool(tids) or bool(_PRIOR_CTX.search(low))
+        change = bool(_CHANGE_CTX.search(low))
+        for t in tracked:
+            for m in t.measurements:
+                if m.time_point != now and prior:
+                    out += [Fact(v, u, f"{t.tracking_id}.tp{m.time_point}.{n}") for v, u, n in (
+                        (m.long_axis_mm, "mm", "long_axis_mm"), (m.short_axis_mm, "mm", "short_axis_mm"),
+                        (m.volume_ml, "mL", "volume_ml")) if v is not None]
+            for ch in (t.change_from_prior, t.change_from_baseline):
+                if ch is not None and change:
+                    out += [Fact(s * v, u, f"{t.tracking_id}.change_tp{ch.reference_time_point}.{n}")
+                            for v, u, n in ((ch.long_axis_abs_mm, "mm", "long_axis_abs_mm"), (ch.long_axis_pct, "%", "long_axis_pct"),
+                                            (ch.volume_abs_ml, "mL", "volume_abs_ml"), (ch.volume_pct, "%", "volume_pct"))
+                            if v is not None for s in (1, -1)]
+        r = c.recist
+        if r is not None and _SUM_CTX.search(low):
+            out += [Fact(v, "mm", f"recist.{n}") for v, n in ((r.baseline_sum_mm, "baseline_sum_mm"),
+                                                              (r.nadir_sum_mm, "nadir_sum_mm"), (r.current_sum_mm, "current_sum_mm"))
+                    if v is not None]
+            out += [Fact(s * v, u, f"recist.{n}") for v, u, n in ((r.change_from_baseline_pct, "%", "change_from_baseline_pct"),
+                                                                  (r.change_from_nadir_pct, "%", "change_from_nadir_pct"),
+                                                                  (r.change_from_nadir_mm, "mm", "change_from_nadir_mm"))
+                    if v is not None for s in (1, -1)]
+        return out
+
     def _tracked(self, sc: _Scope, tids: list[str]):
         c = self.comparison
         if tids:

@@ -80,3 +80,28 @@ def test_verify_cli_reads_comparison(pair, tmp_path):
 def test_without_comparison_unsupported(pair, word):
     v = case.verify(pair["cases"][1].findings, f"The liver lesion: {word}.")
     assert not v.ok
+
+
+def test_earlier_sizes_changes_and_sums(pair):
+    """Numbers of the comparison a report may write: earlier sizes (with a prior word or a tracking id), changes
+    (with a change word or a sign), RECIST sums (with 'sum'/'target'); a wrong one is unsupported."""
+    c = pair["comparison"]
+    f1 = pair["cases"][1].findings
+    m0, m1 = c.tracked("T1").measurements
+    ch, r = c.tracked("T1").change_from_prior, c.recist
+    gone = c.tracked("T3").measurements[0].long_axis_mm
+    true = [(f"T1 measured {m0.long_axis_mm:.1f} mm at baseline and {m1.long_axis_mm:.1f} mm now "
+            f"({ch.long_axis_abs_mm:+.1f} mm, {ch.long_axis_pct:+.1f} %)."),
+            f"The left kidney lesion, previously {gone:.1f} mm, has resolved.",
+            (f"The sum of target diameters decreased from {r.baseline_sum_mm:.1f} mm to {r.current_sum_mm:.1f} mm "
+            f"({r.change_from_baseline_pct:+.1f} %).")]
+    false = [f"The left kidney lesion, previously {gone + 8:.1f} mm, has resolved.",
+             f"T1 measured {m0.long_axis_mm + 15:.1f} mm at baseline.",
+             f"The sum of target diameters decreased from {r.baseline_sum_mm + 10:.1f} mm to {r.current_sum_mm:.1f} mm."]
+    for s in true:
+        v = case.verify(f1, s, c)
+        assert v.ok, (s, [(x.text, x.reason) for x in v.claims if x.verdict == "unsupported"])
+        assert not case.verify(f1, s).ok, s
+    for s in false:
+        v = case.verify(f1, s, c)
+        assert [x.type for x in v.claims if x.verdict == "unsupported"] == ["measurement"], s
