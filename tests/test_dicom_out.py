@@ -361,6 +361,7 @@ def test_api_dicom_out_from_path(case):
         assert r.status_code == 422 and "needs a DICOM CT series as input, found nifti" in r.json()["detail"]
 
 
+@pytest.mark.slow
 def test_dataset_builder_dicom_out(case, tmp_path):
     """The dataset builder with dicom_out: the DICOM case gets the same SEG; a NIfTI case fails, recorded, the
     build goes on."""
@@ -403,6 +404,7 @@ def test_no_lesion_case_dcmqi_seg_in_dicom_out(tmp_path):
     assert [(m.name.value, m.value) for m in g.get_measurements()] == [("112031", pytest.approx(liver["mean_hu"]))]
 
 
+@pytest.mark.slow
 def test_binary_seg_memory_limit_refused(case, monkeypatch):
     """A BINARY SEG whose stacked array would pass the memory limit is refused, saying how large it is."""
     from agent import case as case_service
