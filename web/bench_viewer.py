@@ -71,13 +71,14 @@ def browser(width: int, height: int, profile: Path):
     for f in (*FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         opts.add_argument(f)
     d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
-    d.set_page_load_timeout(60)
+    d.set_page_load_timeout(900)  # also bounds each command while the renderer decodes the volumes
     d.execute_cdp_cmd("Network.enable", {})
     d.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
     return d
 
 
 def load(d, base: str, case_id: str, timeout_s: float = 600) -> float:
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -86,7 +87,7 @@ def load(d, base: str, case_id: str, timeout_s: float = 600) -> float:
     d.find_element(By.ID, "case-id").send_keys(case_id)
     t0 = time.perf_counter()
     d.find_element(By.ID, "load").click()
-    WebDriverWait(d, timeout_s, poll_frequency=0.05).until(
+    WebDriverWait(d, timeout_s, poll_frequency=0.05, ignored_exceptions=(TimeoutException,)).until(
         lambda _: d.execute_script("return window.radagent.state.loaded"))
     return time.perf_counter() - t0
 

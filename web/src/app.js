@@ -11,7 +11,7 @@ const VIEWS = { axial: SLICE_TYPE.AXIAL, coronal: SLICE_TYPE.CORONAL, sagittal: 
   multiplanar: SLICE_TYPE.MULTIPLANAR };
 const OPACITY = { organs: 0.3, lesions: 0.55 };
 const LESION_RGB = [230, 40, 40];
-const SELECTED_RGB = [255, 230, 0];
+const SELECTED_COLOUR = "#ffe600";
 const AXES_RGB = { long: "#00ff66", short: "#ff33ff" }; // green long axis, magenta short axis
 
 const state = {
@@ -107,29 +107,37 @@ function canvasPos(v) {
   return p ? [p[0], p[1]] : null;
 }
 
-function lesionCanvasBox(id) {
-  const l = state.findings.lesions.find((x) => x.id === id);
-  if (!l || !state.loaded) return null;
+// the lesion's in-plane extent (voxel edges of bbox_voxel) on axial slice k, in canvas pixels
+function boxOnSlice(l, k) {
   const ax = state.viewer.axial_axis;
   const pts = [];
   const [b0, b1, b2] = l.bbox_voxel;
   for (const i of [b0[0] - 0.5, b0[1] - 0.5]) {
     for (const j of [b1[0] - 0.5, b1[1] - 0.5]) {
-      for (const k of [b2[0] - 0.5, b2[1] - 0.5]) {
-        const v = [i, j, k];
-        v[ax] = l.axial_slice;
-        const p = canvasPos(v);
+      for (const kk of [b2[0] - 0.5, b2[1] - 0.5]) {
+        const v = [i, j, kk];
+        v[ax] = k;
+        const p = canvasAxial(v);
         if (p) pts.push(p);
       }
     }
   }
   if (!pts.length) return null;
+  const xs = pts.map((p) => p[0]);
+  const ys = pts.map((p) => p[1]);
+  return { left: Math.min(...xs), top: Math.min(...ys), right: Math.max(...xs), bottom: Math.max(...ys) };
+}
+
+// the box in CSS pixels of the viewer (as a screenshot of #stage shows it), on the lesion's key slice
+function lesionCanvasBox(id) {
+  const l = state.findings.lesions.find((x) => x.id === id);
+  if (!l || !state.loaded) return null;
+  const b = boxOnSlice(l, l.axial_slice);
+  if (!b) return null;
   const c = $("gl");
   const sx = c.clientWidth / c.width;
   const sy = c.clientHeight / c.height;
-  const xs = pts.map((p) => p[0] * sx);
-  const ys = pts.map((p) => p[1] * sy);
-  return { left: Math.min(...xs), top: Math.min(...ys), right: Math.max(...xs), bottom: Math.max(...ys) };
+  return { left: b.left * sx, top: b.top * sy, right: b.right * sx, bottom: b.bottom * sy };
 }
 
 function drawAxes() {
@@ -141,12 +149,22 @@ function drawAxes() {
   }
   const ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
-  if (!state.loaded || !$("show-axes").checked) return;
-  if (state.view !== "axial" && state.view !== "multiplanar") return;
+  if (!state.loaded || (state.view !== "axial" && state.view !== "multiplanar")) return;
   const k = sliceIndex();
   ctx.lineWidth = Math.max(2, cv.width / 400);
+  const sel = state.findings.lesions.find((x) => x.id === state.selected);
+  const ax = state.viewer.axial_axis;
+  if (sel && k >= sel.bbox_voxel[ax][0] && k < sel.bbox_voxel[ax][1]) {
+    // the selected lesion: a yellow frame around it on every slice it spans
+    const b = boxOnSlice(sel, k);
+    const pad = ctx.lineWidth * 2;
+    if (b) {
+      ctx.strokeStyle = SELECTED_COLOUR;
+      ctx.strokeRect(b.left - pad, b.top - pad, b.right - b.left + 2 * pad, b.bottom - b.top + 2 * pad);
+    }
+  }
   for (const l of state.findings.lesions) {
-    if (l.axial_slice !== k) continue;
+    if (l.axial_slice !== k || !$("show-axes").checked) continue;
     for (const [which, ends] of [["long", l.long_axis_endpoints_voxel], ["short", l.short_axis_endpoints_voxel]]) {
       const a = canvasAxial(ends[0]);
       const b = canvasAxial(ends[1]);
@@ -172,7 +190,7 @@ function canvasAxial(v) {
   return p ? [p[0], p[1]] : null;
 }
 
-// --- lesion label colours: every lesion red, the selected one yellow -------------------------------------
+// --- label colours ----------------------------------------------------------------------------------
 function labelColormap(n, rgbOf, names) {
   const cm = { R: [0], G: [0], B: [0], A: [0], I: [0], labels: [""] };
   for (let i = 1; i <= n; i++) {
@@ -192,13 +210,11 @@ function organRgb(i) {
   return [f(5), f(3), f(1)];
 }
 
+// every lesion red; the selected one is framed on the 2D canvas (recolouring the label volume would
+// re-upload every layer to the GPU, seconds for a 512 x 512 x 300 CT under a software renderer)
 function colourLesions() {
   const v = state.viewer;
-  const sel = state.selected ? v.lesions.find((x) => x.id === state.selected) : null;
-  const cm = labelColormap(v.lesions.length, (i) => (sel && sel.label === i ? SELECTED_RGB : LESION_RGB),
-    v.lesions.map((x) => x.id));
-  state.nv.volumes[2].setColormapLabel(cm);
-  state.nv.updateGLVolume();
+  state.nv.volumes[2].setColormapLabel(labelColormap(v.lesions.length, () => LESION_RGB, v.lesions.map((x) => x.id)));
 }
 
 function setView(name) {
@@ -229,7 +245,6 @@ function goToLesion(id) {
   const l = state.findings.lesions.find((x) => x.id === id);
   if (!l || !state.loaded) return false;
   state.selected = id;
-  colourLesions();
   const [a, b] = l.long_axis_endpoints_voxel;
   const mid = [0, 1, 2].map((i) => (a[i] + b[i]) / 2);
   mid[state.viewer.axial_axis] = l.axial_slice;
@@ -356,8 +371,8 @@ async function loadViewer(caseId) {
     { url: v.volumes.lesions, headers, name: "lesions.nii.gz", opacity: $("show-lesions").checked ? OPACITY.lesions : 0 },
   ]);
   state.nv.volumes[1].setColormapLabel(labelColormap(v.organs.length, organRgb, v.organs.map((o) => o.name)));
-  state.loaded = true;
   colourLesions();
+  state.loaded = true;
   setPreset(state.preset);
   setView(state.view);
   const n = v.shape[v.axial_axis];
