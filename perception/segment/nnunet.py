@@ -7,7 +7,7 @@ reader (``SimpleITKIO``), so preprocessing, sliding window and export are nnU-Ne
 maps the model's label ids to radagent structure names (``{"1": "pancreas", "2": "pancreatic_tumor"}``);
 without it the names of the model's ``dataset.json`` are used, and every name is checked against the
 registry (a lesion label such as ``liver_lesion`` becomes a lesion mask with that organ). Each Mask's
-source is ``nnunet:<model folder name>#<label id>``; ``runs`` records the folds' checkpoint SHA-256s.
+source is ``nnunet:<dataset folder name>#<label id>``; ``runs`` records the folds' checkpoint SHA-256s.
 """
 
 from __future__ import annotations
@@ -93,6 +93,12 @@ class NNUNetSegmenter:
         return out
 
     @property
+    def task(self) -> str:
+        """The model's name in provenance: its dataset folder (``Dataset901_x``) when the results folder sits in one."""
+        parent = self.model.resolve().parent.name
+        return parent if parent.startswith("Dataset") else self.model.resolve().name
+
+    @property
     def outputs(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(self.label_map.values()))
 
@@ -109,8 +115,8 @@ class NNUNetSegmenter:
         from .trainers import patch_nnunet_trainer_lookup
 
         patch_nnunet_trainer_lookup()
-        progress = TaskProgress([(self.model.name, 1.0)])
-        progress.start(self.model.name)
+        progress = TaskProgress([(self.task, 1.0)])
+        progress.start(self.task)
         t0 = time.perf_counter()
         predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                     device=torch.device(self.device), verbose=False, allow_tqdm=False)
@@ -124,13 +130,13 @@ class NNUNetSegmenter:
             seg = predictor.predict_single_npy_array(img, props, None, None, False)
             io.write_seg(np.asarray(seg).astype(np.uint16), str(seg_path), props)
             ls = load_multilabel(seg_path, ct, self.label_map, tol_mm=self.tol_mm)
-        ls = relabel(ls, f"nnunet:{self.model.name}")
+        ls = relabel(ls, f"nnunet:{self.task}")
         conf = json.loads((self.model / "plans.json").read_text()).get("plans_name")
-        self.runs = [ModelRun("nnunet", self.model.name, _version(), "ran", round(time.perf_counter() - t0, 2),
+        self.runs = [ModelRun("nnunet", self.task, _version(), "ran", round(time.perf_counter() - t0, 2),
                               mode=conf, device=self.device,
                               weights=[WeightsRecord(f"fold_{f}", None, self.model.name.split("__")[-1],
                                                      str(self.model / f"fold_{f}" / self.checkpoint),
                                                      sha256_file(self.model / f"fold_{f}" / self.checkpoint))
                                        for f in self.folds])]
-        progress.finish(self.model.name)
+        progress.finish(self.task)
         return ls
