@@ -192,6 +192,11 @@ def test_sr_tid1500_values_equal_findings(case):
         assert texts["attenuation"] == les["attenuation"]
         assert texts["size-qualifier"] == les["size_qualifier"]
         assert texts["host-organ"] == les["organ"]
+        every = [(it.ConceptNameCodeSequence[0].CodeValue, it.TextValue) for it in g[0].ContentSequence
+                 if it.ValueType == "TEXT"]
+        assert [t for c, t in every if c == "staging-hint"] == [f"{h['system']}: {h['category']} ({h['rule']})"
+                                                                 for h in les["staging"]]
+        assert len([t for c, t in every if c == "vessel-contact"]) == len(les["vessel_contacts"])
         (edge,) = g.get_qualitative_evaluations(name=C.AT_SCAN_EDGE)
         assert edge.value.value == ("373066001" if les["touches_edges"] else "373067005")
     # the painted truth: hypo in the liver (20 HU), hyper in the spleen (160 HU)
