@@ -13,7 +13,7 @@
              dicomweb-client (the `test` extra), for the PACS loop tests (tests/test_pacs.py)
 
 Locally a missing prerequisite skips, with the reason. Where the environment variable
-``RADAGENT_REQUIRE`` (a comma list, e.g. ``data,llm,browser,seg``; CI sets all four in .ci/run)
+``RADAGENT_REQUIRE`` (a comma list, e.g. ``data,llm,browser,seg,dicom``; CI sets all five in .ci/run)
 names the kind, it fails instead: in CI nothing skips silently. The older switches
 ``RADAGENT_REQUIRE_LLM=1`` and ``RADAGENT_REQUIRE_BROWSER=1`` still work, as aliases. The pytest
 option ``--require KINDS`` does the same for one run (the Makefile runs the seg venv with
