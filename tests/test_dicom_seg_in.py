@@ -107,6 +107,12 @@ def test_analyze_cli_with_seg_nrrd_and_rtstruct(three, tmp_path):
     (les,) = f["lesions"]
     assert les["mask"] == "gtv" and les["voxel_count"] == expert == 5564
     assert any("RT ROI Interpreted Type" in w for w in f["study"]["warnings"])
+    # the same RTSTRUCT over the NIfTI export of that CT: no UIDs to check, the contours placed by the affine
+    from perception.io import load_ct
+    from perception.masks import load_masks
+
+    ls = load_masks(sts / "dicom" / "RTSTRUCT.dcm", load_ct(sts / "CT_image.nii.gz"))
+    assert ls.masks["gtv"].voxel_count == expert
 
 
 # --- bad DICOM objects ------------------------------------------------------------------------------
