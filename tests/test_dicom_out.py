@@ -450,3 +450,13 @@ def test_rtstruct_case_dicom_out(tmp_path):
                    "118565006": pytest.approx(les["volume_ml"], rel=1e-12),
                    "112031": pytest.approx(les["mean_hu"], rel=1e-12)}
     assert g.finding_type.value == "108369006"  # gtv: kind tumor -> SCT Neoplasm
+
+
+def test_write_without_seg_refused_and_writes_nothing(case, tmp_path):
+    """A case loaded from findings.json has no masks left: DICOM output is refused before anything is written."""
+    from agent import case as case_service
+
+    loaded = case_service.load(case["out"])
+    with pytest.raises(InputError, match="the case carries no SEG"):
+        case_service.write(loaded, None, tmp_path / "x", dicom_out=True)
+    assert not (tmp_path / "x").exists()
