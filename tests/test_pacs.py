@@ -114,6 +114,8 @@ def _copy_with_uids(files: list[Path], out: Path, tag: str, patient: str, date: 
         ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.PatientID, ds.PatientName, ds.StudyDate, ds.SeriesNumber = patient, f"TEST^{tag.upper()}", date, 1
+        if ds.get("SpecificCharacterSet", None) == "":  # dcmqi's slices: highdicom (our test SEG) refuses it
+            del ds.SpecificCharacterSet
         ds.save_as(out / f"{ds.SOPInstanceUID}.dcm", enforce_file_format=True)
     return study, series
 
@@ -159,19 +161,6 @@ def _make_seg(vol, ct_dir: Path, masks: dict[str, np.ndarray], out: Path, tag: s
     seg.save_as(out / "seg.dcm")
 
 
-def _without_empty_charset(files: list[Path], out: Path) -> list[Path]:
-    """dcmqi's CT slices with their empty Specific Character Set (0008,0005) removed, nothing else changed (same
-    UIDs, so liver.dcm still references them). Needed while perception.dicom_out's SEG writer passes the empty value
-    to highdicom, which raises ValueError ('' is not a valid SpecificCharacterSetValues); reported to issue 15A."""
-    out.mkdir(parents=True)
-    for f in files:
-        ds = pydicom.dcmread(f)
-        if ds.get("SpecificCharacterSet", None) == "":
-            del ds.SpecificCharacterSet
-        ds.save_as(out / f.name, enforce_file_format=True)
-    return sorted(out.glob("*.dcm"))
-
-
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     """The three studies as folders of files to upload, with what is known about them."""
@@ -179,7 +168,7 @@ def studies(tmp_path_factory):
     src = data_path("dicom_seg")
     from perception.io import load_ct
 
-    ct3_files = _without_empty_charset(sorted((src / "ct-3slice").glob("*.dcm")), root / "ct3")
+    ct3_files = sorted((src / "ct-3slice").glob("*.dcm"))
     ct3 = pydicom.dcmread(ct3_files[0], stop_before_pixels=True)
     liver = pydicom.dcmread(src / "liver.dcm")
     ex_study, ex_series = _copy_with_uids(sorted(data_path("totalseg", "example_ct_dicom").iterdir()),
@@ -190,7 +179,7 @@ def studies(tmp_path_factory):
     # ct3 under new UIDs with a SEG of dcmqi's liver plus a synthetic lesion: a second study with a lesion
     les_study, _ = _copy_with_uids(ct3_files, root / "lesion3" / "ct", "lesion3", "RADAGENT-PACS-4", "20250101")
     # dcmqi's liver SEG read on the original slices (same geometry as the copy), plus the lesion
-    _, les_masks = _organ_masks_with_lesion(root / "ct3", src / "liver.dcm", ("liver",), (20.0, 15.0, 2.0))
+    _, les_masks = _organ_masks_with_lesion(src / "ct-3slice", src / "liver.dcm", ("liver",), (20.0, 15.0, 2.0))
     vol3 = load_ct(root / "lesion3" / "ct")
     _make_seg(vol3, root / "lesion3" / "ct", les_masks, root / "lesion3" / "seg", "lesion3")
     bare_study, _ = _copy_with_uids(sorted((src / "ct-3slice").glob("*.dcm")), root / "bare" / "ct", "bare",
@@ -290,6 +279,33 @@ def _stored_sr(url: str, study: str, tmp: Path):
     return hd.sr.srread(sr_file), folders
 
 
+def _sr_values(sr) -> dict[str, dict[str, tuple[float, str]]]:
+    """Tracking identifier -> {concept code: (value, UCUM unit)} of every measurement group of a TID 1500 SR,
+    read from the content tree with pydicom (FloatingPointValue where present, else the DS NumericValue)."""
+    out = {}
+    (container,) = [it for it in sr.ContentSequence if it.ConceptNameCodeSequence[0].CodeValue == "126010"]
+    for group in container.ContentSequence:  # Measurement Group (125007)
+        items = group.ContentSequence
+        (tid,) = [it.TextValue for it in items if it.ConceptNameCodeSequence[0].CodeValue == "112039"]
+        out[tid] = {it.ConceptNameCodeSequence[0].CodeValue: (
+            float(it.MeasuredValueSequence[0].get("FloatingPointValue", it.MeasuredValueSequence[0].NumericValue)),
+            it.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0].CodeValue)
+            for it in items if it.ValueType == "NUM"}
+    return out
+
+
+def _findings_values(f: dict) -> dict[str, dict[str, tuple[float, str]]]:
+    """The same table from findings.json: lesions by id (long/short axis, volume, mean HU), organs by name
+    (volume where measured, mean HU where known)."""
+    out = {les["id"]: {"103339001": (les["long_axis_mm"], "mm"), "103340004": (les["short_axis_mm"], "mm"),
+                       "118565006": (les["volume_ml"], "ml"), "112031": (les["mean_hu"], "[hnsf'U]")}
+           for les in f["lesions"]}
+    for o in f["organs"]:
+        out[o["name"]] = {k: v for k, v in (("118565006", (o["volume_ml"], "ml")),
+                                            ("112031", (o["mean_hu"], "[hnsf'U]"))) if v[0] is not None}
+    return out
+
+
 def test_run_stores_seg_and_sr_whose_values_equal_findings(pacs, studies, tmp_path):
     from perception.dicom_out import codes as C
 
@@ -307,11 +323,11 @@ def test_run_stores_seg_and_sr_whose_values_equal_findings(pacs, studies, tmp_pa
     written = pydicom.dcmread(tmp_path / "work" / ex["study"] / "out" / "dicom" / "sr.dcm")
     assert sr.SOPInstanceUID == written.SOPInstanceUID and sr.ContentSequence == written.ContentSequence
     assert sr.StudyInstanceUID == ex["study"] and sr.Manufacturer == "radagent"
-    (g,) = sr.content.get_volumetric_roi_measurement_groups()
-    assert g.tracking_identifier == les["id"] and g.tracking_uid == C.tracking_uid(ex["study"], les["id"])
-    got = {m.name.value: (m.value, m.unit.value) for m in g.get_measurements()}
-    assert got == {"103339001": (les["long_axis_mm"], "mm"), "103340004": (les["short_axis_mm"], "mm"),
-                   "118565006": (les["volume_ml"], "ml"), "112031": (les["mean_hu"], "[hnsf'U]")}
+    groups = {g.tracking_identifier: g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    assert set(groups) == {les["id"], "liver", "spleen"}  # one group per lesion and per organ in the SEG
+    g = groups[les["id"]]
+    assert g.tracking_uid == C.tracking_uid(ex["study"], les["id"])
+    assert _sr_values(sr) == _findings_values(f)
     # the SEG stored back holds the masks measured: organ and lesion voxel counts as findings.json says
     ours = [p for folder in folders.values() for p in folder.glob("*.dcm")
             if pydicom.dcmread(p, stop_before_pixels=True).get("Manufacturer") == "radagent"
@@ -334,6 +350,19 @@ def test_rerun_stores_the_same_objects(pacs, studies, tmp_path):
         assert [x["voxel_count"] for x in f["lesions"]] == [int(les["masks"]["liver_lesion"].sum())]
         counts.append(_client(pacs).find_studies(study_uid=les["study"])[0]["NumberOfStudyRelatedInstances"])
     assert counts == [len(les["files"]) + 2] * 2
+
+
+def test_run_with_dcmqi_seg_stores_an_sr_of_its_liver(pacs, studies, tmp_path):
+    """dcmqi's 3-slice CT with its liver SEG, as stored: no lesion; the liver measured with the SEG's own pixel
+    count, and the SR stored back (a TID 1500 report with the organ's group) equals findings.json."""
+    ct3 = studies["ct3"]
+    res = _cli("run", ct3["study"], "-o", str(tmp_path / "work"), env=_env(pacs))
+    assert res.exit_code == 0 and "masks stored SEG" in res.stderr, res.output
+    f = json.loads(Path(res.stdout.strip()).read_text())
+    assert f["lesions"] == [] and [o["voxel_count"] for o in f["organs"]] == [ct3["liver_voxels"]] == [107098]
+    sr, _ = _stored_sr(pacs, ct3["study"], tmp_path / "back")
+    assert sr.StudyInstanceUID == ct3["study"] and sr.PatientID == ct3["patient"]
+    assert _sr_values(sr) == _findings_values(f) and set(_sr_values(sr)) == {"liver"}
 
 
 # --- refusals --------------------------------------------------------------------------------------------------------
