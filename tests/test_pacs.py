@@ -400,6 +400,14 @@ def test_run_without_seg_says_segmentation_could_not_run(studies, tmp_path):
         assert "segmentation could not run" in res.stderr
         assert not (tmp_path / "w" / bare["study"] / "out").exists()
         assert _client(url).find_studies()[0]["NumberOfStudyRelatedInstances"] == 3  # nothing stored
+        # by date, two studies: the one with a SEG is done and stored, the other listed as failed; exit 2
+        _upload(url, studies["lesion3"])
+        res = _cli("run", "--date", "20240101-20251231", "-o", str(tmp_path / "w2"), "--no-download",
+                   "--totalseg-home", str(tmp_path / "no_weights"), env=_env(url))
+        assert res.exit_code == 2 and "1 of 2 studies failed" in res.stderr and "segmentation could not run" in res.stderr
+        assert res.stdout.split() == [str(tmp_path / "w2" / studies["lesion3"]["study"] / "out" / "findings.json")]
+        counts = {r["StudyInstanceUID"]: r["NumberOfStudyRelatedInstances"] for r in _client(url).find_studies()}
+        assert counts == {bare["study"]: 3, studies["lesion3"]["study"]: len(studies["lesion3"]["files"]) + 2}
 
 
 # --- watch -------------------------------------------------------------------------------------------------------------
