@@ -38,7 +38,9 @@ def is_nrrd(path: Path) -> bool:
 
 
 def is_dicom_file(path: Path) -> bool:
-    """A DICOM Part 10 file (the 'DICM' marker after the 128-byte preamble)."""
+    """A DICOM Part 10 file (the 'DICM' marker after the 128-byte preamble); only regular files are opened."""
+    if not path.is_file():
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(132)

@@ -368,6 +368,10 @@ def _load_mask_file(p: Path, ct: CTVolume, class_map: str | Path | None, tol_mm:
     from .mask_formats import is_dicom_file, is_nrrd, load_dicom_masks, nrrd_segment_map
 
     if not is_nifti(p) and not is_nrrd(p):
+        try:
+            check_regular(p, "mask")  # a FIFO or device is refused before it is opened (it could block)
+        except CTLoadError as e:
+            raise MaskError(str(e)) from e
         if is_dicom_file(p):
             if class_map is not None:
                 raise MaskError(f"{p}: a class map was given, but a DICOM SEG / RTSTRUCT names its own segments")

@@ -228,3 +228,14 @@ def test_not_a_mask_dicom_refused(three, tmp_path):
         load_masks(d / "ct-3slice" / "01.dcm", ct)
     with pytest.raises(MaskError, match="a class map was given, but a DICOM SEG"):
         load_masks(d / "liver.dcm", ct, class_map=tmp_path / "x.json")
+
+
+def test_fifo_named_like_dicom_refused_without_blocking(three, tmp_path):
+    import os
+
+    from perception.masks import load_masks
+
+    fifo = tmp_path / "seg.dcm"
+    os.mkfifo(fifo)
+    with pytest.raises(MaskError, match="expected a regular mask file, found a FIFO"):
+        load_masks(fifo, three["ct"])
