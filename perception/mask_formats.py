@@ -62,10 +62,16 @@ def read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     """(array, RAS affine, header) of a 3D NRRD label map; MaskError naming the field otherwise."""
     import nrrd
 
-    from .io import check_regular
+    from .io import check_regular, max_voxel_bytes
 
     try:
         check_regular(path, "mask")
+        header = nrrd.read_header(str(path))
+        sizes = [int(v) for v in header.get("sizes", [])]
+        need = int(np.prod(sizes, dtype=np.int64)) * nrrd.reader._determine_datatype(header).itemsize
+        if need > max_voxel_bytes():  # before anything is inflated (as for NIfTI)
+            raise MaskError(f"{path}: expected voxel data of at most {max_voxel_bytes()} bytes, found a header "
+                            f"declaring {need} bytes (sizes {sizes}; RADAGENT_MAX_VOXEL_BYTES changes the limit)")
         data, header = nrrd.read(str(path))
     except CTLoadError as e:
         raise MaskError(str(e)) from e

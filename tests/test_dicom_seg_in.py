@@ -239,3 +239,13 @@ def test_fifo_named_like_dicom_refused_without_blocking(three, tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(MaskError, match="expected a regular mask file, found a FIFO"):
         load_masks(fifo, three["ct"])
+
+
+def test_nrrd_over_the_size_limit_refused_before_reading(three, monkeypatch):
+    from perception.masks import load_masks
+
+    # liver_seg.nrrd: 512 x 512 x 3 int16 = 1,572,864 bytes declared
+    monkeypatch.setenv("RADAGENT_MAX_VOXEL_BYTES", str(512 * 512 * 3 * 2 - 1))
+    with pytest.raises(MaskError, match="expected voxel data of at most 1572863 bytes, found a header declaring "
+                                        "1572864 bytes"):
+        load_masks(three["dir"] / "liver_seg.nrrd", three["ct"], mask_label="liver")
