@@ -40,7 +40,7 @@ seg-env:
 # The main venv has no torch: the torch tests run in the seg venv only, where they are required (--require seg);
 # test_segment_base needs no torch and runs in both. Tests marked slow are deselected unless
 # RADAGENT_SLOW_TESTS=1 or RADAGENT_REQUIRE is set (.ci/run sets it).
-SEG_TESTS := tests/test_segment_totalseg.py tests/test_segment_unit.py tests/test_segment_lesions.py tests/test_segment_nnunet.py
+SEG_TESTS := tests/test_segment_totalseg.py tests/test_segment_unit.py tests/test_segment_lesions.py tests/test_segment_nnunet.py tests/test_segment_bundle.py
 test: $(STAMP) llm-env browser seg-env orthanc
 	$(BIN)/pytest -q $(foreach t,$(SEG_TESTS),--ignore=$(t))
 	.cache/seg-venv/bin/pytest -q --require seg tests/test_segment_base.py $(SEG_TESTS)

@@ -30,7 +30,7 @@ from radagent.errors import RequestError
 _FIELD_OF = {"weights": "unit_weights", "threshold": "existence_threshold"}
 # the parameter names segment_request_options adds (without / with the masks backend)
 OPTION_NAMES = ("backends", "weights", "tasks", "fast", "totalseg_weights", "totalseg_home", "no_download",
-                "threshold", "nnunet_model", "labels", "device")
+                "threshold", "nnunet_model", "labels", "bundle", "device")
 MASKS_OPTION_NAMES = ("masks", "class_map")
 
 
@@ -64,6 +64,8 @@ def _options(include_masks_backend: bool, backend_aliases: tuple[str, ...] = ())
                      help="nnU-Net v2 results folder (backend nnunet): plans.json, dataset.json, fold_N/checkpoint_final.pth."),
         click.option("--labels", type=click.Path(path_type=Path), default=None,
                      help="JSON {label id: radagent name} for --nnunet-model (default: its dataset.json names)."),
+        click.option("--bundle", type=click.Path(path_type=Path), default=None,
+                     help="MONAI bundle folder (backend bundle): configs/inference.json, configs/metadata.json, models/model.pt."),
         click.option("--device", default="auto", show_default=True,
                      help="Segmentation device: auto | cpu | cuda | cuda:N | mps."),
     ]
@@ -96,7 +98,7 @@ def segment_request_from_options(*, backends: tuple[str, ...] = (), weights: Pat
                                  tasks: tuple[str, ...] = (), fast: bool | None = None,
                                  totalseg_weights: Path | None = None, totalseg_home: Path | None = None,
                                  no_download: bool = False, threshold: float | None = None, device: str = "auto",
-                                 nnunet_model: Path | None = None, labels: Path | None = None,
+                                 nnunet_model: Path | None = None, labels: Path | None = None, bundle: Path | None = None,
                                  masks: Path | None = None, class_map: Path | None = None) -> SegmentRequest:
     """The SegmentRequest of the options ``segment_request_options`` added (pass them as click gave them).
 
@@ -105,7 +107,7 @@ def segment_request_from_options(*, backends: tuple[str, ...] = (), weights: Pat
     """
     given: dict[str, Any] = {"weights": weights, "totalseg_weights": totalseg_weights, "totalseg_home": totalseg_home,
                              "threshold": threshold, "fast": fast, "masks": masks, "class_map": class_map,
-                             "nnunet_model": nnunet_model, "nnunet_labels": labels}
+                             "nnunet_model": nnunet_model, "nnunet_labels": labels, "bundle": bundle}
     fields: dict[str, Any] = {_FIELD_OF.get(k, k): v for k, v in given.items() if v is not None}
     if backends:
         fields["backends"] = tuple(backends)

@@ -25,7 +25,7 @@ from .schema import (
     SegmentationRun,
 )
 
-_MODEL_BACKENDS = ("totalseg", "unit", "nnunet")  # perception.segment.common.BACKENDS minus "masks"
+_MODEL_BACKENDS = ("totalseg", "unit", "nnunet", "bundle")  # perception.segment.common.BACKENDS minus "masks"
 
 
 def searcher(m: Mask) -> str:

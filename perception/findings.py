@@ -196,6 +196,18 @@ def _flag(name, value, key, positive, reason=None) -> Flag:
                 threshold=thr, rule=t["rule"], source=t["source"])
 
 
+def _detection(m: Mask, detections) -> dict:
+    """A model lesion's detection score and type probabilities: those of the model instance covering most of its
+    voxels (``LabelSet.detections`` from backends that give them, e.g. UniT); {} when none does."""
+    for inst, info in detections or ():
+        sub = inst[tuple(slice(a, b) for a, b in m.bbox)][m.data]
+        ids = np.bincount(sub[sub > 0].astype(np.int64)) if sub.size else np.zeros(0, np.int64)
+        if ids.size and ids.max() > 0 and int(ids.argmax()) in info:
+            d = info[int(ids.argmax())]
+            return {"detection_score": d["score"], "type_probabilities": d["type_probs"]}
+    return {}
+
+
 def build_findings(ct: CTVolume, ls: LabelSet, settings: Settings | None = None) -> Findings:
     """Measure every organ and lesion of ``ls`` on ``ct``."""
     return build_findings_with_masks(ct, ls, settings)[0]
@@ -400,6 +412,8 @@ def build_findings_with_masks(ct: CTVolume, ls: LabelSet, settings: Settings | N
     sha_cache: dict[str, str | None] = {}
     for r in lesion_rows:
         r["provenance"] = lesion_provenance(r["_mask"].source, runs, sha_cache)
+        if r["provenance"].kind == "model":
+            r.update(_detection(r["_mask"], getattr(ls, "detections", None)))
     lesion_rows.sort(key=lambda r: (-r["volume_ml"], r["mask"], r["component_label"]))
     lesion_masks = {f"L{i}": r.pop("_mask") for i, r in enumerate(lesion_rows, start=1)}
     lesions = [Lesion(id=f"L{i}", **r) for i, r in enumerate(lesion_rows, start=1)]

@@ -86,7 +86,7 @@ def test_unknown_backend_and_options_are_refused(ct):
         make_segmenter("totalseg2")
     with pytest.raises(BackendUnavailableError, match="options given for backends not requested"):
         segment_ct(ct, ["masks"], options={"masks": {"path": "x"}, "unit": {"weights": "w.pt"}})
-    assert set(BACKENDS) == {"masks", "totalseg", "unit", "nnunet"}
+    assert set(BACKENDS) == {"masks", "totalseg", "unit", "nnunet", "bundle"}
 
 
 @pytest.mark.parametrize("task, pattern", [

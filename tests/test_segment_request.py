@@ -63,7 +63,7 @@ def test_backend_options_are_the_constructors_keywords():
 
 
 def test_backend_names_are_one_list():
-    assert set(get_args(BackendName)) == set(BACKENDS) == {"masks", "totalseg", "unit", "nnunet"}
+    assert set(get_args(BackendName)) == set(BACKENDS) == {"masks", "totalseg", "unit", "nnunet", "bundle"}
     for name in SegmentRequest.model_fields:
         assert SegmentRequest.option_of(name), name  # every field says which CLI option sets it
 
@@ -84,9 +84,9 @@ def test_backend_names_are_one_list():
     ({"existence_threshold": -0.1}, "existence_threshold", r"expected a probability in 0\.\.1, found -0\.1"),
     ({"existence_threshold": float("nan")}, "existence_threshold", r"found nan"),
     ({"weights": "w.pt"}, "weights", r"unknown field 'weights' \(did you mean 'unit_weights'\?\)"),
-    ({"backends": ["totalsegg"]}, "backends", r"expected 'masks', 'totalseg', 'unit' or 'nnunet'; found 'totalsegg' "
+    ({"backends": ["totalsegg"]}, "backends", r"expected 'masks', 'totalseg', 'unit', 'nnunet' or 'bundle'; found 'totalsegg' "
                                               r"\(did you mean 'totalseg'\?\)"),
-    ({"backends": []}, "backends", r"expected one or more of masks, totalseg, unit, nnunet, found none"),
+    ({"backends": []}, "backends", r"expected one or more of masks, totalseg, unit, nnunet, bundle, found none"),
     ({"backends": ["totalseg", "totalseg"]}, "backends", r"expected each backend once, found 'totalseg'"),
     ({"fast": "maybe"}, "fast", r"fast \(--fast/--full\): expected a valid boolean.*found 'maybe'"),
 ])
@@ -193,7 +193,7 @@ def test_analyze_and_dataset_commands_get_the_same_options():
     assert [n for n, *_ in _shape(ANALYZE, OPTION_NAMES)] == list(OPTION_NAMES)
     assert _shape(SEGMENT, OPTION_NAMES)[1:] == _shape(ANALYZE, OPTION_NAMES)[1:]  # all but --backend's choices
     by_name = {p.name: p for p in SEGMENT.params}
-    assert list(by_name["backends"].type.choices) == ["totalseg", "unit", "nnunet", "masks"]
+    assert list(by_name["backends"].type.choices) == ["totalseg", "unit", "nnunet", "bundle", "masks"]
     assert list({p.name: p for p in ANALYZE.params}["backends"].type.choices) == [b for b in BACKENDS if b != "masks"]
     assert list(by_name["tasks"].type.choices) == list(TASKS)  # the backend's own task table
     assert set(MASKS_OPTION_NAMES) <= set(by_name) and "class_map" not in {p.name for p in BUILD.params}

@@ -427,3 +427,19 @@ def test_radagent_analyze_without_masks_runs_both_backends(trained, cases, tmp_p
     assert tumours[0]["voxel_count"] == pytest.approx(int(truth["case0"]["lesion"].sum()), rel=0.1)
     assert any(m["source"].startswith("unit:") for m in f["masks"]) and any(m["source"].startswith("totalseg:") for m in f["masks"])
     assert (out / "report.html").exists() and (out / tumours[0]["key_image"]).exists()
+    # issue 14: the UniT lesion names its model and carries the instance's detection score and type probabilities
+    import hashlib
+
+    t = tumours[0]
+    assert (t["provenance"]["kind"], t["provenance"]["backend"], t["provenance"]["task"]) == ("model", "unit",
+                                                                                              trained.checkpoint.name)
+    assert t["provenance"]["weights_sha256"] == [hashlib.sha256(trained.checkpoint.read_bytes()).hexdigest()]
+    seg = UniTSegmenter(weights=trained.checkpoint, device="cpu")  # the same inference, read directly
+    seg.segment(load_ct(root / "case0" / "ct.nii.gz"))
+    (inst,) = [x for x in seg.last_result.instances if x.mask_name == "liver_tumor"]
+    assert t["detection_score"] == inst.score and 0 < t["detection_score"] <= 1
+    assert t["type_probabilities"] == inst.type_probs and max(t["type_probabilities"], key=t["type_probabilities"].get) == "hypovascular"
+    runs = {(r["backend"], r["task"]): r for r in f["segmentation"]["runs"]}
+    assert runs[("unit", trained.checkpoint.name)]["status"] == "ran" and ("totalseg", "total") in runs
+    # TotalSegmentator lesions (none expected here) would carry no score: only a model that gives one fills it
+    assert all(les["detection_score"] is None for les in f["lesions"] if les["provenance"]["backend"] == "totalseg")

@@ -40,6 +40,7 @@ _BACKEND_CLASSES = {
     "totalseg": ".totalseg:TotalSegSegmenter",
     "unit": ".unit.infer:UniTSegmenter",
     "nnunet": ".nnunet:NNUNetSegmenter",
+    "bundle": ".bundle:BundleSegmenter",
 }
 
 
@@ -188,6 +189,7 @@ def run_segmenters(ct: CTVolume, segmenters: Sequence[Segmenter],
     """Run backends already made on ``ct`` (each result checked to be on the CT grid) and merge them."""
     results = []
     runs: list = []
+    detections: list = []
     for s in segmenters:
         t0 = time.perf_counter()
         ls = s.segment(ct)
@@ -197,10 +199,13 @@ def run_segmenters(ct: CTVolume, segmenters: Sequence[Segmenter],
                  sum(not m.empty for m in ls.masks.values()), time.perf_counter() - t0)
         results.append((s.name, ls))
         runs += list(getattr(s, "runs", None) or [])
+        if getattr(s, "detections", None) is not None:
+            detections.append(s.detections)
     merged = merge_labelsets(results, prefer)
     # what each backend ran (ModelRun: task, version, weights checksums, seconds), read by build_findings for each
     # lesion's provenance and Findings.segmentation
     merged.model_runs = runs  # type: ignore[attr-defined]
+    merged.detections = detections  # type: ignore[attr-defined]  # (instance ids, {id: score, type_probs}) per backend
     return merged
 
 

@@ -24,7 +24,7 @@ from ..mask import Mask
 from ..masks import LabelSet
 from .errors import DeviceError
 
-BackendName = Literal["masks", "totalseg", "unit", "nnunet"]
+BackendName = Literal["masks", "totalseg", "unit", "nnunet", "bundle"]
 BACKENDS: tuple[str, ...] = get_args(BackendName)
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICE_SPELLINGS = "auto, cpu, cuda, cuda:N or mps"

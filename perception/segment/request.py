@@ -72,6 +72,7 @@ class SegmentRequest(BaseModel):
     existence_threshold: float | None = Field(None, json_schema_extra=_opt("--threshold"))
     nnunet_model: Path | None = Field(None, json_schema_extra=_opt("--nnunet-model"))
     nnunet_labels: Path | None = Field(None, json_schema_extra=_opt("--labels"))
+    bundle: Path | None = Field(None, json_schema_extra=_opt("--bundle"))
     masks: Path | None = Field(None, json_schema_extra=_opt("--masks"))
     class_map: Path | None = Field(None, json_schema_extra=_opt("--class-map"))
     device: str = Field("auto", json_schema_extra=_opt("--device"))
@@ -165,6 +166,9 @@ class SegmentRequest(BaseModel):
         if "nnunet" in self.backends and self.nnunet_model is None:
             problems.append(("nnunet_model", ("backend 'nnunet' needs --nnunet-model DIR (an nnU-Net v2 results folder "
                                              "with plans.json, dataset.json, fold_N/checkpoint_final.pth), found none")))
+        if "bundle" in self.backends and self.bundle is None:
+            problems.append(("bundle", ("backend 'bundle' needs --bundle DIR (a MONAI bundle with configs/inference.json, "
+                                       "configs/metadata.json, models/model.pt), found none")))
         if "masks" in self.backends and self.masks is None:
             problems.append(("masks", ("backend 'masks' needs --masks PATH (a folder of NIfTI masks or a "
                                       "multilabel NIfTI), found none")))
@@ -186,6 +190,8 @@ class SegmentRequest(BaseModel):
                     **({"existence_threshold": self.existence_threshold} if self.existence_threshold is not None else {})}
         if name == "nnunet":
             return {"model": self.nnunet_model, "labels": self.nnunet_labels}
+        if name == "bundle":
+            return {"bundle": self.bundle}
         return {"path": self.masks, "class_map": self.class_map}
 
     def fingerprint_document(self) -> dict[str, Any]:

@@ -244,6 +244,7 @@ class UniTSegmenter:
     output_device: str | None = None  # where sliding-window maps are assembled (default: the device)
     name: str = "unit"
     last_result: UniTResult | None = field(default=None, repr=False)
+    runs: list = field(default_factory=list, repr=False)  # ModelRun of the last segment() call
 
     def __post_init__(self) -> None:
         import importlib.util
@@ -271,10 +272,29 @@ class UniTSegmenter:
         return declared_outputs(self.cfg)
 
     def segment(self, ct: CTVolume) -> LabelSet:
+        from ... import __version__
+        from ..runs import ModelRun, TaskProgress, WeightsRecord, sha256_file
+
+        progress = TaskProgress([(self.weights.name, 1.0)])
+        progress.start(self.weights.name)
+        t0 = time.perf_counter()
         self.last_result = predict_ct(self.model, self.cfg, ct, self.device, self.weights.name, self.output_device)
+        self.runs = [ModelRun("unit", self.weights.name, f"radagent {__version__}", "ran", round(time.perf_counter() - t0, 2),
+                              device=self.device, weights=[WeightsRecord(self.weights.name, None, None, str(self.weights),
+                                                                         sha256_file(self.weights))])]
+        progress.finish(self.weights.name)
         log.info("unit: %d tumour instance(s); %s", len(self.last_result.instances),
                  ", ".join(f"{k} {v:.1f} s" for k, v in self.last_result.seconds.items()))
         return self.last_result.labelset
+
+    @property
+    def detections(self) -> tuple[np.ndarray, dict[int, dict]] | None:
+        """(instance ids on the CT grid, {id: {"score", "type_probs"}}) of the last call, for each lesion's
+        detection score and type probabilities in Findings; None before a call."""
+        if self.last_result is None:
+            return None
+        return (self.last_result.instance_labels,
+                {x.id: {"score": x.score, "type_probs": dict(x.type_probs)} for x in self.last_result.instances})
 
     def files(self, ct: CTVolume) -> dict[str, bytes | str]:
         if self.last_result is None:
