@@ -7,6 +7,8 @@ folder). Studies uploaded with STOW-RS:
 - ``example``: TotalSegmentator's 20-slice DICOM CT (its UIDs are blank: given fixed UIDs here) with a BINARY SEG
   made here with highdicom from ``example_seg_dicom.nii.gz`` (liver, spleen) plus a synthetic liver lesion
   (an ellipsoid of known voxels);
+- ``lesion3``: the 3-slice CT under new UIDs with a SEG of dcmqi's liver plus a synthetic lesion (a fast study
+  with a lesion);
 - ``bare``: the 3-slice CT under new UIDs with no SEG (segmentation must be asked for, and is refused here).
 
 What is checked: QIDO filters against the uploaded headers, WADO-RS retrieval read by our DICOM loader voxel for
