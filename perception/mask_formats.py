@@ -251,11 +251,17 @@ def load_dicom_seg(path: Path, ct: CTVolume, tol_mm: float = 0.01, mask_label: s
         items.pop(0, None)  # the background segment of a labelmap
     if not items:
         raise MaskError(f"{path}: expected at least one segment in SegmentSequence, found none")
+    from .io import max_voxel_bytes
+
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    need = n * int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * max(1, int(ds.get("BitsAllocated", 1)) // 8)
+    if need > max_voxel_bytes():  # decoded pixels (1-bit frames unpack to one byte a pixel), before decoding
+        raise MaskError(f"{path}: expected decoded pixel data of at most {max_voxel_bytes()} bytes, found {n} frames of "
+                        f"{ds.get('Rows')}x{ds.get('Columns')} ({need} bytes; RADAGENT_MAX_VOXEL_BYTES changes the limit)")
     try:
         pix = ds.pixel_array
     except Exception as e:
         raise MaskError(f"{path}: cannot decode the SEG pixel data ({type(e).__name__}: {e})") from e
-    n = int(ds.get("NumberOfFrames", 1) or 1)
     pix = pix.reshape(n, int(ds.Rows), int(ds.Columns))
     names = {num: _segment_name(it) for num, it in items.items()}
     if mask_label is not None:

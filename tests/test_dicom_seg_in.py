@@ -249,3 +249,11 @@ def test_nrrd_over_the_size_limit_refused_before_reading(three, monkeypatch):
     with pytest.raises(MaskError, match="expected voxel data of at most 1572863 bytes, found a header declaring "
                                         "1572864 bytes"):
         load_masks(three["dir"] / "liver_seg.nrrd", three["ct"], mask_label="liver")
+
+
+def test_dicom_seg_over_the_size_limit_refused_before_decoding(three, monkeypatch):
+    from perception.masks import load_masks
+
+    monkeypatch.setenv("RADAGENT_MAX_VOXEL_BYTES", str(3 * 512 * 512 - 1))  # liver.dcm: 3 frames of 512x512
+    with pytest.raises(MaskError, match="expected decoded pixel data of at most 786431 bytes, found 3 frames of 512x512"):
+        load_masks(three["dir"] / "liver.dcm", three["ct"])
