@@ -14,7 +14,6 @@ import hashlib
 import json
 import sys
 
-import numpy as np
 import pytest
 
 from tests.require import require_module
@@ -22,7 +21,6 @@ from tests.require import require_module
 for _m in ("torch", "totalsegmentator", "nnunetv2"):
     require_module(_m, "seg")
 
-import nibabel as nib
 
 from perception.io import load_ct
 from perception.segment import WeightsMissingError
@@ -34,6 +32,7 @@ from perception.segment.totalseg import (
 )
 from perception.segment.totalseg_fake import ensure_fake_weights
 from tests.conftest import data_path
+from tests.segment_cases import write_liver_crop
 
 DATASETS_USED = [297, 298, 570, 591, 789, 913]
 
@@ -48,15 +47,7 @@ def ts_home(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def crop_ct(tmp_path_factory):
-    """A real CT cropped around the liver (40 x 40 x 18 voxels of 3 mm, air included so it reads as CT in HU)
-    so each task runs in tens of seconds."""
-    ct = load_ct(data_path("totalseg", "example_ct_sm.nii.gz"))
-    lo = np.array([44, 28, 6])
-    aff = ct.affine.copy()
-    aff[:3, 3] = ct.affine[:3, :3] @ lo + ct.affine[:3, 3]
-    path = tmp_path_factory.mktemp("raw_ct") / "ct.nii.gz"
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(ct.hu[44:84, 28:68, 6:24]), aff), str(path))
-    return path
+    return write_liver_crop(tmp_path_factory.mktemp("raw_ct") / "ct.nii.gz")
 
 
 def _sha(path) -> str:

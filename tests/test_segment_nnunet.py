@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.require import require_module
@@ -23,10 +22,8 @@ from tests.require import require_module
 for _m in ("torch", "nnunetv2"):
     require_module(_m, "seg")
 
-import nibabel as nib
 
-from perception.io import load_ct
-from tests.conftest import data_path
+from tests.segment_cases import write_liver_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -54,13 +51,7 @@ def model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ct_path(tmp_path_factory) -> Path:
-    ct = load_ct(data_path("totalseg", "example_ct_sm.nii.gz"))
-    lo = np.array([44, 28, 6])
-    aff = ct.affine.copy()
-    aff[:3, 3] = ct.affine[:3, :3] @ lo + ct.affine[:3, 3]
-    path = tmp_path_factory.mktemp("nnunet_ct") / "ct.nii.gz"
-    nib.save(nib.Nifti1Image(np.ascontiguousarray(ct.hu[44:84, 28:68, 6:24]), aff), str(path))
-    return path
+    return write_liver_crop(tmp_path_factory.mktemp("nnunet_ct") / "ct.nii.gz")
 
 
 def test_results_folder_is_built_by_nnunets_trainer(model):
