@@ -13,6 +13,9 @@ in the mixed precision the config asks for. Nothing here needs a GPU: on CPU the
 (volume 128x128x96, patch 64^3, batch 1) and the output says so.
 
 Writes a JSON record: eval/results/bench_segment_<gpu>.json (e.g. _h100), _cpu_reduced.json, or --out.
+
+`python -m eval.bench_segment totalseg [CT ...]`: seconds of each TotalSegmentator task of the default no-mask
+analyze with random-weight models on the shared CTs (eval/results/bench_segment_totalseg_cpu.json).
 """
 
 from __future__ import annotations
@@ -211,5 +214,60 @@ def main(argv=None) -> dict:
     return rec
 
 
+# --- TotalSegmentator tasks (issue 14): `python -m eval.bench_segment totalseg [CT ...]` --------------------------
+
+TOTALSEG_CTS = ("../shared/data/totalseg/example_ct_sm.nii.gz", "../shared/data/hcc048_portal_venous")
+
+
+def bench_totalseg(argv: list[str]) -> dict:
+    """Seconds of each TotalSegmentator task of the default no-mask analyze (total, then liver segments, liver
+    lesions, kidney cysts, lung nodules where total found the organ) on CPU with random-weight models (tiny
+    networks: the figures time TotalSegmentator's pipeline here, resampling, crops, nnU-Net's sliding window and
+    export, not a real network's compute). One child process per CT (nnU-Net reads its paths once per process);
+    eval/results/bench_segment_totalseg_cpu.json."""
+    import resource
+    import subprocess
+
+    ap = argparse.ArgumentParser(prog="python -m eval.bench_segment totalseg")
+    ap.add_argument("cts", nargs="*", default=list(TOTALSEG_CTS))
+    ap.add_argument("--home", type=Path, default=Path(".cache/bench-totalseg-home"))
+    ap.add_argument("--out", type=Path, default=Path("eval/results/bench_segment_totalseg_cpu.json"))
+    a = ap.parse_args(argv)
+    from perception.segment.totalseg_fake import ensure_fake_weights
+
+    ensure_fake_weights(a.home / "nnunet" / "results", [297, 298, 570, 591, 789, 913])
+    code = ("import json, sys, time; from agent import case; from perception.segment.request import SegmentRequest; "
+            "t = time.perf_counter(); req = SegmentRequest.build(totalseg_home=sys.argv[2], allow_download=False, device='cpu'); "
+            "c = case.analyze(sys.argv[1], segment=req, key_images=False); "
+            "print(json.dumps({'seconds_total': round(time.perf_counter() - t, 2), 'shape': list(c.findings.study.shape), "
+            "'spacing_mm': list(c.findings.study.spacing_mm), 'lesions': len(c.findings.lesions), "
+            "'runs': [r.model_dump() for r in c.findings.segmentation.runs]}))")
+    rec = {"benchmark": "TotalSegmentator tasks of the default no-mask analyze, random-weight models (features 4..32)",
+           "device": "cpu", "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "cases": []}
+    for ct in a.cts:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        r = subprocess.run([sys.executable, "-c", code, ct, str(a.home.resolve())], capture_output=True, text=True,
+                           check=False, timeout=3600)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if r.returncode != 0:
+            raise SystemExit(f"{ct}: analyze failed:\n{r.stderr[-3000:]}")
+        case = json.loads(r.stdout.strip().splitlines()[-1])
+        case["ct"] = ct
+        case["cpu_seconds_process"] = round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1)
+        for run in case["runs"]:
+            run.pop("weights", None)
+        rec["cases"].append(case)
+        print(ct, case["shape"], ", ".join(f"{x['task']} {x['status']} {x['seconds']:.1f} s" for x in case["runs"]),
+              f"(whole analyze {case['seconds_total']:.1f} s, CPU {case['cpu_seconds_process']} s)", flush=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(rec, indent=2) + "\n")
+    print(a.out)
+    return rec
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["totalseg"]:
+        bench_totalseg(sys.argv[2:])
+    else:
+        main()

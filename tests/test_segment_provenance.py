@@ -106,3 +106,20 @@ def test_progress_is_weighted_and_eta_unknown_before_any_progress():
     assert eta_seconds(0.0, 10.0) is None  # unknown, never 0
     assert eta_seconds(0.25, 10.0) == pytest.approx(30.0)
     TaskProgress([("total", 1.0)]).finish("total")  # outside progress_to: nothing reported, no error
+
+
+def test_no_mask_analyze_without_the_segment_extra_says_the_one_command(tmp_path, monkeypatch):
+    """Where TotalSegmentator is not installed (the core venv), a no-mask analyze exits 2, writes nothing and
+    names the one command that adds the segmentation stack to this environment."""
+    from click.testing import CliRunner
+
+    import perception.segment.totalseg as ts
+    from agent.cli import main
+    from perception.segment.errors import SEGMENT_INSTALL
+
+    monkeypatch.setattr(ts, "available", lambda: False)  # as in the core venv (no torch / TotalSegmentator)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["analyze", str(data_path("totalseg", "example_ct_sm.nii.gz")), "-o", str(out),
+                                  "--device", "cpu"])
+    assert r.exit_code == 2 and not out.exists()
+    assert SEGMENT_INSTALL in " ".join(r.output.split()) and "pip install -e '.[segment]'" in SEGMENT_INSTALL
