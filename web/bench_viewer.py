@@ -71,7 +71,8 @@ def browser(width: int, height: int, profile: Path):
     for f in (*FLAGS, f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         opts.add_argument(f)
     d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=opts)
-    d.set_page_load_timeout(900)  # also bounds each command while the renderer decodes the volumes
+    d.set_page_load_timeout(1200)  # also bounds each command while the renderer decodes the volumes
+    d.command_executor._client_config.timeout = 1200  # selenium's HTTP read timeout to chromedriver (120 s)
     d.execute_cdp_cmd("Network.enable", {})
     d.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
     return d
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 d = browser(1280, 900, Path(prof))
                 try:
                     wall = load(d, base, cid)
+                    stages = d.execute_script("return window.radagent.state.timings")
                     res = d.execute_script(
                         "return performance.getEntriesByType('resource').filter(e => e.name.includes('/viewer/'))"
                         ".map(e => ({name: e.name.split('/').pop(), transfer: e.transferSize, body: e.encodedBodySize,"
@@ -147,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append({"load_s": round(wall, 2),
                                  "page_viewer_s": round(d.execute_script("return window.radagent.state.timings.viewer_ms")
                                                         / 1000, 2),
+                                 "page_stages_s": {k: round(v / 1000, 2) for k, v in stages.items()},
                                  "volumes": res})
                     runs[-1]["interaction_s"] = interactions(d, findings)
                     if i == 0:

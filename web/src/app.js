@@ -210,12 +210,8 @@ function organRgb(i) {
   return [f(5), f(3), f(1)];
 }
 
-// every lesion red; the selected one is framed on the 2D canvas (recolouring the label volume would
-// re-upload every layer to the GPU, seconds for a 512 x 512 x 300 CT under a software renderer)
-function colourLesions() {
-  const v = state.viewer;
-  state.nv.volumes[2].setColormapLabel(labelColormap(v.lesions.length, () => LESION_RGB, v.lesions.map((x) => x.id)));
-}
+// every lesion red (set at load); the selected one is framed on the 2D canvas: recolouring the label
+// volume would redo every layer on the GPU, seconds for a 512 x 512 x 300 CT under a software renderer
 
 function setView(name) {
   state.view = name;
@@ -364,21 +360,27 @@ async function loadViewer(caseId) {
   }
   const headers = { Authorization: "Bearer " + state.token };
   const [w, l] = v.windows[state.preset];
+  state.timings.viewer_info_ms = performance.now() - t0;
   await state.nv.loadVolumes([
     { url: v.volumes.ct, headers, name: "ct.nii.gz", colormap: "gray", cal_min: l - w / 2, cal_max: l + w / 2,
-      trustCalMinMax: false },
+      trustCalMinMax: true },
     { url: v.volumes.organs, headers, name: "organs.nii.gz", opacity: $("show-organs").checked ? OPACITY.organs : 0 },
     { url: v.volumes.lesions, headers, name: "lesions.nii.gz", opacity: $("show-lesions").checked ? OPACITY.lesions : 0 },
   ]);
+  state.timings.decoded_ms = performance.now() - t0;
+  // label colours: organs by hue, every lesion red; one more pass over the layers
   state.nv.volumes[1].setColormapLabel(labelColormap(v.organs.length, organRgb, v.organs.map((o) => o.name)));
-  colourLesions();
+  state.nv.volumes[2].setColormapLabel(labelColormap(v.lesions.length, () => LESION_RGB, v.lesions.map((x) => x.id)));
+  state.nv.updateGLVolume();
+  state.timings.volumes_ms = performance.now() - t0;
   state.loaded = true;
-  setPreset(state.preset);
   setView(state.view);
+  for (const b of document.querySelectorAll("button.preset")) b.setAttribute("aria-pressed", String(b.dataset.preset === state.preset));
   const n = v.shape[v.axial_axis];
   $("slice").max = String(n - 1);
   $("slice").disabled = false;
   syncSlice();
+  state.nv.drawScene();
   state.timings.viewer_ms = performance.now() - t0;
 }
 
