@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append({"load_s": round(wall, 2),
                                  "page_viewer_s": round(d.execute_script("return window.radagent.state.timings.viewer_ms")
                                                         / 1000, 2),
-                                 "page_stages_s": {k: round(v / 1000, 2) for k, v in stages.items()},
+                                 "page_stages_s": {k.removesuffix("_ms"): round(v / 1000, 2) for k, v in stages.items()},
                                  "volumes": res})
                     runs[-1]["interaction_s"] = interactions(d, findings)
                     if i == 0:
