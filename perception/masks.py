@@ -39,7 +39,7 @@ from scipy import ndimage
 from . import registry
 from .errors import CTLoadError, GeometryMismatchError, MaskError
 from .io import check_regular, is_nifti, raw_data, read_nifti
-from .mask import Mask
+from .mask import Mask, bbox_of, to_slices
 from .volume import CTVolume, axcodes
 
 # Words in a file name that mark TotalSegmentator-style multilabel output (its docs write
@@ -296,10 +296,16 @@ def load_mask_folder(folder: Path, ct: CTVolume, tol_mm: float = 0.01) -> LabelS
     ls = LabelSet(ct.shape)
     for p in files:
         arr, note = _load_mask_array(p, ct, tol_mm)
-        _binary_or_refuse(arr, p, "one file per structure in a folder of masks")
+        # values are counted inside the structure's box only (zeros outside): one pass less over the grid
+        bb = bbox_of(arr)
+        sub = arr[to_slices(bb)] if bb is not None else arr[:0, :0, :0]
+        _binary_or_refuse(sub, p, "one file per structure in a folder of masks")
         if note:
             ls.warnings.append(note)
-        _register(ls, nifti_stem(p), arr, str(p))
+        name = nifti_stem(p)
+        mask = Mask(name, tuple(arr.shape), None, None, str(p)) if bb is None else \
+            Mask(name, tuple(arr.shape), bb, np.ascontiguousarray(sub != 0), str(p))  # = Mask.from_dense(name, arr)
+        _register(ls, name, mask, str(p))
     return ls
 
 
