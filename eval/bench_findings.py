@@ -369,11 +369,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--formats", default="multilabel,atlas")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scaling", action="store_true", help="the scaling table (lesions, mask files, slices) instead")
+    ap.add_argument("--scaling-kinds", default="lesions,files,slices", help="rows of the scaling table to (re)measure")
     args = ap.parse_args(argv)
 
     folder, meta = get_case(args.rebuild)
     if args.scaling:
-        run_scaling(folder, args.runs, args.out or SCALING_RESULTS)
+        run_scaling(folder, args.runs, args.out or SCALING_RESULTS, tuple(args.scaling_kinds.split(",")))
         return 0
     args.out = args.out or RESULTS
     t_imp = time.perf_counter()
@@ -570,13 +571,18 @@ def build_scaling(case: Path) -> Path:
     return root
 
 
-def run_scaling(case: Path, runs: int, out: Path) -> dict:
-    """In-process (median of ``runs``, CPU) and whole-process (one fresh python, CPU) time per scaling case."""
+def run_scaling(case: Path, runs: int, out: Path, kinds: tuple[str, ...] = ("lesions", "files", "slices")) -> dict:
+    """In-process (median of ``runs``, CPU), whole-process (one fresh python measuring, CPU) and
+    ``radagent analyze`` (key images included, user CPU) time per scaling case; rows of kinds not
+    rerun are kept from ``out``."""
     root = build_scaling(case)
-    rows = []
+    old = json.loads(out.read_text())["rows"] if out.exists() else []
+    rows = [r for r in old if r["kind"] not in kinds]
     work = Path(tempfile.mkdtemp(prefix="bench-", dir=CACHE))
     try:
         for kind, counts in (("lesions", LESION_COUNTS), ("files", FILE_COUNTS), ("slices", SLICE_COUNTS)):
+            if kind not in kinds:
+                continue
             for n in counts:
                 d = root / f"{kind}_{n}"
                 if kind == "files":
@@ -591,35 +597,43 @@ def run_scaling(case: Path, runs: int, out: Path) -> dict:
                        for k in ("load_ct", "load_masks", "measure", "write", "total", "cpu")}
                 f = rs[0][1]
                 proc = process_run(ct, masks, cmap, work)
+                cli = cli_run(ct, masks, cmap, work)
                 row = {"kind": kind, "n": n, "mask_files": len(files),
                            "nonempty_mask_files": sum(1 for p in files if np.asanyarray(nib.load(str(p)).dataobj).any())
                            if kind == "files" else None,
-                           "lesions": len(f.lesions), "organs": len(f.organs), "in_process_s": med, "process_s": proc}
+                           "lesions": len(f.lesions), "organs": len(f.organs), "in_process_s": med, "process_s": proc,
+                       "cli_analyze_s": cli}
                 rows.append(row)
                 print(f"{kind:8} {n:4d}: lesions {row['lesions']:3d} organs {row['organs']:3d} | in-process CPU "
                       f"{med['cpu']:6.2f} s (load_ct {med['load_ct']:.2f}, load_masks {med['load_masks']:.2f}, "
-                      f"measure {med['measure']:.2f}) | whole process {proc['cpu']:6.2f} s CPU", flush=True)
+                      f"measure {med['measure']:.2f}) | whole process {proc['cpu']:6.2f} s CPU | radagent analyze "
+                      f"{cli['user']:6.2f} s user CPU", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    def cpu(kind, n, key="process_s"):
-        return next(r[key]["cpu"] for r in rows if r["kind"] == kind and r["n"] == n)
+    rows.sort(key=lambda r: (("lesions", "files", "slices").index(r["kind"]), r["n"]))
+
+    def cpu(kind, n, key="cli_analyze_s", field="user"):
+        return next(r[key][field] for r in rows if r["kind"] == kind and r["n"] == n)
 
     ratio = round(cpu("lesions", 100) / cpu("lesions", 5), 2)
+    ratio_measure = round(cpu("lesions", 100, "process_s", "cpu") / cpu("lesions", 5, "process_s", "cpu"), 2)
     report = {
         "benchmark": "eval/bench_findings.py --scaling", "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "machine": {"cpu": _cpu_name(), "pinned_core": _CORE, "python": platform.python_version()}, "runs": runs,
         "note": ("CPU time (user+sys) of one core, not wall time: the host is shared by other work. in_process_s: "
               "medians over the runs after one warm-up, of analyze's stages; process_s: one fresh python importing "
-              "radagent, measuring and writing findings.json. lesions_N: the bench case with N lesions (its own 5, "
+              "radagent, measuring and writing findings.json; cli_analyze_s: `radagent analyze` (key images and "
+              "findings.md too; user CPU; the target is judged on it; rows measured before it was added lack it). lesions_N: the bench case with N lesions (its own 5, "
               "then 3-5 mm spheres in liver/spleen/kidneys); files_M: the first M of TotalSegmentator's 117 "
               "structure files (empty where not in the scan) + 4 lesion files; slices_S: the bench case "
               "resampled to S slices (nearest), same extent."),
-        "target_100_lesions_under_2x_5": {"ratio_whole_process_cpu": ratio, "met": ratio < 2.0},
+        "target_100_lesions_under_2x_5": {"ratio_radagent_analyze_user_cpu": ratio, "met": ratio < 2.0,
+                                          "ratio_measure_process_cpu": ratio_measure},
         "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"100 lesions / 5 lesions, whole process CPU: {ratio:.2f}x (target < 2x: {'met' if ratio < 2 else 'NOT met'})")
+    print(f"100 lesions / 5 lesions, radagent analyze user CPU: {ratio:.2f}x (target < 2x: {'met' if ratio < 2 else 'NOT met'})")
     print(f"wrote {out}")
     return report
 
