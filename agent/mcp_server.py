@@ -492,7 +492,10 @@ def build_server(settings: ServerSettings) -> MCPServer:
         eng = "llm" if llm else "template"
         folder = out / "reports" / f"{eng}-{style}"  # the HTTP API's report cache: drafted once per engine and style
         if (folder / "report.md").is_file() and (folder / "report.json").is_file():
-            draft = ReportDraft.model_validate_json((folder / "report.json").read_text())
+            # report.json carries a `comparison` section when the case was compared: read the draft without it
+            from reasoning.comparison import report_draft
+
+            draft = report_draft((folder / "report.json").read_text())
             return DraftedReport(case_id=case_id, style=style, engine=draft.engine,
                                  text=(folder / "report.md").read_text(), fallback_reason=draft.fallback_reason,
                                  provenance=draft)

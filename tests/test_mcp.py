@@ -408,6 +408,9 @@ def test_compare_studies_over_http(http_server, root):
             after = await c.call_tool("ask", {"case_id": cur, "question": "Are there new lesions since the prior?"})
             claims = [await c.call_tool("verify_text", {"case_id": cur, "text": t}) for t in (NEW_TRUE, NEW_FALSE)]
             rep = await c.call_tool("draft_report", {"case_id": cur})
+            rep_again = await c.call_tool("draft_report", {"case_id": cur})  # read back from the cache, comparison kept
+            assert not rep_again.is_error, rep_again.content
+            assert rep_again.structured_content["text"] == rep.structured_content["text"]
             res = await c.read_resource(f"radagent://cases/{cur}/comparison.json")
             bad = [await c.call_tool("compare_studies", {"prior_case_ids": [cur], "current_case_id": cur}),
                    await c.call_tool("compare_studies", {"prior_case_ids": ["0" * 32], "current_case_id": cur})]
