@@ -47,9 +47,11 @@ def _cli(args: list) -> tuple[int, str]:
 
 
 def _sources_out(obj):
-    """Findings with every 'source' value (a path each surface names its own way) blanked."""
+    """Findings with every 'source' and provenance 'mask_file' value (a path each surface names its own way)
+    blanked."""
     if isinstance(obj, dict):
-        return {k: ("<source>" if k == "source" and isinstance(v, str) else _sources_out(v)) for k, v in obj.items()}
+        return {k: ("<source>" if k in ("source", "mask_file") and isinstance(v, str) else _sources_out(v))
+                for k, v in obj.items()}
     if isinstance(obj, list):
         return [_sources_out(v) for v in obj]
     return obj
