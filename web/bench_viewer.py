@@ -176,13 +176,12 @@ def interactions(d, findings: dict) -> dict:
                        ("next_slice", "window.radagent.state.nv.moveCrosshairInVox(0, 0, 1)")):
         out[name] = round(d.execute_script(f"const t = performance.now(); {call}; window.radagent.state.nv.drawScene();"
                                            "return (performance.now() - t) / 1000"), 3)
-    d.execute_script("window.radagent.setPreset('abdomen')")
-    return out
+    return out  # the liver window stays (each preset change redoes every layer: minutes under SwiftShader here)
 
 
 def shots(d, findings: dict, out: Path, prefix: str) -> None:
-    """Screenshots of the loaded page: the largest lesion selected (axial, abdomen window), all three
-    views, and the 1920 x 1080 layout."""
+    """Screenshots of the loaded page (liver window, set by ``interactions``): the largest lesion selected
+    (axial), all three views, and the 1920 x 1080 layout."""
     from selenium.webdriver.common.by import By
 
     out.mkdir(parents=True, exist_ok=True)
@@ -192,13 +191,11 @@ def shots(d, findings: dict, out: Path, prefix: str) -> None:
     time.sleep(0.5)
     d.save_screenshot(str(out / f"{prefix}page_1280_axial_lesion.png"))
     d.find_element(By.CSS_SELECTOR, "button.view[data-view=multiplanar]").click()
-    d.find_element(By.CSS_SELECTOR, "button.preset[data-preset=liver]").click()
     time.sleep(0.5)
     d.save_screenshot(str(out / f"{prefix}page_1280_three_views_liver_window.png"))
     d.set_window_size(1920, 1080)
     time.sleep(1.0)
     d.find_element(By.CSS_SELECTOR, "button.view[data-view=axial]").click()
-    d.find_element(By.CSS_SELECTOR, "button.preset[data-preset=abdomen]").click()
     d.find_element(By.CSS_SELECTOR, f"#lesion-table tr[data-lesion={big['id']}]").click()
     time.sleep(0.5)
     d.save_screenshot(str(out / f"{prefix}page_1920_axial_lesion.png"))
