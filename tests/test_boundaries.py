@@ -6,8 +6,8 @@ the data flow
 
 - radagent (the error tree, radagent/errors.py) imports no stage package;
 - perception never imports reasoning, templates, agent or eval;
-- reasoning and templates take from perception only its hand-off (perception.schema) and its data
-  (perception.registry), and may import radagent; reasoning never imports templates; neither imports
+- reasoning and templates take from perception only its hand-offs (perception.schema: Findings;
+  perception.followup.schema: the Comparison of two studies, comparison.json) and its data (perception.registry), and may import radagent; reasoning never imports templates; neither imports
   agent or eval; templates may import reasoning (it renders reasoning's ReportDraft);
 - agent is the only wiring layer: it may import every stage; its imports of eval are listed below
   by name, each with the reason, so that a new one fails here until someone decides;
@@ -146,9 +146,11 @@ def rule_violation(imp: Import) -> str | None:
         return "perception never imports reasoning, templates, agent or eval (it is the first stage)"
     if src in ("reasoning", "templates"):
         if dst == "perception":
-            if _is(imp.target, "perception.schema") or _is(imp.target, "perception.registry"):
+            if any(_is(imp.target, m) for m in ("perception.schema", "perception.followup.schema",
+                                                 "perception.registry")):
                 return None
-            return (f"{src} takes from perception only perception.schema (Findings) and perception.registry; "
+            return (f"{src} takes from perception only perception.schema (Findings), perception.followup.schema "
+                    f"(Comparison) and perception.registry; "
                     f"errors come from radagent.errors")
         if src == "templates" and dst == "reasoning":
             return None  # templates render reasoning's drafts (the data flows that way)
@@ -182,6 +184,8 @@ def test_the_walker_sees_every_package_and_resolves_relative_imports():
     with pytest.raises(AssertionError, match="beyond the top-level package"):
         imports_of("from .. import templates\n", "reasoning.probe", False, Path("reasoning/probe.py"))
     assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 5, "perception.io", False))
+    assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 5, "perception.followup.register", False))
+    assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 1, "perception.followup.schema", True)) is None
     assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 1, "perception.schema", True)) is None
     assert rule_violation(Import("reasoning.x", Path("reasoning/x.py"), 1, "templates.render", True))
     assert rule_violation(Import("templates.x", Path("templates/x.py"), 1, "reasoning.report", True)) is None
