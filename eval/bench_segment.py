@@ -258,6 +258,8 @@ def bench_totalseg(argv: list[str]) -> dict:
         for run in case["runs"]:
             run.pop("weights", None)
         rec["cases"].append(case)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(rec, indent=2) + "\n")  # after each CT: a run stopped later keeps what it measured
         print(ct, case["shape"], ", ".join(f"{x['task']} {x['status']} {x['seconds']:.1f} s" for x in case["runs"]),
               f"(whole analyze {case['seconds_total']:.1f} s, CPU {case['cpu_seconds_process']} s)", flush=True)
     a.out.parent.mkdir(parents=True, exist_ok=True)
